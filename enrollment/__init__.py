@@ -1,0 +1,1 @@
+"""sigver enrollment application: user store, enrollment, verification and HTTP service."""

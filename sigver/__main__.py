@@ -1,0 +1,3 @@
+from sigver.cli import entry_point
+
+entry_point()

@@ -1,0 +1,101 @@
+"""The ``sigver`` command line: one entry point, one sub-command per module.
+
+Each module listed in :data:`COMMANDS` exposes ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``. Modules keep heavy imports
+(torch, sklearn) inside ``run`` so that ``sigver --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from sigver import __version__
+from sigver.errors import SigverError
+
+logger = logging.getLogger("sigver")
+
+#: Sub-command modules, in the order ``sigver --help`` lists them.
+COMMANDS: tuple[str, ...] = (
+    "sigver.commands.datasets",
+    "sigver.commands.preprocess",
+)
+
+#: Exit status for errors the user can fix (bad input, missing file...).
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="sigver",
+        description="Offline handwritten signature verification (SigNet features + per-user SVMs).",
+    )
+    parser.add_argument("--version", action="version", version=f"sigver {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS:
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Send sigver's log records to stderr at the requested level."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    root = logging.getLogger("sigver")
+    if not any(getattr(h, "_sigver", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler._sigver = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("enrollment",):
+        logging.getLogger(name).handlers = root.handlers
+        logging.getLogger(name).setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI in-process and return the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        0 on success, :data:`EXIT_USER_ERROR` for errors the user can fix,
+        and command-specific codes otherwise (``verify`` returns 1 on reject).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(args._run(args))
+    except SigverError as exc:
+        logger.error("%s", exc)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return 130
+
+
+def entry_point() -> None:
+    """Console-script wrapper around :func:`main`."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``sigver`` CLI (see :mod:`sigver.cli`)."""

@@ -1,0 +1,30 @@
+"""Shared pytest fixtures.
+
+Real data lives outside the repository (``../shared/data`` beside the
+checkout, or ``$SIGVER_SHARED_DATA``); tests that need it skip cleanly when it
+is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """Folder holding the shared real datasets (may not exist)."""
+    env = os.environ.get("SIGVER_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sigcomp_path() -> Path:
+    """Path to the real ICDAR 2011 SigComp (Dutch) offline set; skips when absent."""
+    path = shared_data_dir() / "sigcomp2011"
+    if not path.is_dir():
+        pytest.skip(f"real data not available at {path}")
+    return path
