@@ -22,6 +22,7 @@ logger = logging.getLogger("sigver")
 COMMANDS: tuple[str, ...] = (
     "sigver.commands.datasets",
     "sigver.commands.preprocess",
+    "sigver.commands.synth",
 )
 
 #: Exit status for errors the user can fix (bad input, missing file...).
