@@ -1,0 +1,275 @@
+"""Tests for the synthetic signature generator (sigver.synth, ``sigver synth``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sigver.cli import main
+from sigver.synth import (
+    SynthError,
+    generate_corpus,
+    generate_writer,
+    make_writer,
+    preview_sheet,
+    render_forgery,
+    render_genuine,
+    sample_rngs,
+)
+from sigver.synth import geometry as geo
+from sigver.synth.model import STEP, _plan
+from sigver.synth.render import MAX_SIZE
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+
+def _descriptor(img: np.ndarray) -> np.ndarray:
+    """Fixed, non-learned descriptor: 8-bin gradient-orientation energy on an 8 x 12 grid.
+
+    Computed on the SigNet-preprocessed image (GPDS-synthetic canvas), i.e. on
+    exactly what a network trained on this corpus would see.
+    """
+    from sigver.preprocessing import CANVAS_SIZES, preprocess_signature
+
+    x = preprocess_signature(img, CANVAS_SIZES["gpds-synthetic"]).astype(np.float32) / 255.0
+    gx = cv2.Sobel(x, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(x, cv2.CV_32F, 0, 1)
+    mag = np.hypot(gx, gy)
+    bins = np.minimum((np.mod(np.arctan2(gy, gx), np.pi) / np.pi * 8).astype(int), 7)
+    d = np.stack(
+        [cv2.resize(mag * (bins == k), (12, 8), interpolation=cv2.INTER_AREA) for k in range(8)]
+    ).ravel()
+    return d / (np.linalg.norm(d) + 1e-9)
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Mann-Whitney AUC (ties count one half)."""
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+N_WRITERS, N_GEN, N_FORG = 24, 3, 2
+
+
+@pytest.fixture(scope="module")
+def sample_set() -> dict[str, list[list[np.ndarray]]]:
+    """A small in-memory corpus: 24 writers x (3 genuine + 2 forgeries)."""
+    genuine, forgeries = [], []
+    for w in range(N_WRITERS):
+        _, g, f = generate_writer(11, w, N_GEN, N_FORG)
+        genuine.append(g)
+        forgeries.append(f)
+    return {"genuine": genuine, "forgeries": forgeries}
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_resample_uniform_and_keeps_ends() -> None:
+    line = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    out = geo.resample(line, 0.1)
+    steps = np.hypot(*np.diff(out, axis=0).T)
+    assert np.allclose(steps, 0.1)  # total length 2.0 -> 21 points exactly 0.1 apart
+    assert len(out) == 21
+    assert np.allclose(out[0], line[0]) and np.allclose(out[-1], line[-1])
+    dot = geo.resample(np.array([[2.0, 3.0]]), 0.1)
+    assert dot.shape == (2, 2)
+
+
+def test_gaussian_smooth_keeps_straight_lines() -> None:
+    # Odd reflection at the ends: a straight, uniformly sampled line is a fixed point.
+    line = np.column_stack([np.linspace(0, 1, 50), np.linspace(0, 2, 50)])
+    assert np.allclose(geo.gaussian_smooth(line, 4.0), line)
+    zigzag = np.column_stack([np.arange(40.0), np.tile([0.0, 1.0], 20)])
+    assert geo.gaussian_smooth(zigzag, 3.0)[5:-5, 1].std() < 0.05
+
+
+def test_catmull_rom_interpolates_nodes() -> None:
+    nodes = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    curve = geo.catmull_rom(nodes, 0.05)
+    for node in nodes:
+        assert np.hypot(*(curve - node).T).min() < 1e-9
+    # Centripetal splines stay near the control polygon (no big overshoot).
+    assert curve.min() > -0.25 and curve.max() < 1.25
+
+
+def test_keypoints_find_the_corner() -> None:
+    corner = geo.resample(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]), 0.02)
+    keys = geo.curvature_keypoints(corner, max_gap=1000)
+    assert keys[0] == 0 and keys[-1] == len(corner) - 1
+    inner = keys[1:-1]
+    assert len(inner) >= 1 and np.abs(inner - 50).min() <= 2  # corner at sample 50
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def test_same_font_and_name_still_differs_between_writers() -> None:
+    # Two writers with the same text and font must not share a shape: the
+    # per-writer glyph deformations make them separable.
+    a = _plan(np.random.default_rng(1), "Anna Berg", "scripts", True, (), 3.0)
+    b = _plan(np.random.default_rng(2), "Anna Berg", "scripts", True, (), 3.0)
+    a2 = _plan(np.random.default_rng(1), "Anna Berg", "scripts", True, (), 3.0)
+    assert all(np.array_equal(x, y) for x, y in zip(a, a2, strict=True))
+    pa, pb = np.vstack(a), np.vstack(b)
+    pa = geo.resample(pa - pa.mean(0), STEP)
+    pb = geo.resample(pb - pb.mean(0), STEP)
+    n = min(len(pa), len(pb))
+    assert np.abs(pa[:n] - pb[:n]).mean() > 0.1  # cap heights
+
+
+def test_render_api_returns_scans() -> None:
+    writer = make_writer(3, 0)
+    g = render_genuine(writer, *sample_rngs(3, 0, "genuine", 0))
+    f = render_forgery(writer, *sample_rngs(3, 0, "forgery", 0))
+    for img in (g, f):
+        assert img.dtype == np.uint8 and img.ndim == 2
+        assert img.shape[0] <= MAX_SIZE[0] and img.shape[1] <= MAX_SIZE[1]
+        assert np.median(img) > 200  # light paper
+        assert img.min() < 150  # dark ink
+    # Same streams -> same image; the single-rng form works too.
+    assert np.array_equal(g, render_genuine(writer, *sample_rngs(3, 0, "genuine", 0)))
+    assert render_genuine(writer, np.random.default_rng(0)).ndim == 2
+
+
+@pytest.mark.parametrize("bad", [{"seed": -1}, {"n_writers": 0}, {"n_genuine": 0}, {"n_jobs": 0}])
+def test_generate_corpus_rejects_bad_arguments(tmp_path: Path, bad: dict) -> None:
+    kwargs = {"n_writers": 1, "n_genuine": 1, "n_forgeries": 0, "seed": 0, "n_jobs": 1} | bad
+    with pytest.raises(SynthError):
+        generate_corpus(tmp_path / "c", **kwargs)
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def test_corpus_is_deterministic_across_jobs(tmp_path: Path) -> None:
+    a = generate_corpus(tmp_path / "a", 3, 3, 2, seed=4, n_jobs=1, progress=False)
+    b = generate_corpus(tmp_path / "b", 3, 3, 2, seed=4, n_jobs=2, progress=False)
+    c = generate_corpus(tmp_path / "c", 3, 3, 2, seed=5, n_jobs=2, progress=False)
+    fa, fb, fc = _files(a.root), _files(b.root), _files(c.root)
+    assert len(fa) == 15 and len(a.files) == 15
+    assert fa == fb  # byte-identical whatever the number of workers
+    assert fa.keys() == fc.keys()
+    assert all(fa[k] != fc[k] for k in fa)  # another seed changes every image
+    # The in-memory API yields exactly the written images.
+    _, genuine, forgeries = generate_writer(4, 1, 3, 2)
+    disk = cv2.imread(str(a.root / "002" / "cf-002-02.png"), cv2.IMREAD_UNCHANGED)
+    assert disk.dtype == np.uint8 and disk.ndim == 2
+    assert np.array_equal(disk, forgeries[1])
+
+
+def test_gpds_reader_round_trip(tmp_path: Path) -> None:
+    from sigver.datasets import get_reader
+
+    generate_corpus(tmp_path, 3, 3, 2, seed=1, n_jobs=1, progress=False)
+    result = get_reader("gpds").scan(tmp_path)
+    assert not result.unmatched
+    samples = sorted(result.samples, key=lambda s: s.path.name)
+    assert len(samples) == 15
+    assert sorted({s.user for s in samples}) == ["001", "002", "003"]
+    for s in samples:
+        expected = 1 if s.path.name.startswith("cf-") else 0
+        assert s.label == expected
+        assert s.path.parent.name == s.user and f"-{s.user}-" in s.path.name
+    names = {s.path.name for s in samples if s.user == "002"}
+    assert names == {f"c-002-0{i}.png" for i in (1, 2, 3)} | {"cf-002-01.png", "cf-002-02.png"}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_writes_corpus_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out, sheet = tmp_path / "corpus", tmp_path / "sheet.png"
+    argv = ["synth", "--writers", "2", "--genuine", "2", "--forgeries", "1", "--seed", "3"]
+    argv += ["--out", str(out), "--jobs", "1", "--preview", str(sheet), "--no-progress"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in (out / "002").iterdir()) == [
+        "c-002-01.png",
+        "c-002-02.png",
+        "cf-002-01.png",
+    ]
+    img = cv2.imread(str(sheet), cv2.IMREAD_UNCHANGED)
+    assert img is not None and img.ndim == 2 and img.shape[0] > 100
+    assert "wrote 6 images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--writers", "0"], "--writers must be >= 1"),
+        (["--writers", "2", "--genuine", "-3"], "--genuine must be >= 1"),
+        (["--writers", "2", "--forgeries", "-1"], "--forgeries must be >= 0"),
+        (["--writers", "2", "--seed", "-5"], "--seed must be >= 0"),
+        (["--writers", "2", "--jobs", "0"], "--jobs must be >= 1"),
+        (["--writers", "1", "--preview", "sheet.jpg"], "--preview must name a .png"),
+    ],
+)
+def test_cli_bad_arguments(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, args: list[str], message: str
+) -> None:
+    out = tmp_path / "c"
+    with caplog.at_level(logging.ERROR, logger="sigver"):
+        assert main(["synth", *args, "--out", str(out)]) == 2
+    assert message in caplog.text
+    assert not out.exists()  # validated before anything is written
+
+
+def test_preview_sheet_layout() -> None:
+    sheet = preview_sheet(0, n_writers=2, n_genuine=2, n_forgeries=1, cell=(60, 120))
+    assert sheet.dtype == np.uint8
+    assert sheet.shape[0] > 2 * 60 and sheet.shape[1] > 3 * 120
+
+
+# ----------------------------------------------------------------------------- realism
+
+
+def test_distance_ordering_genuine_forgery_other(sample_set: dict) -> None:
+    """intra-writer < genuine-vs-skilled-forgery < genuine-vs-other-writers."""
+    gen = [np.array([_descriptor(i) for i in g]) for g in sample_set["genuine"]]
+    forg = [np.array([_descriptor(i) for i in f]) for f in sample_set["forgeries"]]
+
+    def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(a[:, None] - b[None], axis=2)
+
+    same, skilled, other = [], [], []
+    iu = np.triu_indices(N_GEN, 1)
+    for w in range(N_WRITERS):
+        same.append(dist(gen[w], gen[w])[iu].mean())
+        skilled.append(dist(gen[w], forg[w]).mean())
+        other.append(np.mean([dist(gen[w], gen[o]).mean() for o in range(N_WRITERS) if o != w]))
+    same, skilled, other = map(np.asarray, (same, skilled, other))
+    logging.getLogger(__name__).info(
+        "mean distances: same %.3f skilled %.3f other %.3f",
+        same.mean(),
+        skilled.mean(),
+        other.mean(),
+    )
+    assert same.mean() < skilled.mean() < other.mean()
+    assert (same < skilled).mean() >= 0.7
+    assert (skilled < other).mean() >= 0.8
+
+
+def test_background_statistics_independent_of_class(sample_set: dict) -> None:
+    def background_stats(img: np.ndarray) -> tuple[float, float]:
+        paper = np.median(img)
+        ink = (img < paper - 25).astype(np.uint8)
+        near_ink = cv2.dilate(ink, np.ones((9, 9), np.uint8)) > 0
+        bg = img[~near_ink].astype(np.float64)
+        return bg.mean(), bg.std()
+
+    gen = np.array([background_stats(i) for g in sample_set["genuine"] for i in g])
+    forg = np.array([background_stats(i) for f in sample_set["forgeries"] for i in f])
+    for k, name in enumerate(("mean", "std")):
+        auc = _auc(gen[:, k], forg[:, k])
+        pooled = np.sqrt((gen[:, k].var() + forg[:, k].var()) / 2)
+        effect = abs(gen[:, k].mean() - forg[:, k].mean()) / pooled
+        assert 0.3 < auc < 0.7, f"background {name} separates classes (AUC {auc:.2f})"
+        assert effect < 0.5, f"background {name} differs by {effect:.2f} std"
