@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "sigver.commands.datasets",
     "sigver.commands.preprocess",
     "sigver.commands.synth",
+    "sigver.commands.evaluate",
 )
 
 #: Exit status for errors the user can fix (bad input, missing file...).

@@ -1,0 +1,591 @@
+"""Train and score the writer-dependent classifiers of a protocol, fast.
+
+Two engines give the same scores on the same data:
+
+``"naive"``
+    The textbook loop: for each user, scale, ``SVC.fit`` on the user's
+    references + negatives, ``SVC.decision_function`` on its scored sets.
+``"fast"``
+    Exploits the structure of the protocol. Every training sample of every
+    user in a fold is either a shared negative or a reference, so the fold's
+    *training pool* is ``negatives + all references``. With one scaler per
+    fold, the kernel matrix over the pool is computed once (one BLAS product)
+    and each user's SVM is trained on a slice of it with
+    ``SVC(kernel="precomputed")``; the shared negatives-by-negatives block is
+    copied once per worker and only the user's reference rows are rewritten.
+    Scores are ``K(test, support vectors) @ dual_coef + intercept`` with the
+    kernel of every test genuine against the pool also computed once.
+
+Scaling (``scaling``):
+
+``"fold"`` (default)
+    ``StandardScaler(with_mean=False)`` fit once per fold on the training pool
+    (the union of all users' training sets: development negatives and all
+    exploitation references of the fold; no test sample). This is the
+    documented variant the fast engine needs: a per-user scale would change
+    the kernel of every pair of negatives for every user.
+``"user"``
+    The published recipe: the scaler is fit on each user's own training set
+    (``WriterDependentClassifier``, reference luizgh/sigver). Only the naive
+    engine implements it. With ~N negatives and a handful of references the two
+    scales differ by O(refs / N); ``scripts/bench_protocol.py`` reports both.
+
+Both engines, for the same ``scaling``, produce decision values equal to
+floating-point rounding (tests and the benchmark check this).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from sigver.classifier import KERNELS, kernel_matrix, resolve_class_weight
+from sigver.errors import SigverError
+from sigver.featureset import FeatureSet
+from sigver.metrics import compute_metrics, eer_threshold, far, operating_point
+from sigver.protocol import FoldSplit, ProtocolConfig, ResolvedProtocol, make_splits
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ClassifierConfig",
+    "FoldScores",
+    "EvaluationResult",
+    "score_fold",
+    "evaluate",
+    "SUMMARY_METRICS",
+]
+
+#: Metrics summarised (mean, std over folds) in every report.
+SUMMARY_METRICS = ("EER_global", "EER_user", "FRR", "FAR_random", "FAR_skilled", "AUC")
+
+ENGINES = ("fast", "naive")
+SCALINGS = ("fold", "user")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Writer-dependent SVM settings (published defaults)."""
+
+    kernel: str = "rbf"
+    C: float = 1.0
+    gamma: float = 2**-11
+    scaling: str = "fold"
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise SigverError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+        if self.scaling not in SCALINGS:
+            raise SigverError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if not (self.C > 0 and self.gamma > 0):
+            raise SigverError("C and gamma must be positive")
+
+
+@dataclass
+class FoldScores:
+    """Decision values of one fold, per exploitation user (sorted user order)."""
+
+    genuine: list[np.ndarray]
+    random: list[np.ndarray]
+    skilled: list[np.ndarray]
+    simple: list[np.ndarray]
+    n_support: list[int] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationResult:
+    """Scores, per-fold metrics and summary of a protocol run."""
+
+    protocol: ResolvedProtocol
+    classifier: ClassifierConfig
+    folds: list[dict[str, Any]]
+    scores: list[FoldScores]
+    summary: dict[str, dict[str, float]]
+    a_priori: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# -- engines -------------------------------------------------------------------------
+
+
+def _svc(cfg: ClassifierConfig, kernel: str, y: np.ndarray) -> SVC:
+    classes = np.array([0, 1])
+    return SVC(
+        kernel=kernel,
+        C=cfg.C,
+        gamma=cfg.gamma,
+        class_weight=resolve_class_weight("skew", classes, y),
+    )
+
+
+def _labels(n_pos: int, n_neg: int) -> np.ndarray:
+    return np.r_[np.ones(n_pos, dtype=np.int64), np.zeros(n_neg, dtype=np.int64)]
+
+
+def _naive_user(
+    x: np.ndarray, split: FoldSplit, i: int, cfg: ClassifierConfig, fold_scale: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    refs, negs = split.refs[i], split.training_negatives(i)
+    train = x[np.r_[refs, negs]].astype(np.float64)
+    y = _labels(refs.size, negs.size)
+    scale = StandardScaler(with_mean=False).fit(train).scale_ if fold_scale is None else fold_scale
+    svc = _svc(cfg, cfg.kernel, y).fit(train / scale, y)
+
+    def score(idx: np.ndarray) -> np.ndarray:
+        if idx.size == 0:
+            return np.zeros(0)
+        return svc.decision_function(x[idx].astype(np.float64) / scale)
+
+    return (
+        score(split.test_genuine[i]),
+        score(split.random_forgeries(i)),
+        score(split.skilled[i]),
+        score(split.simple[i]),
+        int(svc.support_.size),
+    )
+
+
+def _fold_pool(split: FoldSplit) -> np.ndarray:
+    """Training pool of a fold: shared negatives then every user's references."""
+    return np.concatenate([split.negatives, *split.refs])
+
+
+def _fold_scale(x: np.ndarray, split: FoldSplit) -> np.ndarray:
+    pool = x[_fold_pool(split)].astype(np.float64)
+    return StandardScaler(with_mean=False).fit(pool).scale_
+
+
+def _fast_chunk(
+    users: list[int],
+    split: FoldSplit,
+    cfg: ClassifierConfig,
+    k_pool: np.ndarray,
+    k_gen: np.ndarray,
+    pool_pos: dict[int, int],
+    xs_pool: np.ndarray,
+    x: np.ndarray,
+    scale: np.ndarray,
+    gen_offsets: np.ndarray,
+    tick: Callable[[], None],
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]]:
+    n_neg = split.negatives.size
+    neg_pos = np.arange(n_neg)
+    buf: np.ndarray | None = None
+    out = []
+    for i in users:
+        ref_pos = np.array([pool_pos[int(s)] for s in split.refs[i]], dtype=np.int64)
+        extra = split.exp_negatives[i] if split.exp_negatives else np.zeros(0, dtype=np.int64)
+        r = ref_pos.size
+        if extra.size == 0:
+            # The negatives block is the same for every user with the same number of
+            # references: fill it once per worker, then overwrite the reference rows/cols.
+            train_pos = np.r_[ref_pos, neg_pos]
+            if buf is None or buf.shape[0] != r + n_neg:
+                buf = np.empty((r + n_neg, r + n_neg))
+                buf[r:, r:] = k_pool[:n_neg, :n_neg]
+            buf[:r, :] = k_pool[np.ix_(ref_pos, train_pos)]
+            buf[r:, :r] = k_pool[np.ix_(neg_pos, ref_pos)]
+            gram = buf
+        else:
+            extra_pos = np.array([pool_pos[int(s)] for s in extra], dtype=np.int64)
+            train_pos = np.r_[ref_pos, neg_pos, extra_pos]
+            gram = k_pool[np.ix_(train_pos, train_pos)]
+        y = _labels(r, train_pos.size - r)
+        svc = _svc(cfg, "precomputed", y).fit(gram, y)
+        sv_pos = train_pos[svc.support_]
+        dual = svc.dual_coef_[0]
+        b = float(svc.intercept_[0])
+        gen_scores = k_gen[:, sv_pos] @ dual + b
+        lo, hi = gen_offsets[i], gen_offsets[i + 1]
+        sv_x = xs_pool[sv_pos]
+
+        def score(idx: np.ndarray, sv_x: np.ndarray = sv_x, dual: Any = dual, b: float = b):
+            if idx.size == 0:
+                return np.zeros(0)
+            xs = x[idx].astype(np.float64) / scale
+            return kernel_matrix(xs, sv_x, cfg.kernel, cfg.gamma) @ dual + b
+
+        out.append(
+            (
+                gen_scores[lo:hi],
+                np.r_[gen_scores[:lo], gen_scores[hi:]],
+                score(split.skilled[i]),
+                score(split.simple[i]),
+                int(sv_pos.size),
+            )
+        )
+        tick()
+    return out
+
+
+def score_fold(
+    x: np.ndarray,
+    split: FoldSplit,
+    cfg: ClassifierConfig,
+    *,
+    engine: str = "fast",
+    n_jobs: int = 1,
+    progress: bool = False,
+    users: list[int] | None = None,
+) -> FoldScores:
+    """Train every exploitation user's classifier of one fold and score its test sets.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, D)
+        Features of the whole dataset.
+    split : FoldSplit
+    cfg : ClassifierConfig
+    engine : {"fast", "naive"}
+    n_jobs : int
+        Threads over users (libsvm and BLAS release the GIL).
+    progress : bool
+        tqdm bar over users.
+    users : list of int, optional
+        Positions (in ``split.users``) of the users to process; all by default
+        (benchmarks time a subset). Random forgeries still come from every user.
+
+    Returns
+    -------
+    FoldScores
+    """
+    if engine not in ENGINES:
+        raise SigverError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "fast" and cfg.scaling != "fold":
+        raise SigverError("the fast engine implements scaling='fold' only; use engine='naive'")
+    from tqdm.auto import tqdm
+
+    todo = np.arange(len(split.users)) if users is None else np.asarray(users, dtype=np.int64)
+    n_users = int(todo.size)
+    n_jobs = max(1, min(int(n_jobs), n_users))
+    bar = tqdm(
+        total=n_users,
+        desc=f"fold {split.fold}",
+        unit="user",
+        disable=not progress or not sys.stderr.isatty(),
+        leave=False,
+    )
+    # Contiguous chunks keep each worker's reusable kernel buffer warm.
+    chunks = [c.tolist() for c in np.array_split(todo, n_jobs) if c.size]
+    with bar:
+        if engine == "naive":
+            fold_scale = _fold_scale(x, split) if cfg.scaling == "fold" else None
+
+            def run_naive(users: list[int]) -> list[Any]:
+                res = []
+                for i in users:
+                    res.append(_naive_user(x, split, i, cfg, fold_scale))
+                    bar.update(1)
+                return res
+
+            parts = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(run_naive)(c) for c in chunks)
+        else:
+            pool = _fold_pool(split)
+            pool_pos = {int(s): p for p, s in enumerate(pool)}
+            xp = x[pool].astype(np.float64)
+            scale = StandardScaler(with_mean=False).fit(xp).scale_
+            xs_pool = xp / scale
+            del xp
+            k_pool = kernel_matrix(xs_pool, xs_pool, cfg.kernel, cfg.gamma)
+            gen_all = split.all_test_genuine
+            k_gen = kernel_matrix(
+                x[gen_all].astype(np.float64) / scale, xs_pool, cfg.kernel, cfg.gamma
+            )
+            gen_offsets = np.r_[0, np.cumsum([g.size for g in split.test_genuine])]
+            parts = Parallel(n_jobs=n_jobs, prefer="threads")(
+                delayed(_fast_chunk)(
+                    c,
+                    split,
+                    cfg,
+                    k_pool,
+                    k_gen,
+                    pool_pos,
+                    xs_pool,
+                    x,
+                    scale,
+                    gen_offsets,
+                    lambda: bar.update(1),
+                )
+                for c in chunks
+            )
+    flat = [r for part in parts for r in part]
+    return FoldScores(
+        genuine=[r[0] for r in flat],
+        random=[r[1] for r in flat],
+        skilled=[r[2] for r in flat],
+        simple=[r[3] for r in flat],
+        n_support=[r[4] for r in flat],
+    )
+
+
+# -- protocol ------------------------------------------------------------------------
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def a_priori_other_folds(scores: list[FoldScores]) -> dict[str, Any]:
+    """A-priori operating point: global EER threshold chosen on the *other* folds.
+
+    For fold ``k`` the threshold is the global-EER threshold of the pooled
+    genuine vs skilled scores of every fold but ``k``, then FRR / FAR_random /
+    FAR_skilled are measured on fold ``k`` at that threshold. It is a-priori
+    with respect to fold ``k``'s scores; note the other folds hold the same
+    users (different reference draws), so it is optimistic compared to a
+    threshold tuned on disjoint development users.
+    """
+    if len(scores) < 2:
+        return {"available": False, "reason": "needs at least 2 folds"}
+    per_fold = []
+    for k, fold in enumerate(scores):
+        others = [s for j, s in enumerate(scores) if j != k]
+        g = _cat([a for s in others for a in s.genuine])
+        sk = _cat([a for s in others for a in s.skilled])
+        if g.size == 0 or sk.size == 0:
+            return {"available": False, "reason": "no skilled forgeries to choose a threshold"}
+        t = eer_threshold(g, sk)
+        per_fold.append(
+            operating_point(_cat(fold.genuine), _cat(fold.random), _cat(fold.skilled), t)
+        )
+    out: dict[str, Any] = {
+        "available": True,
+        "method": "global EER threshold (genuine vs skilled) chosen on the other folds",
+        "per_fold": per_fold,
+    }
+    for key in ("FRR", "FAR_random", "FAR_skilled", "HTER_skilled"):
+        vals = np.array([p[key] for p in per_fold])
+        out[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+    return out
+
+
+def evaluate(
+    fs: FeatureSet,
+    protocol: ProtocolConfig,
+    classifier: ClassifierConfig | None = None,
+    *,
+    engine: str = "fast",
+    n_jobs: int = 2,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Run a writer-dependent protocol on a feature set.
+
+    Parameters
+    ----------
+    fs : FeatureSet
+    protocol : ProtocolConfig
+    classifier : ClassifierConfig, optional
+        Published defaults when omitted.
+    engine : {"fast", "naive"}
+        ``scaling="user"`` forces ``"naive"``.
+    n_jobs : int
+        Threads over users.
+    progress : bool
+
+    Returns
+    -------
+    EvaluationResult
+        Per-fold metrics (threshold 0 = the classifiers' own), summary
+        (mean and std over folds, ``ddof=0``) and the a-priori operating point.
+    """
+    cfg = classifier or ClassifierConfig()
+    if cfg.scaling == "user" and engine == "fast":
+        logger.info("scaling='user' is only implemented by the naive engine; using it")
+        engine = "naive"
+    resolved, splits = make_splits(fs.y, fs.yforg, fs.user_ids, protocol)
+    logger.info(
+        "%d exploitation users, %d development users, %d folds, %d negatives per user (fold 0)",
+        resolved.exp_users.size,
+        resolved.dev_users.size,
+        len(splits),
+        splits[0].training_negatives(0).size,
+    )
+    folds, all_scores = [], []
+    for split in splits:
+        scores = score_fold(
+            fs.features, split, cfg, engine=engine, n_jobs=n_jobs, progress=progress
+        )
+        m = dict(compute_metrics(scores.genuine, scores.random, scores.skilled))
+        simple = _cat(scores.simple)
+        if simple.size:
+            m["FAR_simple"] = far(simple)
+            m["n_simple"] = int(simple.size)
+        m["fold"] = split.fold
+        m["seed"] = split.seed
+        m["mean_n_support"] = float(np.mean(scores.n_support))
+        logger.info(
+            "fold %d: EER_global %.2f%%  EER_user %.2f%%",
+            split.fold,
+            100 * m["EER_global"],
+            100 * m["EER_user"],
+        )
+        folds.append(m)
+        all_scores.append(scores)
+    summary = {}
+    keys = list(SUMMARY_METRICS) + (["FAR_simple"] if "FAR_simple" in folds[0] else [])
+    for key in keys:
+        vals = np.array([f[key] for f in folds], dtype=np.float64)
+        summary[key] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals))}
+    return EvaluationResult(
+        protocol=resolved,
+        classifier=cfg,
+        folds=folds,
+        scores=all_scores,
+        summary=summary,
+        a_priori=a_priori_other_folds(all_scores),
+        meta={"engine": engine, "n_jobs": n_jobs, **fs.meta},
+    )
+
+
+# -- reports -------------------------------------------------------------------------
+
+#: Column labels of the results tables (a-posteriori EERs labelled as such).
+LABELS = {
+    "EER_global": "EER global thr. (a-post.)",
+    "EER_user": "EER user thr. (a-post.)",
+    "FRR": "FRR",
+    "FAR_random": "FAR random",
+    "FAR_skilled": "FAR skilled",
+    "AUC": "mean AUC",
+    "FAR_simple": "FAR simple",
+}
+
+
+def _pct(stat: dict[str, float], key: str) -> str:
+    if key == "AUC":
+        return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+
+
+def format_table(result: EvaluationResult, *, markdown: bool = False) -> str:
+    """Mean ± std over folds of every summary metric (rates in %), plus the a-priori point."""
+    keys = list(result.summary)
+    rows = [(LABELS.get(k, k), _pct(result.summary[k], k)) for k in keys]
+    ap = result.a_priori
+    if ap.get("available"):
+        for k in ("FRR", "FAR_random", "FAR_skilled"):
+            rows.append((f"a-priori {LABELS[k]}", _pct(ap[k], k)))
+    n_folds = len(result.folds)
+    if markdown:
+        lines = [f"| metric | mean ± std ({n_folds} folds) |", "|---|---|"]
+        lines += [f"| {name} | {val} |" for name, val in rows]
+        lines.append("")
+        lines.append(
+            "Rates in %, AUC in [0, 1]. FRR / FAR at the classifiers' own threshold (0). "
+            "a-priori: global EER threshold chosen on the other folds."
+        )
+        return "\n".join(lines) + "\n"
+    width = max(len(n) for n, _ in rows)
+    lines = [f"{'metric':<{width}}  mean ± std over {n_folds} folds (%)"]
+    lines += [f"{name:<{width}}  {val}" for name, val in rows]
+    return "\n".join(lines)
+
+
+def results_dict(result: EvaluationResult, user_ids: np.ndarray) -> dict[str, Any]:
+    """JSON-serialisable results: protocol, seeds, classifier, per-fold values, summary."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float | np.floating):
+            return float(v) if np.isfinite(v) else None
+        if isinstance(v, np.integer):
+            return int(v)
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(
+        {
+            "protocol": result.protocol.to_dict(user_ids),
+            "classifier": {
+                "kernel": result.classifier.kernel,
+                "C": result.classifier.C,
+                "gamma": result.classifier.gamma,
+                "scaling": result.classifier.scaling,
+                "class_weight": "genuine = #negatives / #positives",
+            },
+            "threshold": 0.0,
+            "folds": result.folds,
+            "summary": result.summary,
+            "a_priori": result.a_priori,
+            "meta": result.meta,
+        }
+    )
+
+
+def write_results(
+    result: EvaluationResult, user_ids: np.ndarray, out_dir: Any, *, plots: bool = True
+) -> dict[str, Any]:
+    """Write ``results.json``, ``results.csv``, ``results.md``, ``scores.npz`` and plots.
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``.
+    """
+    import csv
+    import io
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def atomic_text(name: str, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+            os.replace(tmp, out / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    data = results_dict(result, user_ids)
+    atomic_text("results.json", json.dumps(data, indent=2, sort_keys=False) + "\n")
+    keys = list(result.summary)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["fold", "seed", *keys])
+    for f in result.folds:
+        writer.writerow([f["fold"], f["seed"], *(f"{f[k]:.6f}" for k in keys)])
+    writer.writerow(["mean", "", *(f"{result.summary[k]['mean']:.6f}" for k in keys)])
+    writer.writerow(["std", "", *(f"{result.summary[k]['std']:.6f}" for k in keys)])
+    atomic_text("results.csv", buf.getvalue())
+    cfg = result.protocol.config
+    header = (
+        f"# Writer-dependent evaluation: {cfg.name or 'custom protocol'}\n\n"
+        f"Features: {result.meta.get('model_id', 'unknown')}; classifier: "
+        f"{result.classifier.kernel} SVM (C={result.classifier.C}, "
+        f"gamma={result.classifier.gamma:g}, scaling={result.classifier.scaling}); "
+        f"{result.protocol.exp_users.size} exploitation users, {cfg.refs} references, "
+        f"seed {cfg.seed}.\n\n"
+    )
+    atomic_text("results.md", header + format_table(result, markdown=True))
+    g = _cat([a for s in result.scores for a in s.genuine])
+    r = _cat([a for s in result.scores for a in s.random])
+    s = _cat([a for s in result.scores for a in s.skilled])
+    fd, tmp = tempfile.mkstemp(prefix=".scores.", suffix=".npz", dir=out)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, genuine=g, random=r, skilled=s)
+        os.replace(tmp, out / "scores.npz")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if plots:
+        from sigver.plots import write_plots
+
+        write_plots(g, r, s, out)
+    return data

@@ -1,0 +1,147 @@
+"""`sigver evaluate` end to end on a tiny synthetic feature set; FeatureSet round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sigver.cli import main
+from sigver.errors import DatasetError
+from sigver.featureset import FeatureSet, load_features, save_features
+
+
+def tiny_features(n_users=12, d=16, n_gen=9, n_forg=4, seed=0) -> FeatureSet:
+    """Each user has a mean vector; skilled forgeries lie close to it."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(n_users, d)) * 3
+    x, y, yforg, names = [], [], [], []
+    for u in range(n_users):
+        for k in range(n_gen):
+            x.append(means[u] + rng.normal(size=d))
+            y.append(u)
+            yforg.append(0)
+            names.append(f"u{u:02d}/g{k}.png")
+        for k in range(n_forg):
+            x.append(means[u] + 1.0 + rng.normal(size=d))
+            y.append(u)
+            yforg.append(1)
+            names.append(f"u{u:02d}/f{k}.png")
+    return FeatureSet(
+        np.array(x, dtype=np.float32),
+        np.array(y),
+        np.array(yforg),
+        np.array([f"u{u:02d}" for u in range(n_users)]),
+        np.array(names),
+        {"model_id": "toy-gaussian", "dataset": "toy"},
+    )
+
+
+def test_featureset_round_trip(tmp_path):
+    fs = tiny_features()
+    path = save_features(tmp_path / "f.npz", fs)
+    back = load_features(path)
+    np.testing.assert_array_equal(back.features, fs.features)
+    np.testing.assert_array_equal(back.y, fs.y)
+    np.testing.assert_array_equal(back.yforg, fs.yforg)
+    np.testing.assert_array_equal(back.user_ids, fs.user_ids)
+    np.testing.assert_array_equal(back.filenames, fs.filenames)
+    assert back.meta["model_id"] == "toy-gaussian"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_load_features_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_features(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(DatasetError, match="missing arrays"):
+        load_features(tmp_path / "other.npz")
+    fs = tiny_features()
+    np.savez(
+        tmp_path / "bad.npz",
+        features=fs.features,
+        y=fs.y[:-1],
+        yforg=fs.yforg,
+        user_ids=fs.user_ids,
+        filenames=fs.filenames,
+        meta=np.array(["{}"]),
+    )
+    with pytest.raises(DatasetError, match="y must have shape"):
+        load_features(tmp_path / "bad.npz")
+    with pytest.raises(DatasetError, match="2-D"):
+        FeatureSet(np.zeros(3), np.zeros(3, int), np.zeros(3, int), np.array(["a"]), np.zeros(3))
+
+
+def test_cli_evaluate_smoke(tmp_path, capsys):
+    path = save_features(tmp_path / "f.npz", tiny_features())
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate", "--features", str(path),
+        "--exp-users", "0", "6", "--dev-users", "6", "12",
+        "--refs", "4", "--test-genuine", "5", "--forg-from-dev", "5",
+        "--folds", "3", "--seed", "3", "--gamma", "0.05", "--jobs", "2",
+        "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "EER global thr. (a-post.)" in printed and "a-priori" in printed
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["summary"]) >= {
+        "EER_global", "EER_user", "FRR", "FAR_random", "FAR_skilled", "AUC",
+    }  # fmt: skip
+    for stat in data["summary"].values():
+        assert set(stat) == {"mean", "std"}
+    assert len(data["folds"]) == 3 and len(data["protocol"]["fold_seeds"]) == 3
+    assert data["protocol"]["exp_user_ids"] == [f"u{u:02d}" for u in range(6)]
+    assert data["folds"][0]["n_genuine"] == 6 * 5 and data["folds"][0]["n_random"] == 6 * 25
+    # Well separated users: random forgeries are rejected.
+    assert data["summary"]["FAR_random"]["mean"] < 0.05
+    assert data["a_priori"]["available"]
+    for name in ("results.csv", "results.md", "det.png", "roc.png", "scores.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Same seed, same numbers.
+    assert main([*argv[:-3], "--out", str(tmp_path / "again"), "--no-progress"]) == 0
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["folds"] == data["folds"]
+
+
+def test_cli_user_errors(tmp_path):
+    path = save_features(tmp_path / "f.npz", tiny_features())
+    base = ["evaluate", "--features", str(path), "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main([*base, "--preset", "nope"]) == 2
+    assert main([*base, "--exp-users", "0", "6", "--dev-users", "5", "12"]) == 2
+    assert main([*base, "--exp-users", "0", "6", "--refs", "20", "--dev-users", "6", "12"]) == 2
+    assert main(["evaluate", "--baseline", "hog", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_cli_model_path_when_available(tmp_path):
+    features = pytest.importorskip("sigver.features")
+    try:
+        model = features.default_model_path()
+    except Exception:  # noqa: BLE001
+        pytest.skip("no default model")
+    if not model.is_file():
+        pytest.skip("shipped model not present")
+    rng = np.random.default_rng(0)
+    from sigver.cache import SignatureCache, save_cache
+
+    n_users, per = 6, 6
+    x = (rng.random((n_users * per, 1, 170, 242)) > 0.97).astype(np.uint8) * 255
+    cache = SignatureCache(
+        x=x,
+        y=np.repeat(np.arange(n_users), per),
+        yforg=np.zeros(n_users * per, dtype=np.int8),
+        user_ids=np.array([f"{u:03d}" for u in range(n_users)]),
+        filenames=np.array([f"{i}.png" for i in range(n_users * per)]),
+    )
+    cache_path = tmp_path / "c.npz"
+    save_cache(cache_path, cache)
+    argv = [
+        "evaluate", "--model", str(model), "--data", str(cache_path),
+        "--exp-users", "0", "3", "--dev-users", "3", "6", "--refs", "3",
+        "--folds", "2", "--out", str(tmp_path / "m"), "--no-plots", "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert (tmp_path / "m" / "results.json").is_file()
