@@ -19,6 +19,7 @@ from sigver.synth import (
     render_forgery,
     render_genuine,
     sample_rngs,
+    save_preview,
 )
 from sigver.synth import geometry as geo
 from sigver.synth.model import STEP, _plan
@@ -226,6 +227,16 @@ def test_preview_sheet_layout() -> None:
     sheet = preview_sheet(0, n_writers=2, n_genuine=2, n_forgeries=1, cell=(60, 120))
     assert sheet.dtype == np.uint8
     assert sheet.shape[0] > 2 * 60 and sheet.shape[1] > 3 * 120
+
+
+def test_save_preview_quantises_grey_levels(tmp_path: Path) -> None:
+    sheet = np.array([[0, 60, 64, 200, 255]], np.uint8)
+    img = cv2.imread(str(save_preview(tmp_path / "a.png", sheet, levels=2)), cv2.IMREAD_UNCHANGED)
+    assert img.tolist() == [[0, 0, 0, 255, 255]]  # step 255: below 127.5 -> 0, above -> 255
+    raw = save_preview(tmp_path / "b.png", sheet, levels=None)
+    assert cv2.imread(str(raw), cv2.IMREAD_UNCHANGED).tolist() == sheet.tolist()
+    with pytest.raises(SynthError):
+        save_preview(tmp_path / "c.png", sheet, levels=1)
 
 
 # ----------------------------------------------------------------------------- realism

@@ -417,11 +417,32 @@ def preview_sheet(
     return sheet
 
 
-def save_preview(path: str | Path, sheet: np.ndarray) -> Path:
-    """Write a preview sheet as PNG (atomically)."""
+def save_preview(path: str | Path, sheet: np.ndarray, *, levels: int | None = 64) -> Path:
+    """Write a preview sheet as PNG (atomically).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Output ``.png`` file.
+    sheet : numpy.ndarray
+        uint8 grayscale sheet from :func:`preview_sheet`.
+    levels : int or None, default 64
+        Number of grey levels kept. The paper and scanner noise is nearly
+        incompressible; 64 levels look the same and keep the committed docs
+        figure small. ``None`` writes the sheet unchanged.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise SynthError(f"preview must be a .png file, got {path}")
+    if levels is not None:
+        if not 2 <= levels <= 256:
+            raise SynthError(f"levels must be in [2, 256], got {levels}")
+        q = 255.0 / (levels - 1)
+        sheet = np.clip(np.rint(np.rint(sheet / q) * q), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Maximum compression: the sheet is meant to be committed and shown in docs.
     _write_png(path, sheet, compression=9)

@@ -135,9 +135,19 @@ class SynthWriter:
         )
 
 
+#: Beta distribution of forger skill (mean ~0.44: most people who were asked
+#: to forge a signature are not practised forgers).
+SKILL_BETA = (2.2, 2.8)
+
+
 @dataclass(frozen=True)
 class Forger:
     """A forger's own motor habits, shared by the forgeries they produce.
+
+    A forger copies a specimen slowly, so they rarely hit the writer's
+    proportions: each forger has a systematic bias in size, aspect and slant
+    (the same in all their imitations of a writer) on top of per-forgery
+    misjudgements. Their pen rarely matches the writer's either.
 
     Attributes
     ----------
@@ -149,22 +159,37 @@ class Forger:
         Forger's pen width relative to the target's.
     ink_factor : float
         Forger's ink level relative to the target's.
+    size_bias : float
+        Systematic relative size error (1 = exact size).
+    aspect_bias : float
+        Systematic width/height proportion error (1 = exact).
+    slant_bias : float
+        Systematic slant error (shear, positive leans right).
     """
 
     skill: float
     tremor: float
     pen_factor: float
     ink_factor: float
+    size_bias: float = 1.0
+    aspect_bias: float = 1.0
+    slant_bias: float = 0.0
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Forger:
         """Draw a forger."""
-        skill = float(rng.beta(2.5, 2.0))
+        skill = float(rng.beta(SKILL_BETA[0], SKILL_BETA[1]))
+        unskill = 1.0 - skill
         return cls(
             skill=skill,
-            tremor=float((0.002 + 0.006 * (1.0 - skill)) * rng.uniform(0.7, 1.3)),
-            pen_factor=float(rng.uniform(0.95, 1.3)),
-            ink_factor=float(rng.uniform(0.75, 1.05)),
+            tremor=float((0.004 + 0.012 * unskill) * rng.uniform(0.7, 1.3)),
+            # Forgers use their own pen, on average a blunter one (they press
+            # harder too), and rarely the same ink.
+            pen_factor=float(np.exp(rng.normal(0.25, 0.2))),
+            ink_factor=float(rng.uniform(0.7, 1.1)),
+            size_bias=float(np.exp(rng.normal(0.0, 0.06 + 0.08 * unskill))),
+            aspect_bias=float(np.exp(rng.normal(0.0, 0.05 + 0.08 * unskill))),
+            slant_bias=float(rng.normal(0.0, 0.05 + 0.1 * unskill)),
         )
 
 
@@ -420,29 +445,43 @@ def forgery_strokes(
     if forger is None:
         forger = Forger.random(rng)
     unskill = 1.0 - forger.skill
-    # The forger studies a genuine specimen: small global misjudgements of
-    # size, slant and rotation, larger than the writer's own jitter.
-    comps = _global_jitter(
-        writer.template, rng, 2.5 + 3.0 * unskill, 0.04 + 0.05 * unskill, 0.05 + 0.06 * unskill
+    # The forger studies a genuine specimen: global misjudgements of size,
+    # proportions, slant and rotation, systematic per forger and larger than
+    # the writer's own jitter.
+    center = np.vstack(writer.template).mean(axis=0)
+    habit = np.array(
+        [
+            [forger.size_bias * forger.aspect_bias, -forger.slant_bias],
+            [0.0, forger.size_bias / forger.aspect_bias],
+        ]
     )
-    comps = _elastic(comps, rng, 0.03 + 0.03 * unskill)
-    node_sigma = 0.012 + 0.03 * unskill
+    comps = [geo.affine(c, habit, center) for c in writer.template]
+    comps = _global_jitter(
+        comps, rng, 2.0 + 2.5 * unskill, 0.035 + 0.04 * unskill, 0.03 + 0.04 * unskill
+    )
+    comps = _elastic(comps, rng, 0.02 + 0.025 * unskill)
+    node_sigma = 0.02 + 0.04 * unskill
+    part_sigma = 0.04 + 0.07 * unskill
     max_gap = int(rng.uniform(10, 18))
     replanned = []
     for c in comps:
-        c = c + rng.normal(0.0, 0.03 + 0.03 * unskill, 2)
+        # Each component (a letter group, the paraph) is copied on its own:
+        # its size and place relative to the others are misjudged.
+        mid = c.mean(axis=0)
+        sx, sy = np.exp(rng.normal(0.0, part_sigma, 2))
+        c = geo.affine(c, np.array([[sx, 0.0], [0.0, sy]]), mid)
+        c = c + rng.normal(0.0, 0.045 + 0.05 * unskill, 2)
         keys = geo.curvature_keypoints(c, max_gap=max_gap)
         # Misjudgements of key point positions are correlated along the
-        # stroke (a whole loop drawn too wide), plus a little independent jitter.
-        err = geo.smooth_noise(rng, len(keys), 1.5, 2) * node_sigma
-        nodes = c[keys] + err + rng.normal(0.0, node_sigma * 0.3, (len(keys), 2))
-        if len(nodes) >= 2:
-            nodes[0] = c[0] + rng.normal(0.0, node_sigma * 0.5, 2)
+        # stroke (a whole loop drawn too wide, over ~0.3 cap heights) rather
+        # than per node, which would only scribble; plus a little jitter.
+        err = geo.smooth_noise(rng, len(c), 15.0, 2)[keys] * node_sigma
+        nodes = c[keys] + err + rng.normal(0.0, 0.006 + 0.012 * unskill, (len(keys), 2))
         replanned.append(geo.resample(geo.catmull_rom(nodes, STEP / 2), STEP))
 
-    # Hesitations: 1-4 pen lifts, placed on the longest components, with a
-    # small gap or overlap where the forger resumes.
-    n_lifts = int(rng.integers(1, 5))
+    # Hesitations: pen lifts, placed on the longest components, with a small
+    # gap or overlap where the forger resumes; clumsier forgers stop more.
+    n_lifts = int(rng.integers(1, 4 + int(round(3 * unskill))))
     for _ in range(n_lifts):
         lengths = np.array([len(c) for c in replanned])
         i = int(np.argmax(lengths))
@@ -450,11 +489,11 @@ def forgery_strokes(
         if len(c) < 30:
             break
         cut = int(rng.integers(len(c) // 5, 4 * len(c) // 5))
-        back = int(rng.integers(-3, 6))  # >0: overlap (retrace), <0: gap
-        second = c[max(cut - back, 1) :] + rng.normal(0.0, 0.012, 2)
+        back = int(rng.integers(-4, 7))  # >0: overlap (retrace), <0: gap
+        second = c[max(cut - back, 1) :] + rng.normal(0.0, 0.015, 2)
         replanned[i : i + 1] = [c[:cut], second]
 
-    base_p = float(np.clip(0.25 + 0.85 * writer.pressure + rng.normal(0.0, 0.04), 0.3, 1.0))
+    base_p = float(np.clip(0.35 + 0.85 * writer.pressure + rng.normal(0.0, 0.04), 0.3, 1.0))
     out = []
     for c in replanned:
         n = len(c)
