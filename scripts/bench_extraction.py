@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""Benchmark feature extraction and training throughput of the sigver architectures.
+
+Prints, per architecture: extraction images/s at batch 1 and batch 64 (eval mode,
+``torch.inference_mode``) and training images/s (forward + backward + SGD step with
+a writer head, batch 32). Inputs are random 1x150x220 images: throughput does not
+depend on the content. The machine, thread count and command line are printed
+first so that figures can be compared and rerun::
+
+    python scripts/bench_extraction.py
+    python scripts/bench_extraction.py --arch signet_thin sigresnet --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+
+import torch
+from torch import nn
+
+from sigver.models import available_models, get_model
+
+
+def cpu_name() -> str:
+    """Best-effort CPU model name."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _rate(fn, n_images: int, seconds: float) -> float:
+    """Images/s of ``fn`` (which processes ``n_images``), after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    count = 0
+    while True:
+        fn()
+        count += n_images
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return count / elapsed
+
+
+def bench_arch(name: str, seconds: float, device: torch.device, channels_last: bool) -> dict:
+    """Measure one architecture; returns images/s figures."""
+    torch.manual_seed(0)
+    model = get_model(name).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    result: dict[str, float] = {"params_M": sum(p.numel() for p in model.parameters()) / 1e6}
+
+    model.eval()
+    for batch in (1, 64):
+        x = torch.rand(batch, 1, 150, 220, device=device).contiguous(memory_format=fmt)
+
+        def extract(x: torch.Tensor = x) -> None:
+            with torch.inference_mode():
+                model(x)
+
+        result[f"extract_b{batch}"] = _rate(extract, batch, seconds)
+
+    model.train()
+    head = nn.Linear(model.feature_dim, 100).to(device)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    x = torch.rand(32, 1, 150, 220, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 100, (32,), device=device)
+
+    def train_step() -> None:
+        loss = nn.functional.cross_entropy(head(model(x)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    result["train_b32"] = _rate(train_step, 32, seconds)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", nargs="+", default=available_models(), choices=available_models())
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    print("command :", shlex.join([sys.executable, *sys.argv]))
+    print("platform:", platform.platform())
+    print("cpu     :", cpu_name(), f"({os.cpu_count()} logical cores)")
+    print("torch   :", torch.__version__, f"threads={torch.get_num_threads()}", f"device={device}")
+    print()
+    header = f"{'arch':<16}{'params(M)':>10}{'extract b1':>12}{'extract b64':>13}{'train b32':>11}"
+    print(header + "   (images/s)")
+    for name in args.arch:
+        r = bench_arch(name, args.seconds, device, args.channels_last)
+        print(
+            f"{name:<16}{r['params_M']:>10.2f}{r['extract_b1']:>12.1f}"
+            f"{r['extract_b64']:>13.1f}{r['train_b32']:>11.1f}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

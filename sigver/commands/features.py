@@ -1,0 +1,84 @@
+"""``sigver features``: cache the CNN features of a whole dataset as a FeatureSet ``.npz``.
+
+Example::
+
+    sigver features --data sigcomp2011.npz --out sigcomp2011.features.npz
+    sigver features --model runs/signet/best.pt --data /data/sigcomp2011 \\
+        --dataset sigcomp2011 --out feats.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "features"
+HELP = "extract CNN features of a dataset into a feature-set .npz (for evaluate/enroll)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``features`` options."""
+    from sigver.cache import add_data_arguments
+
+    parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="checkpoint (.pt with .sha256 sidecar, or a reference SigNet .pth); "
+        "default: the shipped model",
+    )
+    parser.add_argument(
+        "--reference-arch",
+        default="signet",
+        help="architecture of a reference SigNet tuple checkpoint (default signet)",
+    )
+    add_data_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .npz")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Extract and save; print a one-line summary."""
+    from sigver.cache import data_from_args
+    from sigver.errors import SigverError
+    from sigver.features import Extractor
+    from sigver.featureset import FeatureSet, save_features
+
+    if args.batch_size < 1:
+        raise SigverError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out.is_dir():
+        raise SigverError(f"--out must be a file name, not a folder: {args.out}")
+    if args.model is None:
+        extractor = Extractor.default(args.device)
+    else:
+        extractor = Extractor.from_checkpoint(
+            args.model, args.device, reference_arch=args.reference_arch
+        )
+    cache = data_from_args(args, progress=not args.no_progress)
+    canvas = cache.canvas_size
+    if canvas is not None and tuple(canvas) != tuple(extractor.preprocess_config.canvas_size):
+        import logging
+
+        logging.getLogger(__name__).info(
+            "data were preprocessed on a %s canvas, the model expects %s",
+            tuple(canvas),
+            tuple(extractor.preprocess_config.canvas_size),
+        )
+    feats = extractor.extract(cache, batch_size=args.batch_size, progress=not args.no_progress)
+    fs = FeatureSet(
+        features=feats,
+        y=cache.y,
+        yforg=cache.yforg,
+        user_ids=cache.user_ids,
+        filenames=cache.filenames,
+        meta={
+            **extractor.describe(),
+            "dataset": cache.dataset,
+            "data": str(args.data),
+        },
+    )
+    path = save_features(args.out, fs)
+    print(f"{len(fs)} x {fs.dim} features ({extractor.model_id}) -> {path}")
+    return 0
