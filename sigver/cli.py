@@ -23,7 +23,15 @@ COMMANDS: tuple[str, ...] = (
     "sigver.commands.datasets",
     "sigver.commands.preprocess",
     "sigver.commands.synth",
+    "sigver.commands.train",
+    "sigver.commands.features",
     "sigver.commands.evaluate",
+    "sigver.commands.enroll",
+    "sigver.commands.verify",
+    "sigver.commands.users",
+    "sigver.commands.keys",
+    "sigver.commands.serve",
+    "sigver.commands.demo",
 )
 
 #: Exit status for errors the user can fix (bad input, missing file...).

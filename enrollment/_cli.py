@@ -1,0 +1,63 @@
+"""Helpers shared by the enrollment sub-commands (``enroll``, ``verify``, ``users``...)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def add_home_argument(parser: argparse.ArgumentParser) -> None:
+    """``--home DIR``: the user store folder."""
+    parser.add_argument(
+        "--home",
+        type=Path,
+        metavar="DIR",
+        help="user store folder (default: $SIGVER_HOME or ~/.sigver)",
+    )
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model M``: checkpoint path or shipped model name."""
+    parser.add_argument(
+        "--model",
+        metavar="M",
+        help="feature extractor: checkpoint path or model name in models/ "
+        "(default: $SIGVER_MODEL or the shipped model)",
+    )
+
+
+def make_verifier(args: argparse.Namespace, **settings: Any) -> Any:
+    """A :class:`~enrollment.verifier.Verifier` from ``--home``/``--model``."""
+    from enrollment.config import Settings
+    from enrollment.verifier import Verifier
+
+    return Verifier(home=args.home, model=args.model, settings=Settings.from_env(**settings))
+
+
+def print_json(data: Any) -> None:
+    """Pretty JSON on stdout."""
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Plain fixed-width table (right-aligned numbers)."""
+    cells = [[str(h) for h in headers]] + [
+        [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [
+        all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in rows)
+        and bool(rows)
+        for i in range(len(headers))
+    ]
+    lines = []
+    for r in cells:
+        parts = [
+            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Settings of the enrollment application (home folder, limits, defaults).
+
+Every setting has a default, can be overridden by an environment variable
+(useful for the HTTP service, whose worker processes cannot receive Python
+objects) and by explicit arguments, which win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from enrollment.errors import EnrollmentError
+
+__all__ = [
+    "DEFAULT_MIN_REFERENCES",
+    "ENV_HOME",
+    "ENV_MODEL",
+    "Settings",
+    "resolve_home",
+]
+
+#: Environment variable naming the folder that holds the user store.
+ENV_HOME = "SIGVER_HOME"
+#: Environment variable naming the model (checkpoint path or name) to use.
+ENV_MODEL = "SIGVER_MODEL"
+
+#: Fewest distinct genuine references accepted for an enrollment. Four keeps
+#: the per-user SVM away from the degenerate one-or-two-point regime while
+#: staying practical at a counter; the SigNet literature uses 5-12.
+DEFAULT_MIN_REFERENCES = 4
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """Folder holding the user store.
+
+    Parameters
+    ----------
+    home : path-like, optional
+        Explicit folder (``--home``); otherwise ``$SIGVER_HOME``; otherwise ``~/.sigver``.
+
+    Returns
+    -------
+    pathlib.Path
+        Absolute path (not created here).
+    """
+    if home is None or str(home) == "":
+        home = os.environ.get(ENV_HOME) or Path.home() / ".sigver"
+    return Path(home).expanduser().resolve()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise EnrollmentError(f"{name}={raw!r} is not an integer") from None
+    if value <= 0:
+        raise EnrollmentError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and defaults shared by the CLI, the Python API and the service.
+
+    Attributes
+    ----------
+    min_references : int
+        Fewest distinct references for an enrollment (``SIGVER_MIN_REFS``).
+    max_file_bytes : int
+        Largest accepted uploaded file, in bytes (``SIGVER_MAX_FILE_BYTES``, 10 MB).
+    max_request_bytes : int
+        Largest accepted request body, in bytes (``SIGVER_MAX_REQUEST_BYTES``, 64 MB).
+    max_files : int
+        Most files in one request (``SIGVER_MAX_FILES``).
+    max_pixels : int
+        Largest decoded image, in pixels, passed to ``read_image`` (``SIGVER_MAX_PIXELS``).
+    max_user_negatives : int
+        Cap on negatives taken from other enrolled users, which keeps enrollment time
+        bounded as the store grows (``SIGVER_MAX_USER_NEGATIVES``).
+    busy_timeout_s : float
+        How long a store operation waits for a lock held by another process.
+    """
+
+    min_references: int = DEFAULT_MIN_REFERENCES
+    max_file_bytes: int = 10 * 1024 * 1024
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_files: int = 32
+    max_pixels: int = 40_000_000
+    max_user_negatives: int = 2000
+    busy_timeout_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, then environment variables, then non-``None`` ``overrides``."""
+        base = cls()
+        values: dict[str, object] = {
+            "min_references": _env_int("SIGVER_MIN_REFS", base.min_references),
+            "max_file_bytes": _env_int("SIGVER_MAX_FILE_BYTES", base.max_file_bytes),
+            "max_request_bytes": _env_int("SIGVER_MAX_REQUEST_BYTES", base.max_request_bytes),
+            "max_files": _env_int("SIGVER_MAX_FILES", base.max_files),
+            "max_pixels": _env_int("SIGVER_MAX_PIXELS", base.max_pixels),
+            "max_user_negatives": _env_int("SIGVER_MAX_USER_NEGATIVES", base.max_user_negatives),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return dataclasses.replace(base, **values)  # type: ignore[arg-type]

@@ -1,0 +1,107 @@
+"""Errors raised by the enrollment application.
+
+All of them are :class:`sigver.errors.SigverError` subclasses, so the CLI turns
+them into a one-line message and exit status 2; the HTTP service maps each
+class to a status code (see :data:`HTTP_STATUS`).
+"""
+
+from __future__ import annotations
+
+from sigver.errors import ImageError, ModelError, SigverError
+
+__all__ = [
+    "AuthenticationError",
+    "ConcurrentUpdateError",
+    "EnrollmentError",
+    "HTTP_STATUS",
+    "InsufficientReferencesError",
+    "InvalidUserIdError",
+    "ModelMismatchError",
+    "StoreError",
+    "UserExistsError",
+    "UserNotFoundError",
+    "http_status_for",
+]
+
+
+class EnrollmentError(SigverError):
+    """Base class for errors of the enrollment application."""
+
+
+class StoreError(EnrollmentError):
+    """The user store is unusable (corrupt, newer schema, unwritable...)."""
+
+
+class InvalidUserIdError(EnrollmentError, ValueError):
+    """A user id does not match the allowed pattern (:func:`enrollment.store.validate_user_id`)."""
+
+
+class UserNotFoundError(EnrollmentError, LookupError):
+    """No user with this id is enrolled."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        super().__init__(f"user {user_id!r} is not enrolled")
+
+
+class UserExistsError(EnrollmentError):
+    """The user is already enrolled and neither ``add`` nor ``force`` was requested."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        super().__init__(
+            f"user {user_id!r} is already enrolled; use --add to add references "
+            "or --force to replace the enrollment"
+        )
+
+
+class ConcurrentUpdateError(EnrollmentError):
+    """The user changed between reading and writing (another process enrolled it)."""
+
+
+class InsufficientReferencesError(EnrollmentError, ValueError):
+    """Too few distinct reference signatures to train a classifier."""
+
+
+class ModelMismatchError(EnrollmentError):
+    """The user was enrolled with a different feature extractor.
+
+    Scores from a classifier trained on another extractor's features would be
+    meaningless, so verification refuses instead of returning a wrong score.
+    """
+
+    def __init__(self, user_id: str, enrolled_model: str, current_model: str) -> None:
+        self.user_id = user_id
+        super().__init__(
+            f"user {user_id!r} was enrolled with model {enrolled_model} but the current model "
+            f"is {current_model}; re-enroll the user with the current model "
+            "(sigver enroll --force ...)"
+        )
+
+
+class AuthenticationError(EnrollmentError):
+    """Missing, unknown or revoked API key."""
+
+
+#: HTTP status code for each error class (most specific class first).
+HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (AuthenticationError, 401),
+    (InvalidUserIdError, 422),
+    (InsufficientReferencesError, 422),
+    (UserNotFoundError, 404),
+    (UserExistsError, 409),
+    (ConcurrentUpdateError, 409),
+    (ModelMismatchError, 409),
+    (ImageError, 400),
+    (StoreError, 503),
+    (ModelError, 503),
+    (SigverError, 400),
+)
+
+
+def http_status_for(exc: BaseException) -> int:
+    """HTTP status code for a sigver error (500 for anything unexpected)."""
+    for cls, status in HTTP_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500

@@ -1,0 +1,167 @@
+"""Small fixtures for tests and benchmarks of the enrollment application.
+
+Nothing here is needed in production; it lives in the package (like
+``numpy.testing``) so that tests, benchmarks and downstream integrators can
+build a complete, fast environment without the shipped model::
+
+    from enrollment.testing import build_tiny_model, draw_signature, encode_png
+
+    model_path = build_tiny_model(tmp_path / "models")   # + tiny.background.npz
+    png = encode_png(draw_signature(writer=3, sample=0))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["build_tiny_model", "draw_signature", "encode_png"]
+
+#: Canvas used by the tiny model's preprocessing preset; small, so that
+#: preprocessing the drawn test images is fast.
+TINY_CANVAS = (300, 450)
+
+
+def draw_signature(
+    writer: int,
+    sample: int,
+    *,
+    size: tuple[int, int] = (200, 320),
+    forgery: bool = False,
+) -> np.ndarray:
+    """A synthetic "signature": a writer-specific stroke, jittered per sample.
+
+    Parameters
+    ----------
+    writer : int
+        Seed of the writer's base shape (same writer = similar strokes).
+    sample : int
+        Seed of the per-sample jitter.
+    size : tuple of int
+        (height, width) of the white page.
+    forgery : bool
+        Draw the writer's shape with a heavier, shakier hand (a crude skilled forgery).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` grayscale image, dark ink on white.
+    """
+    import cv2
+
+    height, width = size
+    base_rng = np.random.default_rng(1_000_003 * (writer + 1))
+    n_points = int(base_rng.integers(7, 12))
+    xs = np.linspace(0.1 * width, 0.9 * width, n_points)
+    ys = base_rng.uniform(0.25 * height, 0.75 * height, n_points)
+    loops = base_rng.integers(0, 3)
+    rng = np.random.default_rng([writer + 1, sample + 1, int(forgery)])
+    jitter = 10.0 if forgery else 3.0
+    pts = np.stack([xs, ys], axis=1) + rng.normal(0, jitter, (n_points, 2))
+    # Catmull-Rom-like densification so strokes look curved, not polygonal.
+    t = np.linspace(0, n_points - 1, n_points * 12)
+    curve = np.stack([np.interp(t, np.arange(n_points), pts[:, k]) for k in range(2)], axis=1)
+    curve += 4.0 * np.stack([np.sin(t * (1.5 + loops)), np.cos(t * (2.0 + loops))], axis=1)
+    page = np.full((height, width), 255, dtype=np.uint8)
+    thickness = 3 if forgery else 2
+    cv2.polylines(page, [np.round(curve).astype(np.int32)], False, 20, thickness, cv2.LINE_AA)
+    # A flourish under the name, as many signatures have.
+    y0 = int(0.8 * height + rng.normal(0, 2))
+    cv2.line(page, (int(0.15 * width), y0), (int(0.7 * width), y0 - 5), 30, 2, cv2.LINE_AA)
+    return page
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of a ``uint8`` image."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:  # pragma: no cover - encoding a valid uint8 array does not fail
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def build_tiny_model(
+    folder: str | os.PathLike[str],
+    *,
+    name: str = "tiny",
+    feature_dim: int = 32,
+    n_background_writers: int = 12,
+    samples_per_writer: int = 3,
+    seed: int = 0,
+    arch: str = "sigresnet",
+    arch_options: dict[str, object] | None = None,
+) -> Path:
+    """Write a random-init checkpoint plus its background negatives.
+
+    Parameters
+    ----------
+    folder : path-like
+        Where ``<name>.pt``, its ``.sha256`` sidecar and ``<name>.background.npz`` go.
+    name : str
+        File stem.
+    feature_dim : int
+        Feature size of the tiny network (ignored for architectures without the option).
+    n_background_writers, samples_per_writer : int
+        Size of the background set (drawn writers ``10_000 + i``).
+    seed : int
+        Torch seed of the random initialisation.
+    arch : str
+        Registry name; the default is a very narrow SigResNet.
+    arch_options : dict, optional
+        Builder options (default: narrow widths and ``feature_dim``).
+
+    Returns
+    -------
+    pathlib.Path
+        The checkpoint path.
+    """
+    import torch
+
+    from sigver.features import Extractor
+    from sigver.featureset import FeatureSet, save_features
+    from sigver.models import get_model
+    from sigver.models.checkpoint import WeightsMeta, save_checkpoint
+    from sigver.preprocessing import PreprocessConfig
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if arch_options is None:
+        arch_options = (
+            {"widths": (4, 8, 8, 16), "feature_dim": feature_dim} if arch == "sigresnet" else {}
+        )
+    model = get_model(arch, **arch_options)
+    preprocess = PreprocessConfig(canvas_size=TINY_CANVAS)
+    meta = WeightsMeta.for_model(
+        model,
+        name=name,
+        version="0",
+        preprocess=preprocess.to_dict(),
+        extra={"notes": "random initialisation, for tests only"},
+    )
+    path = folder / f"{name}.pt"
+    save_checkpoint(path, model, meta)
+    extractor = Extractor.from_checkpoint(path)
+
+    from sigver.preprocessing import preprocess_signature
+
+    writers = list(range(10_000, 10_000 + n_background_writers))
+    images = [
+        preprocess_signature(draw_signature(w, s), preprocess.canvas_size, preprocess.img_size)
+        for w in writers
+        for s in range(samples_per_writer)
+    ]
+    features = extractor.extract(np.stack(images)[:, None])
+    featureset = FeatureSet(
+        features=features,
+        y=np.repeat(np.arange(len(writers)), samples_per_writer),
+        yforg=np.zeros(len(features), dtype=np.int8),
+        user_ids=np.array([f"bg{w}" for w in writers]),
+        filenames=np.array([f"bg{w}_{s}.png" for w in writers for s in range(samples_per_writer)]),
+        meta={"model_id": extractor.model_id, "model_sha256": extractor.sha256},
+    )
+    save_features(folder / f"{name}.background.npz", featureset)
+    return path

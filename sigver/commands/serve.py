@@ -1,0 +1,105 @@
+"""``sigver serve``: run the HTTP enrollment/verification service (FastAPI + uvicorn).
+
+Every endpoint except ``/health`` needs an API key in the ``X-API-Key``
+header; create one with ``sigver keys create NAME`` (or ``--create-key NAME``
+here). Interactive API documentation is served at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from enrollment._cli import add_home_argument, add_model_argument
+
+NAME = "serve"
+HELP = "run the HTTP service (enroll/verify endpoints, API-key auth, docs at /docs)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` options."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes, each with its own model copy (default 1)",
+    )
+    add_home_argument(parser)
+    add_model_argument(parser)
+    parser.add_argument(
+        "--create-key",
+        metavar="NAME",
+        help="create an API key named NAME, print it once, then serve",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn log level (default info)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the set-up, then serve until interrupted."""
+    import logging
+    import os
+
+    import uvicorn
+
+    from enrollment.config import ENV_HOME, ENV_MODEL, Settings, resolve_home
+    from enrollment.errors import EnrollmentError
+    from enrollment.service import create_app
+    from enrollment.verifier import Verifier, load_extractor
+
+    log = logging.getLogger("sigver.commands.serve")
+    if args.workers < 1:
+        raise EnrollmentError(f"--workers must be at least 1, got {args.workers}")
+    if not 0 < args.port < 65536:
+        raise EnrollmentError(f"--port must be in 1..65535, got {args.port}")
+    home = resolve_home(args.home)
+    # Load the model here even with several workers: a bad model fails once,
+    # with a clear message, instead of in every worker.
+    extractor, model_path = load_extractor(args.model)
+    verifier = Verifier(
+        home=home, model=model_path, extractor=extractor, settings=Settings.from_env()
+    )
+    store = verifier.store
+    if args.create_key:
+        try:
+            info, plaintext = store.create_api_key(args.create_key)
+        except ValueError as exc:
+            raise EnrollmentError(str(exc)) from None
+        print(plaintext, flush=True)
+        print(f"# API key {info.name!r} created; it is not shown again.", flush=True)
+    if not store.has_active_api_keys():
+        log.warning(
+            "no active API key in %s: every request except /health will be refused; "
+            "create one with 'sigver keys create NAME --home %s'",
+            store.path,
+            home,
+        )
+    log.info(
+        "serving model %s, store %s on http://%s:%d (docs at /docs)",
+        verifier.model_id,
+        store.path,
+        args.host,
+        args.port,
+    )
+    if args.workers == 1:
+        uvicorn.run(create_app(verifier), host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    # Worker processes cannot receive the Verifier; they rebuild it from the environment.
+    os.environ[ENV_HOME] = str(home)
+    if model_path is not None:
+        os.environ[ENV_MODEL] = str(model_path)
+    uvicorn.run(
+        "enrollment.service:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+    return 0

@@ -1,0 +1,79 @@
+"""``sigver verify``: verify questioned signatures against an enrolled user.
+
+Exit status: 0 when every image is accepted, 1 when any is rejected, 2 on
+errors (unknown user, unreadable image, model mismatch...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from enrollment._cli import add_home_argument, add_model_argument, format_table, print_json
+
+NAME = "verify"
+HELP = "verify questioned signatures of a user (exit 0 accepted, 1 rejected, 2 error)"
+
+EXIT_REJECTED = 1
+EXIT_ERROR = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``verify`` options."""
+    parser.add_argument("--user", "-u", required=True, metavar="ID", help="claimed user id")
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMG", help="questioned images")
+    add_model_argument(parser)
+    add_home_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score each image, print the decisions and return the exit status."""
+    import logging
+
+    from enrollment._cli import make_verifier
+    from enrollment.store import validate_user_id
+    from sigver.errors import ImageError
+
+    log = logging.getLogger("sigver.commands.verify")
+    validate_user_id(args.user)
+    verifier = make_verifier(args)
+    # Fail early (exit 2) on an unknown user or a model mismatch, before any image work.
+    verifier.check_user(args.user)
+
+    rows: list[dict[str, object]] = []
+    errors = 0
+    for path in args.images:
+        try:
+            result = verifier.verify(args.user, path)
+        except ImageError as exc:
+            errors += 1
+            log.error("%s", exc)
+            rows.append({"image": str(path), "error": exc.reason})
+            continue
+        rows.append({"image": str(path), **result.to_dict()})
+    rejected = sum(1 for r in rows if r.get("accepted") is False)
+    status = EXIT_ERROR if errors else EXIT_REJECTED if rejected else 0
+
+    if args.json:
+        print_json(
+            {
+                "user_id": args.user,
+                "model_id": verifier.model_id,
+                "accepted": status == 0,
+                "results": rows,
+            }
+        )
+        return status
+    table = [
+        (
+            r["image"],
+            "-" if "error" in r else f"{r['score']:+.4f}",
+            "-" if "error" in r else f"{r['threshold']:+.4f}",
+            f"ERROR: {r['error']}" if "error" in r else str(r["decision"]).upper(),
+        )
+        for r in rows
+    ]
+    print(f"user {args.user}, model {verifier.model_id}")
+    print(format_table(("image", "score", "threshold", "decision"), table))
+    return status

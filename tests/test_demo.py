@@ -1,0 +1,57 @@
+"""``sigver demo`` end to end on a tiny random-init model (fast; numbers meaningless)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from enrollment import UserStore
+from enrollment.demo import DemoConfig, run_demo
+from enrollment.errors import EnrollmentError
+from enrollment.testing import build_tiny_model
+from sigver.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("models"))
+
+
+def test_demo_cli_runs_end_to_end(model_path, tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--writers", "3", "--references", "4", "--tests", "2"]
+    assert main([*argv, "--model", str(model_path)]) == 0
+    text = capsys.readouterr().out
+    for needle in ("per user", "writer-002", "EER global thr.", "FAR random", str(out)):
+        assert needle in text
+    results = json.loads((out / "results.json").read_text())
+    assert [u["user_id"] for u in results["users"]] == ["writer-000", "writer-001", "writer-002"]
+    m = results["metrics"]
+    assert m["n_genuine"] == 6 and m["n_skilled"] == 6 and m["n_random"] == 6
+    for key in ("EER_global", "EER_user", "FRR", "FAR_skilled", "FAR_random"):
+        assert 0.0 <= m[key] <= 1.0
+    # per-user counts agree with the pooled rates at the deployed threshold
+    users = results["users"]
+    frr = 1 - sum(u["genuine_accepted"] for u in users) / sum(u["genuine_total"] for u in users)
+    assert m["FRR"] == pytest.approx(frr)
+    far_s = 1 - sum(u["skilled_rejected"] for u in users) / 6
+    assert m["FAR_skilled"] == pytest.approx(far_s)
+    assert len(list((out / "images" / "writer-000").glob("*.png"))) == 4 + 2 + 2
+    assert UserStore(out / "home").count_users() == 3
+
+
+def test_demo_refuses_non_empty_folder_and_bad_config(model_path, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "old.txt").write_text("keep me")
+    with pytest.raises(EnrollmentError, match="not empty"):
+        run_demo(tmp_path / "x", DemoConfig(n_writers=2), model=model_path)
+    with pytest.raises(EnrollmentError):
+        DemoConfig(n_writers=1)
+
+
+def test_demo_without_shipped_model_fails_clearly(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SIGVER_DEFAULT_MODEL", str(tmp_path / "missing.pt"))
+    monkeypatch.delenv("SIGVER_MODEL", raising=False)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--writers", "2"]) == 2
+    assert "default model is missing" in caplog.text
