@@ -433,7 +433,13 @@ def evaluate(
     keys = list(SUMMARY_METRICS) + (["FAR_simple"] if "FAR_simple" in folds[0] else [])
     for key in keys:
         vals = np.array([f[key] for f in folds], dtype=np.float64)
-        summary[key] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals))}
+        vals = vals[~np.isnan(vals)]
+        # A metric undefined in every fold (e.g. AUC without skilled forgeries) stays NaN
+        # rather than tripping numpy's empty-slice warnings.
+        if vals.size:
+            summary[key] = {"mean": float(vals.mean()), "std": float(vals.std())}
+        else:
+            summary[key] = {"mean": float("nan"), "std": float("nan")}
     return EvaluationResult(
         protocol=resolved,
         classifier=cfg,
