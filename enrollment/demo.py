@@ -10,7 +10,6 @@ operator can replay single steps with ``sigver verify``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 
 from enrollment.config import Settings
 from enrollment.errors import EnrollmentError
+from sigver._util import to_strict_json, write_json, write_png
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
 
@@ -91,15 +91,9 @@ class DemoReport:
             "timings": self.timings,
         }
 
-
-def _write_png(path: Path, image: np.ndarray) -> Path:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:  # pragma: no cover - PNG encoding of uint8 does not fail
-        raise EnrollmentError(f"could not encode {path}")
-    path.write_bytes(buf.tobytes())
-    return path
+    def to_json(self) -> str:
+        """Strict JSON text of :meth:`to_dict` (undefined metrics, NaN, become null)."""
+        return to_strict_json(self.to_dict())
 
 
 def run_demo(
@@ -165,15 +159,15 @@ def run_demo(
         wdir.mkdir(parents=True)
         writers[user] = {
             "references": [
-                _write_png(wdir / f"ref-{i:02d}.png", img)
+                write_png(wdir / f"ref-{i:02d}.png", img)
                 for i, img in enumerate(genuine[: config.n_references])
             ],
             "genuine": [
-                _write_png(wdir / f"genuine-{i:02d}.png", img)
+                write_png(wdir / f"genuine-{i:02d}.png", img)
                 for i, img in enumerate(genuine[config.n_references :])
             ],
             "skilled": [
-                _write_png(wdir / f"forgery-{i:02d}.png", img) for i, img in enumerate(forgeries)
+                write_png(wdir / f"forgery-{i:02d}.png", img) for i, img in enumerate(forgeries)
             ],
         }
     timings["synthesis_s"] = time.perf_counter() - start
@@ -243,5 +237,5 @@ def run_demo(
         metrics={k: float(v) for k, v in metrics.items()},
         timings={k: round(v, 3) for k, v in timings.items()},
     )
-    (folder / "results.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_json(folder / "results.json", report.to_dict())
     return report

@@ -18,9 +18,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
 import socket
 import statistics
 import sys
@@ -34,16 +31,6 @@ import numpy as np
 
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
-
-
-def _machine() -> str:
-    import torch
-
-    return (
-        f"{platform.platform()}; python {platform.python_version()}; "
-        f"{os.cpu_count()} CPUs; torch {torch.__version__} with {torch.get_num_threads()} "
-        f"threads; processor {platform.processor() or platform.machine()}"
-    )
 
 
 def _random_default_model(folder: Path, n_background: int) -> Path:
@@ -111,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     from enrollment import Verifier
     from enrollment.service import create_app
     from enrollment.testing import encode_png
+    from sigver._util import command_line, format_machine_info, machine_info
     from sigver.features import default_model_path
     from sigver.synth import generate_writer
 
-    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine: {_machine()}")
+    print(f"command: {command_line()}")
+    print(format_machine_info(machine_info(include_torch=True)))
     work = Path(tempfile.mkdtemp(prefix="sigver-bench-"))
     if args.model:
         model_path = Path(args.model)

@@ -14,9 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -25,20 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sigver._util import command_line, format_machine_info
 from sigver.preprocessing import CANVAS_SIZES, preprocess_batch, preprocess_signature, read_image
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "sigcomp2011"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def single(files: list[Path], canvas: tuple[int, int]) -> float:
@@ -91,14 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         files = files[: args.limit]
 
-    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    print(f"platform: {platform.platform()}")
-    print(f"cpu: {cpu_model()} ({os.cpu_count()} logical cores)")
-    print(f"python {platform.python_version()}, opencv {cv2.__version__}, numpy {np.__version__}")
-    try:
-        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    except OSError:
-        pass
+    print(f"command: {command_line()}")
+    print(format_machine_info())
     for f in files[:64]:  # warm the page cache so the first configuration is not penalised
         f.read_bytes()
 

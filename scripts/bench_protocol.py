@@ -25,13 +25,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 
 import numpy as np
 
+from sigver._util import command_line, format_machine_info, machine_info
 from sigver.evaluation import ClassifierConfig, score_fold
 from sigver.metrics import compute_metrics
 from sigver.protocol import ProtocolConfig, make_splits
@@ -69,15 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    import torch
     from threadpoolctl import threadpool_info
 
-    print("command:", " ".join([sys.executable, *sys.argv]))
-    print(
-        f"machine: {platform.platform()}, python {platform.python_version()}, "
-        f"cpu_count {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
-        f"BLAS {[(i['internal_api'], i['num_threads']) for i in threadpool_info()]}"
-    )
+    print(f"command: {command_line()}")
+    print(format_machine_info(machine_info(include_torch=True)))
+    print(f"BLAS: {[(i['internal_api'], i['num_threads']) for i in threadpool_info()]}")
     x, y, yforg, ids = synthetic(args)
     cfg = ProtocolConfig(
         exp_users=(0, args.users),

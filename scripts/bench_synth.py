@@ -13,31 +13,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
-import platform
 import pstats
-import shlex
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile one single-job run")
     args = parser.parse_args(argv)
 
+    from sigver._util import command_line, format_machine_info
     from sigver.synth import generate_corpus
 
-    print(f"command : {shlex.join([sys.executable, *sys.argv])}")
-    print(f"platform: {platform.platform()}, python {platform.python_version()}")
-    print(f"cpu     : {_cpu_name()}, {os.cpu_count()} logical cores, load avg {_load()}")
+    print(f"command: {command_line()}")
+    print(format_machine_info())
     n_images = args.writers * (args.genuine + args.forgeries)
     print(f"corpus  : {args.writers} writers x ({args.genuine} + {args.forgeries}) = {n_images}")
 

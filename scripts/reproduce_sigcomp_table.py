@@ -16,13 +16,12 @@ full ``sigver evaluate`` reports.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
 
+from sigver._util import atomic_write, command_line, machine_info, write_json
 from sigver.baseline import baseline_features
 from sigver.cache import load_signatures
 from sigver.evaluation import LABELS, SUMMARY_METRICS, ClassifierConfig, evaluate, write_results
@@ -83,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     table = {
         "protocol": protocol.to_dict(),
-        "command": " ".join([sys.executable, *sys.argv]),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "command": command_line(),
+        "machine": machine_info(),
         "rows": [],
     }
     for label, fs in rows:
@@ -122,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.md").write_text(md, encoding="utf-8")
-    (args.out / "table.json").write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    atomic_write(args.out / "table.md", md)
+    write_json(args.out / "table.json", table)
     print(md)
     return 0
 

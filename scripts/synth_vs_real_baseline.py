@@ -19,17 +19,13 @@ Writes ``OUT/corpus/`` (the synthetic images), ``OUT/synth_vs_real.md`` and
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
-import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from sigver._util import atomic_write, command_line, machine_info, write_json
 from sigver.baseline import baseline_features
 from sigver.cache import load_signatures
 from sigver.evaluation import ClassifierConfig, evaluate
@@ -38,17 +34,6 @@ from sigver.synth import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("EER_user", "EER_global", "FAR_skilled", "FRR", "AUC")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _rows(
@@ -119,16 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         logging.warning("real data %s not found; real rows skipped", args.real)
 
-    import torch
-
     report = {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-        },
+        "command": command_line(),
+        "machine": machine_info(include_torch=True),
         "synthetic": {
             "writers": args.writers,
             "genuine": args.genuine,
@@ -158,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         f"torch threads {m['torch_threads']}. Synthetic generation: {synth_seconds:.1f} s.\n"
         f"Command: `{report['command']}`\n"
     )
-    _atomic_write(args.out / "synth_vs_real.md", md)
-    _atomic_write(args.out / "synth_vs_real.json", json.dumps(report, indent=2) + "\n")
+    atomic_write(args.out / "synth_vs_real.md", md)
+    write_json(args.out / "synth_vs_real.json", report)
     print(md)
     return 0
 

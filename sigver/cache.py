@@ -25,10 +25,8 @@ caller opts in, because unpickling runs arbitrary code.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from sigver import __version__
+from sigver._util import atomic_open, decode_meta, encode_meta, str_vector
 from sigver.datasets import get_reader, natural_key
 from sigver.datasets.base import MAX_EXAMPLES
 from sigver.errors import DatasetError
@@ -96,18 +95,12 @@ class SignatureCache:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        x = np.asarray(self.x)
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise DatasetError(f"x must have shape (N, 1, H, W), got {x.shape}")
-        if x.dtype != np.uint8:
-            raise DatasetError(f"x must be uint8, got {x.dtype}")
+        x = _image_array(self.x)
         n = x.shape[0]
         y = _int_vector(self.y, "y", n)
         yforg = _int_vector(self.yforg, "yforg", n)
-        user_ids = _str_vector(self.user_ids, "user_ids")
-        filenames = _str_vector(self.filenames, "filenames")
+        user_ids = str_vector(self.user_ids, "user_ids")
+        filenames = str_vector(self.filenames, "filenames")
         if len(filenames) != n:
             raise DatasetError(f"filenames has {len(filenames)} entries for {n} images")
         if len(set(user_ids.tolist())) != len(user_ids):
@@ -301,30 +294,12 @@ def save_cache(path: str | os.PathLike[str], cache: SignatureCache) -> Path:
         "yforg": cache.yforg,
         "user_ids": cache.user_ids,
         "filenames": cache.filenames,
-        "meta": np.array([json.dumps(meta, sort_keys=True)]),
+        "meta": encode_meta(meta),
     }
-    # Temp file in the destination folder so os.replace is an atomic rename.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates the file 0600; give the cache the permissions a plain open() would.
-        os.chmod(tmp_name, 0o666 & ~_current_umask())
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(dest, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     logger.debug("wrote %d images to %s", len(cache), dest)
     return dest
-
-
-def _current_umask() -> int:
-    # The only portable way to read the umask is to set it and restore it.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # -- loading ---------------------------------------------------------------------
@@ -393,21 +368,7 @@ def _get_or_pickled(npz: Any, key: str) -> np.ndarray | None:
 
 
 def _load_native(npz: Any) -> SignatureCache:
-    raw = _get_or_pickled(npz, "meta")
-    if raw is None or raw.shape != (1,):
-        raise DatasetError("'meta' must be a one-element string array holding JSON")
-    try:
-        meta = json.loads(str(raw[0]))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"'meta' is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise DatasetError("'meta' JSON must be an object")
-    version = meta.get("format_version", CACHE_FORMAT_VERSION)
-    if not isinstance(version, int) or version > CACHE_FORMAT_VERSION:
-        raise DatasetError(
-            f"cache format version {version!r} is newer than this sigver understands "
-            f"({CACHE_FORMAT_VERSION}); upgrade sigver"
-        )
+    meta = decode_meta(_get_or_pickled(npz, "meta"), kind="cache", max_version=CACHE_FORMAT_VERSION)
     arrays = {}
     for key in ("x", "y", "yforg", "user_ids", "filenames"):
         value = _get_or_pickled(npz, key)
@@ -424,13 +385,7 @@ def _load_reference(src: Path, npz: Any, allow_pickle: bool) -> SignatureCache:
         if value is None:
             raise DatasetError(f"{key!r} cannot be read without unpickling; {_PICKLE_HINT}")
         arrays[key] = value
-    x = arrays["x"]
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise DatasetError(f"'x' must have shape (N, 1, H, W) or (N, H, W), got {x.shape}")
-    if x.dtype != np.uint8:
-        raise DatasetError(f"'x' must be uint8, got {x.dtype}")
+    x = _image_array(arrays["x"])
     n = x.shape[0]
     y_raw = _int_vector(arrays["y"], "y", n)
     yforg = _int_vector(arrays["yforg"], "yforg", n)
@@ -492,6 +447,18 @@ def _map_users(mapping: np.ndarray, values: np.ndarray) -> list[str]:
     return ids
 
 
+def _image_array(values: Any) -> np.ndarray:
+    """``x`` as a uint8 ``(N, 1, H, W)`` array (a missing channel axis is added)."""
+    x = np.asarray(values)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise DatasetError(f"'x' must have shape (N, 1, H, W) or (N, H, W), got {x.shape}")
+    if x.dtype != np.uint8:
+        raise DatasetError(f"'x' must be uint8, got {x.dtype}")
+    return x
+
+
 def _int_vector(values: Any, name: str, n: int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1 or arr.shape[0] != n:
@@ -507,19 +474,6 @@ def _int_vector(values: Any, name: str, n: int) -> np.ndarray:
         else:
             raise DatasetError(f"{name!r} must hold integers, got {arr.dtype}")
     return arr
-
-
-def _str_vector(values: Any, name: str) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise DatasetError(f"{name!r} must be 1-D, got shape {arr.shape}")
-    if arr.dtype.kind == "U":
-        return arr
-    if arr.dtype.kind == "O" and all(isinstance(v, str) for v in arr.tolist()):
-        return np.array(arr.tolist(), dtype=str) if arr.size else np.zeros(0, dtype="<U1")
-    if arr.size == 0:
-        return np.zeros(0, dtype="<U1")
-    raise DatasetError(f"{name!r} must hold strings, got {arr.dtype}")
 
 
 # -- building ----------------------------------------------------------------------

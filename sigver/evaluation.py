@@ -47,6 +47,7 @@ from joblib import Parallel, delayed
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from sigver._util import atomic_open, atomic_write, json_safe, write_json
 from sigver.classifier import KERNELS, kernel_matrix, resolve_class_weight
 from sigver.errors import SigverError
 from sigver.featureset import FeatureSet
@@ -496,20 +497,11 @@ def format_table(result: EvaluationResult, *, markdown: bool = False) -> str:
 
 
 def results_dict(result: EvaluationResult, user_ids: np.ndarray) -> dict[str, Any]:
-    """JSON-serialisable results: protocol, seeds, classifier, per-fold values, summary."""
+    """JSON-serialisable results: protocol, seeds, classifier, per-fold values, summary.
 
-    def clean(v: Any) -> Any:
-        if isinstance(v, float | np.floating):
-            return float(v) if np.isfinite(v) else None
-        if isinstance(v, np.integer):
-            return int(v)
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return clean(
+    Undefined metrics (NaN) become None so that the JSON written from it is strict.
+    """
+    return json_safe(
         {
             "protocol": result.protocol.to_dict(user_ids),
             "classifier": {
@@ -540,26 +532,12 @@ def write_results(
     """
     import csv
     import io
-    import json
-    import os
-    import tempfile
     from pathlib import Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
-    def atomic_text(name: str, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-            os.replace(tmp, out / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     data = results_dict(result, user_ids)
-    atomic_text("results.json", json.dumps(data, indent=2, sort_keys=False) + "\n")
+    write_json(out / "results.json", data)
     keys = list(result.summary)
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -568,7 +546,7 @@ def write_results(
         writer.writerow([f["fold"], f["seed"], *(f"{f[k]:.6f}" for k in keys)])
     writer.writerow(["mean", "", *(f"{result.summary[k]['mean']:.6f}" for k in keys)])
     writer.writerow(["std", "", *(f"{result.summary[k]['std']:.6f}" for k in keys)])
-    atomic_text("results.csv", buf.getvalue())
+    atomic_write(out / "results.csv", buf.getvalue())
     cfg = result.protocol.config
     header = (
         f"# Writer-dependent evaluation: {cfg.name or 'custom protocol'}\n\n"
@@ -578,18 +556,12 @@ def write_results(
         f"{result.protocol.exp_users.size} exploitation users, {cfg.refs} references, "
         f"seed {cfg.seed}.\n\n"
     )
-    atomic_text("results.md", header + format_table(result, markdown=True))
+    atomic_write(out / "results.md", header + format_table(result, markdown=True))
     g = _cat([a for s in result.scores for a in s.genuine])
     r = _cat([a for s in result.scores for a in s.random])
     s = _cat([a for s in result.scores for a in s.skilled])
-    fd, tmp = tempfile.mkstemp(prefix=".scores.", suffix=".npz", dir=out)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, genuine=g, random=r, skilled=s)
-        os.replace(tmp, out / "scores.npz")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(out / "scores.npz", "wb") as fh:
+        np.savez(fh, genuine=g, random=r, skilled=s)
     if plots:
         from sigver.plots import write_plots
 

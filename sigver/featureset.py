@@ -20,9 +20,7 @@ needed to read it):
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sigver._util import atomic_open, decode_meta, encode_meta, str_vector
 from sigver.errors import DatasetError
 
 __all__ = ["FeatureSet", "save_features", "load_features", "FORMAT_VERSION"]
@@ -84,10 +83,7 @@ class FeatureSet:
         n = features.shape[0]
         y = _int_vector(self.y, "y", n)
         yforg = _int_vector(self.yforg, "yforg", n)
-        user_ids = np.asarray(self.user_ids)
-        if user_ids.ndim != 1 or (user_ids.size and user_ids.dtype.kind not in "UO"):
-            raise DatasetError("user_ids must be a 1-D array of strings")
-        user_ids = user_ids.astype(str)
+        user_ids = str_vector(self.user_ids, "user_ids")
         if len(set(user_ids.tolist())) != len(user_ids):
             raise DatasetError("user_ids contains duplicates")
         filenames = np.asarray(self.filenames).astype(str)
@@ -143,7 +139,7 @@ def save_features(path: str | os.PathLike[str], fs: FeatureSet) -> Path:
     Parameters
     ----------
     path : str or PathLike
-        Destination (``.npz`` is appended by numpy when missing, so pass it).
+        Destination file (written exactly there; no ``.npz`` is appended).
     fs : FeatureSet
         Feature set to store.
 
@@ -158,27 +154,18 @@ def save_features(path: str | os.PathLike[str], fs: FeatureSet) -> Path:
         If ``meta`` is not JSON-serialisable.
     """
     dest = Path(path)
-    try:
-        meta_json = json.dumps({**fs.meta, "format_version": FORMAT_VERSION}, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise DatasetError(f"feature set meta is not JSON-serialisable: {exc}") from exc
+    meta = encode_meta({**fs.meta, "format_version": FORMAT_VERSION})
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp.npz", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                features=fs.features,
-                y=fs.y,
-                yforg=fs.yforg,
-                user_ids=fs.user_ids,
-                filenames=fs.filenames,
-                meta=np.array([meta_json]),
-            )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(dest, "wb") as fh:
+        np.savez(
+            fh,
+            features=fs.features,
+            y=fs.y,
+            yforg=fs.yforg,
+            user_ids=fs.user_ids,
+            filenames=fs.filenames,
+            meta=meta,
+        )
     return dest
 
 
@@ -219,19 +206,10 @@ def load_features(path: str | os.PathLike[str]) -> FeatureSet:
         except ValueError as exc:
             # Object arrays need pickle, which we refuse for untrusted files.
             raise DatasetError(f"{src} holds object arrays (pickle), refused: {exc}") from exc
-    meta_arr = arrays.pop("meta")
     try:
-        meta = json.loads(str(meta_arr.reshape(-1)[0]))
-    except (IndexError, ValueError) as exc:
-        raise DatasetError(f"{src}: meta is not a JSON object: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{src}: meta is not a JSON object")
-    version = meta.get("format_version", FORMAT_VERSION)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise DatasetError(
-            f"{src}: feature format version {version!r} is newer than this sigver "
-            f"understands ({FORMAT_VERSION})"
-        )
+        meta = decode_meta(arrays.pop("meta"), kind="feature", max_version=FORMAT_VERSION)
+    except DatasetError as exc:
+        raise DatasetError(f"{src}: {exc}") from exc
     try:
         return FeatureSet(meta=meta, **arrays)
     except DatasetError as exc:

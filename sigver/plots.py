@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from sigver._util import atomic_open
 from sigver.metrics import error_rates_at_thresholds
 
 __all__ = ["plot_det", "plot_roc", "plot_score_distributions", "write_plots"]
@@ -22,20 +22,26 @@ def _pyplot():
     return plt
 
 
-def _curve(genuine: np.ndarray, forgeries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    thresholds = np.unique(np.r_[genuine, forgeries, np.inf])
-    return error_rates_at_thresholds(genuine, forgeries, thresholds)
+def _curves(
+    genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, frr, far)`` over all thresholds for skilled and random forgeries that exist."""
+    for name, forg in (("skilled", skilled), ("random", random)):
+        if forg.size == 0 or genuine.size == 0:
+            continue
+        thresholds = np.unique(np.r_[genuine, forg, np.inf])
+        frr, far = error_rates_at_thresholds(genuine, forg, thresholds)
+        yield name, frr, far
 
 
-def _save(fig, path: Path) -> Path:
-    # Atomic: a crashed run never leaves a half-written PNG that looks valid.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+def _save(plt, fig, path: Path) -> Path:
+    """Write ``fig`` as PNG and close it (also when writing fails)."""
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        # Atomic: a crashed run never leaves a half-written PNG that looks valid.
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, dpi=120, bbox_inches="tight", format="png")
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
     return path
 
 
@@ -46,10 +52,7 @@ def plot_det(genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     eps = 1e-4
-    for name, forg in (("skilled", skilled), ("random", random)):
-        if forg.size == 0 or genuine.size == 0:
-            continue
-        frr, far = _curve(genuine, forg)
+    for name, frr, far in _curves(genuine, random, skilled):
         ax.plot(
             norm.ppf(np.clip(far, eps, 1 - eps)), norm.ppf(np.clip(frr, eps, 1 - eps)), label=name
         )
@@ -63,20 +66,14 @@ def plot_det(genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, path:
     ax.set_title("DET curve (all folds pooled)")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
 
 
 def plot_roc(genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, path: Path) -> Path:
     """ROC curve (TPR = 1 - FRR vs FAR) for skilled and random forgeries."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, forg in (("skilled", skilled), ("random", random)):
-        if forg.size == 0 or genuine.size == 0:
-            continue
-        frr, far = _curve(genuine, forg)
+    for name, frr, far in _curves(genuine, random, skilled):
         ax.plot(far, 1 - frr, label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("FAR")
@@ -84,10 +81,7 @@ def plot_roc(genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, path:
     ax.set_title("ROC curve (all folds pooled)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
 
 
 def plot_score_distributions(
@@ -106,10 +100,7 @@ def plot_score_distributions(
     ax.set_ylabel("density")
     ax.set_title("Score distributions (all folds pooled)")
     ax.legend()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
 
 
 def write_plots(

@@ -55,3 +55,18 @@ def test_demo_without_shipped_model_fails_clearly(tmp_path, monkeypatch, caplog)
     monkeypatch.delenv("SIGVER_MODEL", raising=False)
     assert main(["demo", "--out", str(tmp_path / "d"), "--writers", "2"]) == 2
     assert "default model is missing" in caplog.text
+
+
+def _refuse_constant(name: str) -> None:
+    raise AssertionError(f"results.json contains the non-JSON constant {name}")
+
+
+def test_demo_results_json_is_strict_without_random_forgeries(model_path, tmp_path):
+    # No random forgeries: FAR_random is undefined (NaN) and must be written as null.
+    config = DemoConfig(n_writers=2, n_references=4, n_genuine_tests=1, n_forgeries=1, n_random=0)
+    report = run_demo(tmp_path / "demo", config, model=model_path)
+    text = (tmp_path / "demo" / "results.json").read_text()
+    results = json.loads(text, parse_constant=_refuse_constant)
+    assert results["metrics"]["FAR_random"] is None
+    assert results["metrics"]["n_random"] == 0
+    assert json.loads(report.to_json(), parse_constant=_refuse_constant) == results

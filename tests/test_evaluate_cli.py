@@ -145,3 +145,26 @@ def test_cli_model_path_when_available(tmp_path):
     ]  # fmt: skip
     assert main(argv) == 0
     assert (tmp_path / "m" / "results.json").is_file()
+
+
+def _refuse_constant(name: str) -> None:
+    raise AssertionError(f"results.json contains the non-JSON constant {name}")
+
+
+def test_results_json_is_strict_when_a_metric_is_undefined(tmp_path):
+    # Without skilled forgeries FAR_skilled and AUC are undefined (NaN) in every fold.
+    path = save_features(tmp_path / "f.npz", tiny_features(n_forg=0))
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate", "--features", str(path),
+        "--exp-users", "0", "6", "--dev-users", "6", "12",
+        "--refs", "4", "--test-genuine", "5", "--forg-from-dev", "5",
+        "--folds", "2", "--seed", "3", "--gamma", "0.05", "--jobs", "1",
+        "--out", str(out), "--no-progress", "--no-plots",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    text = (out / "results.json").read_text()
+    data = json.loads(text, parse_constant=_refuse_constant)
+    assert data["summary"]["AUC"] == {"mean": None, "std": None}
+    assert data["folds"][0]["FAR_skilled"] is None
+    assert data["summary"]["FAR_random"]["mean"] is not None

@@ -35,7 +35,6 @@ def _pct(value: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the per-user table and the error rates."""
-    import json
 
     from enrollment.demo import DemoConfig, run_demo
 
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     )
     report = run_demo(args.out, config, model=args.model, echo=None if args.json else print)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(report.to_json())
         return 0
     rows = [
         (

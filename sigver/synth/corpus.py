@@ -9,15 +9,14 @@ order in which they finish.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from sigver._util import write_png
 from sigver.errors import SigverError
 from sigver.synth.model import Forger, SynthWriter, forgery_strokes, genuine_strokes
 from sigver.synth.render import ScanParams, render_strokes
@@ -208,21 +207,6 @@ def generate_writer(
     return w, genuine, forgeries
 
 
-def _write_png(path: Path, img: np.ndarray, compression: int | None = None) -> None:
-    params = [] if compression is None else [cv2.IMWRITE_PNG_COMPRESSION, compression]
-    ok, buf = cv2.imencode(".png", img, params)
-    if not ok:  # pragma: no cover - cv2 only fails on invalid arrays
-        raise SynthError(f"could not encode {path.name}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class CorpusInfo:
     """What :func:`generate_corpus` wrote.
@@ -263,7 +247,7 @@ def _write_writer(
     for prefix, images in (("c", genuine), ("cf", forgeries)):
         for i, img in enumerate(images):
             path = folder / f"{prefix}-{uid}-{i + 1:0{width}d}.png"
-            _write_png(path, img)
+            write_png(path, img)
             written.append(str(path))
     return written
 
@@ -445,5 +429,5 @@ def save_preview(path: str | Path, sheet: np.ndarray, *, levels: int | None = 64
         sheet = np.clip(np.rint(np.rint(sheet / q) * q), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Maximum compression: the sheet is meant to be committed and shown in docs.
-    _write_png(path, sheet, compression=9)
+    write_png(path, sheet, compression=9)
     return path
