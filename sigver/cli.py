@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "sigver.commands.train",
     "sigver.commands.features",
     "sigver.commands.evaluate",
+    "sigver.commands.calibrate",
     "sigver.commands.enroll",
     "sigver.commands.verify",
     "sigver.commands.users",

@@ -1,0 +1,672 @@
+"""Global decision threshold of a model, calibrated on development writers.
+
+The enrollment application accepts a questioned signature when the user's SVM
+score is at least a threshold: the user's own override, else a *global
+default* stored with the model (``meta.metrics["calibration"]["threshold"]``
+of the checkpoint, read by :class:`enrollment.Verifier`). This module chooses
+that default on **development** writers only (writers that may have been used
+to train the feature extractor and that have skilled forgeries, e.g.
+SigComp2011 001-037), so the exploitation writers stay untouched::
+
+    from sigver.calibration import apply_calibration, calibrate_threshold
+
+    cal = calibrate_threshold(dev_features, users="001-037", negatives=background)
+    print(cal.summary())
+    apply_calibration("models/sigver-sigresnet-v1.pt", cal)
+
+Procedure (writer-dependent, like enrollment). For each of ``folds`` random
+draws (seeds derived from ``seed`` by :func:`sigver.protocol.fold_seeds`) and
+each development user ``u``:
+
+- ``refs`` of ``u``'s genuine signatures are drawn as references (positives);
+  ``u``'s remaining genuines and all of ``u``'s skilled forgeries are scored.
+- negatives: the references of every *other* development user of the fold,
+  plus the optional extra ``negatives`` (typically the background set shipped
+  with the model, which is what enrollment trains against). Extra rows
+  belonging to *any* calibration user are dropped (matched by user id, with or
+  without a ``<dataset>/`` prefix, and by file name), so that a user's own
+  signatures are never its negatives and the random forgeries below are never
+  training samples. This is checked again on every split before training.
+- random forgeries: the scored genuines of the other development users.
+- the classifier is the published per-user SVM
+  (``StandardScaler(with_mean=False)`` per user + RBF SVC with the
+  ``#negatives / #positives`` class weight), i.e. the model enrollment fits;
+  the naive engine of :func:`sigver.evaluation.score_fold` trains it.
+
+Scores are pooled over users and folds and the threshold is chosen on the
+pooled genuine vs skilled scores for the ``target``:
+
+``"eer-skilled"``
+    the global EER threshold, with exactly the definition of
+    :func:`sigver.metrics.eer_threshold` (as in ``sigver evaluate``).
+``"far-skilled=X"``
+    the smallest threshold with ``FAR_skilled <= X`` on the development
+    scores (``X`` in [0, 1], or a percentage such as ``5%``).
+
+The figures recorded with the threshold (FRR, FAR_skilled, FAR_random, EER)
+are measured on the same development scores the threshold was chosen on, so
+they are a-posteriori / optimistic; the per-fold thresholds show how stable
+the choice is. Rewriting a checkpoint changes its sha256, hence its model id:
+users enrolled with the previous file must be re-enrolled (see
+:func:`apply_calibration`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sigver import __version__
+from sigver.errors import DatasetError, ModelError, SigverError
+from sigver.featureset import FeatureSet
+from sigver.metrics import eer_global, eer_threshold, operating_point
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TARGETS",
+    "Calibration",
+    "CalibrationError",
+    "apply_calibration",
+    "calibrate_threshold",
+    "parse_target",
+    "threshold_for_far",
+]
+
+#: Target kinds understood by :func:`parse_target` (``far-skilled`` takes ``=X``).
+TARGETS = ("eer-skilled", "far-skilled")
+
+#: Key of the calibration block in the checkpoint's ``meta.metrics``.
+METRICS_KEY = "calibration"
+
+
+class CalibrationError(SigverError, ValueError):
+    """The calibration cannot be computed from these data or settings."""
+
+
+def parse_target(target: str) -> tuple[str, float | None]:
+    """Split a target specification into its kind and value.
+
+    Parameters
+    ----------
+    target : str
+        ``"eer-skilled"`` or ``"far-skilled=X"`` with ``X`` a rate in [0, 1]
+        (``0.05``) or a percentage (``5%``).
+
+    Returns
+    -------
+    (str, float or None)
+        Kind and, for ``far-skilled``, the maximal false acceptance rate.
+
+    Raises
+    ------
+    CalibrationError
+        For an unknown kind or an invalid rate.
+    """
+    text = str(target).strip().lower()
+    if text == "eer-skilled":
+        return "eer-skilled", None
+    match = re.fullmatch(r"far-skilled\s*=\s*([0-9.eE+-]+)\s*(%?)", text)
+    if match is None:
+        raise CalibrationError(
+            f"unknown calibration target {target!r}; use 'eer-skilled' or 'far-skilled=X' "
+            "(X a rate such as 0.05 or a percentage such as 5%)"
+        )
+    try:
+        value = float(match.group(1))
+    except ValueError:
+        raise CalibrationError(f"invalid rate in target {target!r}") from None
+    if match.group(2):
+        value /= 100.0
+    if not 0.0 <= value <= 1.0:
+        raise CalibrationError(f"the FAR of target {target!r} must lie in [0, 1] (or 0-100%)")
+    return "far-skilled", value
+
+
+def threshold_for_far(genuine: np.ndarray, skilled: np.ndarray, max_far: float) -> float:
+    """Smallest threshold whose false acceptance rate on ``skilled`` is at most ``max_far``.
+
+    With the acceptance rule ``score >= t`` (:mod:`sigver.metrics`), at most
+    ``m = floor(max_far * n)`` forgeries may be accepted, so ``t`` is the
+    smallest float above the ``(m + 1)``-th highest forgery score. A smaller
+    threshold would accept more forgeries; any larger one rejects more
+    genuines. When every forgery may be accepted, the lowest score seen.
+
+    Parameters
+    ----------
+    genuine, skilled : ndarray
+        Scores (``skilled`` non-empty).
+    max_far : float
+        In [0, 1].
+
+    Returns
+    -------
+    float
+    """
+    s = np.sort(np.asarray(skilled, dtype=np.float64).reshape(-1))[::-1]
+    if s.size == 0:
+        raise CalibrationError("a FAR target needs skilled forgery scores")
+    # The small epsilon keeps e.g. 0.07 * 100 = 7.000000000000001 from flooring to 7 wrongly
+    # low or 6.999999 to 6.
+    m = int(math.floor(max_far * s.size + 1e-9))
+    if m >= s.size:
+        g = np.asarray(genuine, dtype=np.float64).reshape(-1)
+        return float(min(s.min(), g.min())) if g.size else float(s.min())
+    return float(np.nextafter(s[m], np.inf))
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibrated global threshold and how it was obtained.
+
+    Attributes
+    ----------
+    threshold : float
+        Decision threshold on the per-user SVM score (accept ``score >= threshold``).
+    target : str
+        ``"eer-skilled"`` or ``"far-skilled=X"``.
+    eer : float
+        Pooled global EER (genuine vs skilled) of the development scores.
+    eer_threshold : float
+        Threshold of that EER (equals ``threshold`` for ``eer-skilled``).
+    frr, far_skilled, far_random : float
+        Error rates at ``threshold`` on the pooled development scores.
+    n_users, n_genuine, n_skilled, n_random : int
+        Development users and pooled scores (over users and folds).
+    refs, folds, seed : int
+        References per user, folds, master seed.
+    fold_seeds : tuple of int
+        Seed of each fold.
+    fold_thresholds : tuple of float
+        The target's threshold chosen on each fold alone (stability).
+    users : tuple of str
+        Development user ids.
+    classifier : dict
+        Per-user SVM settings.
+    negatives : dict
+        What the classifiers were trained against.
+    data : dict
+        Provenance of the features (model id and sha256, dataset...).
+    created : str
+        ISO 8601 UTC timestamp.
+    code_version : str
+        ``sigver.__version__``.
+    """
+
+    threshold: float
+    target: str
+    eer: float
+    eer_threshold: float
+    frr: float
+    far_skilled: float
+    far_random: float
+    n_users: int
+    n_genuine: int
+    n_skilled: int
+    n_random: int
+    refs: int
+    folds: int
+    seed: int
+    fold_seeds: tuple[int, ...] = ()
+    fold_thresholds: tuple[float, ...] = ()
+    users: tuple[str, ...] = ()
+    classifier: dict[str, Any] = field(default_factory=dict)
+    negatives: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    code_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (non-finite rates become ``None``); ``threshold`` is the key
+        :class:`enrollment.Verifier` reads."""
+        out = dataclasses.asdict(self)
+        for key in ("fold_seeds", "users"):
+            out[key] = list(out[key])
+        out["fold_thresholds"] = [_finite_or_none(t) for t in self.fold_thresholds]
+        for key in ("eer", "eer_threshold", "frr", "far_skilled", "far_random"):
+            out[key] = _finite_or_none(out[key])
+        out["method"] = (
+            "per-user RBF SVMs on development users (refs random genuine references vs other "
+            "development users' references + background negatives), scores pooled over users "
+            "and folds; threshold chosen for the target on genuine vs skilled forgeries"
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict` (unknown keys ignored).
+
+        Raises
+        ------
+        CalibrationError
+            If the threshold is missing or not a finite number.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            threshold = float(kwargs["threshold"])
+        except (KeyError, TypeError, ValueError):
+            raise CalibrationError("calibration lacks a numeric 'threshold'") from None
+        if not math.isfinite(threshold):
+            raise CalibrationError("calibration threshold is not finite")
+        kwargs["threshold"] = threshold
+        for key in ("eer", "eer_threshold", "frr", "far_skilled", "far_random"):
+            value = kwargs.get(key)
+            kwargs[key] = float("nan") if value is None else float(value)
+        for key in ("fold_seeds", "users"):
+            kwargs[key] = tuple(kwargs.get(key) or ())
+        kwargs["fold_thresholds"] = tuple(
+            float("nan") if t is None else float(t) for t in kwargs.get("fold_thresholds") or ()
+        )
+        return cls(**kwargs)
+
+    def summary(self) -> str:
+        """Human-readable lines for the CLI."""
+
+        def pct(v: float) -> str:
+            return f"{100 * v:.2f} %" if math.isfinite(v) else "n/a"
+
+        spread = np.asarray(self.fold_thresholds, dtype=np.float64)
+        spread = spread[np.isfinite(spread)]
+        lines = [
+            f"threshold         {self.threshold:.6f}  (target {self.target})",
+            f"EER skilled       {pct(self.eer)}  (at threshold {self.eer_threshold:.6f})",
+            f"FRR               {pct(self.frr)}",
+            f"FAR skilled       {pct(self.far_skilled)}",
+            f"FAR random        {pct(self.far_random)}",
+        ]
+        if spread.size > 1:
+            lines.append(
+                f"per-fold thresh.  {spread.mean():.6f} ± {spread.std():.6f} "
+                f"(min {spread.min():.6f}, max {spread.max():.6f})"
+            )
+        neg = self.negatives
+        lines += [
+            f"development users {self.n_users} ({_id_ranges(self.users)}), {self.refs} refs, "
+            f"{self.folds} folds, seed {self.seed}",
+            f"scores            {self.n_genuine} genuine, {self.n_skilled} skilled, "
+            f"{self.n_random} random (pooled over folds)",
+            f"negatives/user    {neg.get('per_user', '?')} "
+            f"({neg.get('other_users_references', '?')} other users' references + "
+            f"{neg.get('extra', 0)} extra)",
+            f"model             {self.data.get('model_id', 'unknown')}",
+        ]
+        return "\n".join(lines)
+
+
+def _id_ranges(ids: Sequence[str]) -> str:
+    if not ids:
+        return "-"
+    return f"{ids[0]}..{ids[-1]}" if len(ids) > 2 else ", ".join(ids)
+
+
+def _norm_id(uid: str) -> str:
+    # "001" and "1" name the same writer in numbered datasets (as in sigver.protocol).
+    return str(int(uid)) if uid.isdigit() else uid
+
+
+def _resolve_users(fs: FeatureSet, users: str | Sequence[str]) -> tuple[str, ...]:
+    """Calibration user ids present in ``fs``, in natural order."""
+    from sigver.datasets import natural_key
+
+    present = [str(u) for u in fs.user_ids]
+    if isinstance(users, str):
+        from sigver.training import parse_users
+
+        spec = parse_users(users)
+        chosen = [u for u in present if spec.matches(u)]
+        if not chosen:
+            raise CalibrationError(f"no user of the data matches {users!r}")
+    else:
+        normed = {_norm_id(u): u for u in present}
+        chosen, missing = [], []
+        for uid in users:
+            hit = normed.get(_norm_id(str(uid)))
+            (missing if hit is None else chosen).append(str(uid) if hit is None else hit)
+        if missing:
+            raise CalibrationError(f"user id(s) not in the data: {', '.join(missing[:10])}")
+    chosen = sorted(set(chosen), key=natural_key)
+    if len(chosen) < 2:
+        raise CalibrationError("calibration needs at least 2 development users")
+    return tuple(chosen)
+
+
+def _strip_prefix(text: str, dataset: str | None) -> str:
+    if dataset and text.startswith(f"{dataset}/"):
+        return text[len(dataset) + 1 :]
+    return text
+
+
+def _foreign_negatives(
+    extra: FeatureSet, fs: FeatureSet, users: Sequence[str], dataset: str | None
+) -> tuple[np.ndarray, int]:
+    """Rows of ``extra`` that belong to none of the calibration ``users``.
+
+    A row is dropped when its user id (with a ``<dataset>/`` prefix removed)
+    names a calibration user, or its file name (prefix removed) is the file of
+    any sample of a calibration user.
+
+    Returns
+    -------
+    (ndarray of float32, int)
+        Kept features and the number of dropped rows.
+    """
+    if extra.dim != fs.dim:
+        raise DatasetError(
+            f"extra negatives have {extra.dim} features but the calibration data have {fs.dim}"
+        )
+    wanted = {_norm_id(u) for u in users}
+    row_users = extra.user_ids[extra.y]
+    own_user = np.array([_norm_id(_strip_prefix(str(u), dataset)) in wanted for u in row_users])
+    uid_index = {str(u): i for i, u in enumerate(fs.user_ids)}
+    cal_idx = [uid_index[u] for u in users]
+    cal_files = set(fs.filenames[np.isin(fs.y, cal_idx)].tolist())
+    own_file = np.array([_strip_prefix(str(f), dataset) in cal_files for f in extra.filenames])
+    keep = ~(own_user | own_file)
+    return extra.features[keep], int(np.count_nonzero(~keep))
+
+
+def _check_negatives(split: Any, y: np.ndarray, n_data: int) -> None:
+    """Refuse a split where a user's own sample, or a scored sample, is a training negative."""
+    scored_all = np.concatenate([*split.test_genuine, *split.skilled, *split.simple])
+    for i, user in enumerate(split.users):
+        negs = split.training_negatives(i)
+        data_negs = negs[negs < n_data]
+        if np.any(y[data_negs] == user):
+            raise CalibrationError(f"internal error: user {user} would be its own negative")
+        if np.isin(data_negs, scored_all).any():
+            raise CalibrationError("internal error: a scored sample would be a training negative")
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _pick(kind: str, value: float | None, genuine: np.ndarray, skilled: np.ndarray) -> float:
+    if kind == "eer-skilled" or value is None:
+        return eer_threshold(genuine, skilled)
+    return threshold_for_far(genuine, skilled, value)
+
+
+def calibrate_threshold(
+    features: FeatureSet,
+    *,
+    users: str | Sequence[str],
+    negatives: FeatureSet | None = None,
+    dataset: str | None = None,
+    refs: int = 5,
+    folds: int = 5,
+    seed: int = 1234,
+    target: str = "eer-skilled",
+    kernel: str = "rbf",
+    C: float = 1.0,
+    gamma: float = 2**-11,
+    n_jobs: int = 2,
+    progress: bool = False,
+) -> Calibration:
+    """Choose the global decision threshold on development writers.
+
+    See the module docstring for the procedure.
+
+    Parameters
+    ----------
+    features : FeatureSet
+        Features of a dataset with skilled forgeries (other users are ignored).
+    users : str or sequence of str
+        Development users: ids, or a specification such as ``"001-037"`` or
+        ``"001-004,006"`` (inclusive ranges in natural order; ids absent from
+        the data are skipped). Never pass exploitation users.
+    negatives : FeatureSet, optional
+        Extra negatives, e.g. the background set shipped with the model. Rows of
+        any calibration user are dropped (by ``<dataset>/<user>`` id or file name).
+    dataset : str, optional
+        Dataset name used as the id prefix of ``negatives``; defaults to
+        ``features.meta["dataset"]``.
+    refs : int, default 5
+        Genuine references per user (enrollment size).
+    folds : int, default 5
+        Random draws of the references.
+    seed : int, default 1234
+        Master seed (per-fold seeds from :func:`sigver.protocol.fold_seeds`).
+    target : str, default "eer-skilled"
+        ``"eer-skilled"`` or ``"far-skilled=X"``.
+    kernel, C, gamma
+        Per-user SVM (published defaults, as used by enrollment).
+    n_jobs : int, default 2
+        Threads over users.
+    progress : bool, default False
+        Progress bars.
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    CalibrationError
+        Bad target, fewer than 2 users, no skilled forgeries.
+    DatasetError, ProtocolError
+        Users with too few genuine signatures, inconsistent negatives.
+    """
+    from sigver.evaluation import ClassifierConfig, score_fold
+    from sigver.protocol import ProtocolConfig, make_splits
+
+    kind, far_target = parse_target(target)
+    ids = _resolve_users(features, users)
+    dataset = dataset if dataset is not None else features.meta.get("dataset")
+    # forg_from_exp = refs: every other development user's references are negatives; their
+    # remaining genuines stay unseen and serve as random forgeries.
+    config = ProtocolConfig(
+        name="calibration",
+        exp_users=ids,
+        dev_users="none",
+        refs=refs,
+        test_genuine=None,
+        forg_from_exp=refs,
+        folds=folds,
+        seed=seed,
+    )
+    resolved, splits = make_splits(features.y, features.yforg, features.user_ids, config)
+    n_data = len(features)
+    if negatives is not None:
+        extra, dropped = _foreign_negatives(negatives, features, ids, dataset)
+        if dropped:
+            logger.info(
+                "dropped %d of %d extra negatives that belong to calibration users",
+                dropped,
+                len(negatives),
+            )
+    else:
+        extra, dropped = np.zeros((0, features.dim), dtype=np.float32), 0
+    x = np.concatenate([features.features, extra]) if extra.shape[0] else features.features
+    shared = np.arange(n_data, n_data + extra.shape[0], dtype=np.int64)
+    cfg = ClassifierConfig(kernel=kernel, C=C, gamma=gamma, scaling="user")
+
+    genuine, random, skilled, fold_thresholds = [], [], [], []
+    for split in splits:
+        split = dataclasses.replace(split, negatives=shared)
+        _check_negatives(split, features.y, n_data)
+        scores = score_fold(x, split, cfg, engine="naive", n_jobs=n_jobs, progress=progress)
+        g, r, s = (np.concatenate(part) for part in (scores.genuine, scores.random, scores.skilled))
+        if s.size == 0:
+            raise CalibrationError(
+                "the development users have no skilled forgeries; the threshold is calibrated "
+                "on genuine vs skilled scores"
+            )
+        fold_thresholds.append(_pick(kind, far_target, g, s))
+        genuine.append(g)
+        random.append(r)
+        skilled.append(s)
+        logger.debug("fold %d: threshold %.4f", split.fold, fold_thresholds[-1])
+    g, r, s = (np.concatenate(p) for p in (genuine, random, skilled))
+    eer, t_eer = eer_global(g, s)
+    threshold = t_eer if kind == "eer-skilled" else _pick(kind, far_target, g, s)
+    if not math.isfinite(threshold):
+        raise CalibrationError(
+            f"the {target} threshold is not finite ({threshold}); the scores do not separate"
+        )
+    point = operating_point(g, r, s, threshold)
+    skipped_users = [
+        u
+        for u, sk in zip(ids, splits[0].skilled, strict=True)
+        if sk.size == 0  # users without skilled forgeries still add genuines and randoms
+    ]
+    if skipped_users:
+        logger.warning(
+            "%d development user(s) have no skilled forgeries: %s",
+            len(skipped_users),
+            ", ".join(skipped_users[:10]),
+        )
+    n_other_refs = int(splits[0].exp_negatives[0].size)
+    meta = features.meta
+    return Calibration(
+        threshold=float(threshold),
+        target=target if kind == "eer-skilled" else f"far-skilled={far_target:g}",
+        eer=float(eer),
+        eer_threshold=float(t_eer),
+        frr=point["FRR"],
+        far_skilled=point["FAR_skilled"],
+        far_random=point["FAR_random"],
+        n_users=len(ids),
+        n_genuine=int(g.size),
+        n_skilled=int(s.size),
+        n_random=int(r.size),
+        refs=int(refs),
+        folds=int(folds),
+        seed=int(seed),
+        fold_seeds=tuple(int(v) for v in resolved.seeds),
+        fold_thresholds=tuple(float(t) for t in fold_thresholds),
+        users=ids,
+        classifier={
+            "kernel": kernel,
+            "C": float(C),
+            "gamma": float(gamma),
+            "scaling": "per user (StandardScaler(with_mean=False))",
+            "class_weight": "genuine = #negatives / #positives",
+        },
+        negatives={
+            "per_user": int(n_other_refs + extra.shape[0]),
+            "other_users_references": n_other_refs,
+            "extra": int(extra.shape[0]),
+            "extra_dropped_as_calibration_users": int(dropped),
+            "extra_source": (negatives.meta.get("purpose") or "given") if negatives else None,
+        },
+        data={
+            "dataset": dataset,
+            "model_id": meta.get("model_id"),
+            "model_sha256": meta.get("model_sha256"),
+            "n_samples": n_data,
+        },
+        created=_utc_now(),
+    )
+
+
+def apply_calibration(
+    checkpoint_path: str | os.PathLike[str],
+    calibration: Calibration,
+    *,
+    update_background: bool = True,
+    check_model: bool = True,
+) -> Path:
+    """Store a calibration in a checkpoint, as its global default threshold.
+
+    The checkpoint is loaded (sha256-verified), ``meta.metrics["calibration"]``
+    is set to ``calibration.to_dict()`` and the file is rewritten with
+    :func:`sigver.models.checkpoint.save_checkpoint` (atomic, new ``.sha256``
+    sidecar, same storage dtype, weights unchanged). :class:`enrollment.Verifier`
+    then reads ``metrics.calibration.threshold`` as its default threshold.
+
+    The new metadata changes the file's sha256 and therefore its model id:
+
+    - the background set beside the model (``<stem>.background.npz``) records
+      the sha256 of the model it was extracted with, and the verifier refuses
+      a mismatch. As the weights are unchanged, its ``model_sha256`` /
+      ``model_id`` are updated (atomically) when they named the old file;
+      a background recording another model is left alone with a warning.
+    - users enrolled with the old file are refused by the verifier as a model
+      mismatch and must be re-enrolled: calibrate before shipping.
+
+    Parameters
+    ----------
+    checkpoint_path : path-like
+        A sigver checkpoint (``.pt`` with ``.sha256`` sidecar).
+    calibration : Calibration
+    update_background : bool, default True
+        Update the background set's recorded model hash as described above.
+    check_model : bool, default True
+        Refuse when the calibration records the sha256 of a different file
+        than ``checkpoint_path`` (features from another model).
+
+    Returns
+    -------
+    pathlib.Path
+        ``checkpoint_path``.
+
+    Raises
+    ------
+    ModelError
+        Unreadable, unverified or mismatching checkpoint.
+    """
+    from sigver.features import default_background_path
+    from sigver.featureset import load_features, save_features
+    from sigver.models.checkpoint import ModelWeights, load_checkpoint, save_checkpoint
+
+    path = Path(checkpoint_path)
+    weights = load_checkpoint(path)
+    calibrated_with = calibration.data.get("model_sha256")
+    if check_model and calibrated_with and calibrated_with != weights.sha256:
+        raise ModelError(
+            f"the calibration was computed with features of model {str(calibrated_with)[:12]}, "
+            f"not of {path} ({weights.sha256[:12]}); recalibrate with this checkpoint"
+        )
+    old_sha = weights.sha256
+    meta = dataclasses.replace(
+        weights.meta, metrics={**weights.meta.metrics, METRICS_KEY: calibration.to_dict()}
+    )
+    new_sha = save_checkpoint(
+        path,
+        weights.state_dict,
+        meta,
+        half=weights.meta.storage_dtype == "float16",
+        heads=weights.heads,
+        training_state=weights.training_state,
+    )
+    new_id = ModelWeights(meta=meta, state_dict={}, sha256=new_sha).model_id
+    logger.info(
+        "wrote threshold %.6f into %s (sha256 %s -> %s); re-enroll users enrolled with the "
+        "old file",
+        calibration.threshold,
+        path,
+        old_sha[:12],
+        new_sha[:12],
+    )
+    background = default_background_path(path)
+    if update_background and background.is_file():
+        fs = load_features(background)
+        recorded = fs.meta.get("model_sha256")
+        if recorded == old_sha:
+            fs_meta = {**fs.meta, "model_sha256": new_sha, "model_id": new_id}
+            fs_meta.pop("format_version", None)
+            save_features(background, dataclasses.replace(fs, meta=fs_meta))
+            logger.info("updated the model hash recorded in %s", background)
+        elif recorded and recorded != new_sha:
+            logger.warning(
+                "%s records model %s, neither the old nor the new checkpoint; left unchanged",
+                background,
+                str(recorded)[:12],
+            )
+    return path

@@ -1,0 +1,147 @@
+"""``sigver calibrate``: choose a model's global decision threshold on development writers.
+
+Example (prints the calibration; ``--write`` stores it in the checkpoint, where
+enrollment reads its default threshold)::
+
+    sigver calibrate --model models/sigver-sigresnet-v1.pt \\
+        --data /data/sigcomp2011 --dataset sigcomp2011 --users 001-037
+    sigver calibrate --model M --data dev.npz --users 001-037 --target far-skilled=5% --write
+
+Only development writers (never exploitation writers) may be given to
+``--users``. See :mod:`sigver.calibration` for the procedure.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sigver.featureset import FeatureSet
+
+NAME = "calibrate"
+HELP = "calibrate a model's global decision threshold on development writers (--write stores it)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``calibrate`` options."""
+    from sigver.cache import add_data_arguments
+
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        metavar="CHECKPOINT",
+        help="sigver checkpoint (.pt with its .sha256 sidecar)",
+    )
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--users",
+        required=True,
+        metavar="SPEC",
+        help="development users, e.g. 001-037 or 001-004,006 (inclusive, natural order)",
+    )
+    parser.add_argument("--refs", type=int, default=5, help="references per user (default 5)")
+    parser.add_argument("--folds", type=int, default=5, help="random draws (default 5)")
+    parser.add_argument("--seed", type=int, default=1234, help="master seed (default 1234)")
+    parser.add_argument(
+        "--target",
+        default="eer-skilled",
+        help="eer-skilled (default) or far-skilled=X (X a rate, e.g. 0.05, or 5%%)",
+    )
+    parser.add_argument(
+        "--background",
+        metavar="PATH",
+        help="extra negatives (feature set); default: <model stem>.background.npz when "
+        "present, 'none' for none",
+    )
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="store the calibration in the checkpoint (new sha256: re-enroll existing users)",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
+    parser.add_argument("--batch-size", type=int, default=64, help="extraction batch size")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _background(args: argparse.Namespace, model_sha256: str) -> FeatureSet | None:
+    from sigver.errors import ModelError
+    from sigver.features import default_background_path
+    from sigver.featureset import load_features
+
+    if args.background is not None and args.background.lower() == "none":
+        return None
+    path = Path(args.background) if args.background else default_background_path(args.model)
+    if args.background is None and not path.is_file():
+        return None
+    fs = load_features(path)
+    recorded = fs.meta.get("model_sha256")
+    if recorded and recorded != model_sha256:
+        # Enrollment refuses this background for this model too.
+        raise ModelError(
+            f"background {path} was extracted with model {str(recorded)[:12]}, not "
+            f"{model_sha256[:12]}; regenerate it or pass --background none"
+        )
+    return fs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Extract the development users' features, calibrate, print (and optionally write)."""
+    from sigver._util import write_json
+    from sigver.cache import data_from_args
+    from sigver.calibration import apply_calibration, calibrate_threshold
+    from sigver.errors import SigverError
+    from sigver.features import Extractor
+    from sigver.featureset import FeatureSet
+    from sigver.models.checkpoint import load_checkpoint
+    from sigver.training import parse_users
+
+    if args.batch_size < 1:
+        raise SigverError(f"--batch-size must be >= 1, got {args.batch_size}")
+    progress = not args.no_progress
+    # load_checkpoint, not load_weights: only our format can hold the calibration.
+    weights = load_checkpoint(args.model)
+    extractor = Extractor(weights.build_model(), weights)
+    background = _background(args, extractor.sha256)
+    cache = data_from_args(args, progress=progress)
+    spec = parse_users(args.users)
+    cache = cache.select(users=[u for u in cache.user_ids.tolist() if spec.matches(u)])
+    if len(cache) == 0:
+        raise SigverError(f"no signatures of users {args.users!r} in {args.data}")
+    feats = extractor.extract(cache, batch_size=args.batch_size, progress=progress)
+    fs = FeatureSet(
+        features=feats,
+        y=cache.y,
+        yforg=cache.yforg,
+        user_ids=cache.user_ids,
+        filenames=cache.filenames,
+        meta={**extractor.describe(), "dataset": cache.dataset, "data": str(args.data)},
+    )
+    calibration = calibrate_threshold(
+        fs,
+        users=args.users,
+        negatives=background,
+        dataset=cache.dataset,
+        refs=args.refs,
+        folds=args.folds,
+        seed=args.seed,
+        target=args.target,
+        n_jobs=max(1, args.jobs),
+        progress=progress,
+    )
+    print(calibration.summary())
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.json, calibration.to_dict())
+    if args.write:
+        apply_calibration(args.model, calibration)
+        new = load_checkpoint(args.model)
+        print(
+            f"wrote the calibration into {args.model} (now {new.model_id}); users enrolled "
+            "with the previous file must be re-enrolled"
+        )
+    else:
+        print("not written (add --write to store it in the checkpoint)")
+    return 0
