@@ -62,6 +62,8 @@ __all__ = [
     "EvaluationResult",
     "score_fold",
     "evaluate",
+    "a_priori_other_folds",
+    "fixed_threshold_point",
     "SUMMARY_METRICS",
 ]
 
@@ -112,6 +114,9 @@ class EvaluationResult:
     summary: dict[str, dict[str, float]]
     a_priori: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Operating point at a threshold given by the caller (:func:`fixed_threshold_point`),
+    #: None when no threshold was given.
+    fixed_threshold: dict[str, Any] | None = None
 
 
 # -- engines -------------------------------------------------------------------------
@@ -334,6 +339,17 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def _mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and std (``ddof=0``) over the folds where the value is defined."""
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[~np.isnan(vals)]
+    # A metric undefined in every fold (e.g. AUC without skilled forgeries) stays NaN
+    # rather than tripping numpy's empty-slice warnings.
+    if vals.size:
+        return {"mean": float(vals.mean()), "std": float(vals.std())}
+    return {"mean": float("nan"), "std": float("nan")}
+
+
 def a_priori_other_folds(scores: list[FoldScores]) -> dict[str, Any]:
     """A-priori operating point: global EER threshold chosen on the *other* folds.
 
@@ -368,6 +384,57 @@ def a_priori_other_folds(scores: list[FoldScores]) -> dict[str, Any]:
     return out
 
 
+def fixed_threshold_point(
+    scores: list[FoldScores], threshold: float, source: str = "given"
+) -> dict[str, Any]:
+    """A-priori operating point at a threshold chosen elsewhere (e.g. on development users).
+
+    The threshold is applied unchanged to every fold: FRR, FAR_random,
+    FAR_skilled (and their skilled mean, HTER_skilled) are measured per fold on
+    the pooled scores of the exploitation users, then summarised over folds.
+    Typically ``threshold`` is a model's calibrated default
+    (``meta.metrics["calibration"]["threshold"]``, chosen on development writers
+    by :func:`sigver.calibration.calibrate_threshold`), which makes this the
+    honest a-priori figure; it is only meaningful on the score scale it was
+    chosen on. Calibration trains the per-user-scaled SVM (``scaling="user"``),
+    which ``evaluate`` reproduces exactly with ``ClassifierConfig(scaling="user")``;
+    the fast engine's per-fold scaling gives slightly different decision values.
+
+    Parameters
+    ----------
+    scores : list of FoldScores
+        Scores of every fold.
+    threshold : float
+        Finite decision threshold (accept when ``score >= threshold``).
+    source : str
+        Where the threshold comes from (recorded verbatim in the reports).
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``source``, ``per_fold`` (one :func:`~sigver.metrics.operating_point`
+        dict per fold, with its ``fold`` index) and ``summary`` (mean and std over folds,
+        ``ddof=0``, of FRR, FAR_random, FAR_skilled, HTER_skilled; NaN where undefined).
+
+    Raises
+    ------
+    SigverError
+        If ``threshold`` is not a finite number.
+    """
+    t = float(threshold)
+    if not np.isfinite(t):
+        raise SigverError(f"the fixed threshold must be a finite number, got {threshold!r}")
+    per_fold = []
+    for k, fold in enumerate(scores):
+        point = operating_point(_cat(fold.genuine), _cat(fold.random), _cat(fold.skilled), t)
+        per_fold.append({"fold": k, **point})
+    summary = {
+        key: _mean_std([p[key] for p in per_fold])
+        for key in ("FRR", "FAR_random", "FAR_skilled", "HTER_skilled")
+    }
+    return {"threshold": t, "source": source, "per_fold": per_fold, "summary": summary}
+
+
 def evaluate(
     fs: FeatureSet,
     protocol: ProtocolConfig,
@@ -376,6 +443,8 @@ def evaluate(
     engine: str = "fast",
     n_jobs: int = 2,
     progress: bool = True,
+    threshold: float | None = None,
+    threshold_source: str = "given",
 ) -> EvaluationResult:
     """Run a writer-dependent protocol on a feature set.
 
@@ -390,14 +459,25 @@ def evaluate(
     n_jobs : int
         Threads over users.
     progress : bool
+    threshold : float, optional
+        Also report the operating point at this fixed threshold (chosen on
+        development users, e.g. a model's calibrated default), see
+        :func:`fixed_threshold_point`.
+    threshold_source : str
+        Where ``threshold`` comes from, recorded in the reports.
 
     Returns
     -------
     EvaluationResult
         Per-fold metrics (threshold 0 = the classifiers' own), summary
-        (mean and std over folds, ``ddof=0``) and the a-priori operating point.
+        (mean and std over folds, ``ddof=0``), the a-priori operating point
+        (threshold from the other folds) and, with ``threshold``, the
+        fixed-threshold operating point.
     """
     cfg = classifier or ClassifierConfig()
+    if threshold is not None and not np.isfinite(float(threshold)):
+        # Fail before the expensive part.
+        raise SigverError(f"the fixed threshold must be a finite number, got {threshold!r}")
     if cfg.scaling == "user" and engine == "fast":
         logger.info("scaling='user' is only implemented by the naive engine; using it")
         engine = "naive"
@@ -430,17 +510,8 @@ def evaluate(
         )
         folds.append(m)
         all_scores.append(scores)
-    summary = {}
     keys = list(SUMMARY_METRICS) + (["FAR_simple"] if "FAR_simple" in folds[0] else [])
-    for key in keys:
-        vals = np.array([f[key] for f in folds], dtype=np.float64)
-        vals = vals[~np.isnan(vals)]
-        # A metric undefined in every fold (e.g. AUC without skilled forgeries) stays NaN
-        # rather than tripping numpy's empty-slice warnings.
-        if vals.size:
-            summary[key] = {"mean": float(vals.mean()), "std": float(vals.std())}
-        else:
-            summary[key] = {"mean": float("nan"), "std": float("nan")}
+    summary = {key: _mean_std([f[key] for f in folds]) for key in keys}
     return EvaluationResult(
         protocol=resolved,
         classifier=cfg,
@@ -449,6 +520,11 @@ def evaluate(
         summary=summary,
         a_priori=a_priori_other_folds(all_scores),
         meta={"engine": engine, "n_jobs": n_jobs, **fs.meta},
+        fixed_threshold=(
+            None
+            if threshold is None
+            else fixed_threshold_point(all_scores, threshold, threshold_source)
+        ),
     )
 
 
@@ -472,14 +548,25 @@ def _pct(stat: dict[str, float], key: str) -> str:
     return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
 
+#: Metrics of the fixed-threshold operating point shown in the tables and the CSV.
+FIXED_METRICS = ("FRR", "FAR_random", "FAR_skilled")
+
+
+def _fixed_label(fixed: dict[str, Any], key: str) -> str:
+    return f"{LABELS[key]} @ T={fixed['threshold']:.4g} (given: {fixed['source']})"
+
+
 def format_table(result: EvaluationResult, *, markdown: bool = False) -> str:
-    """Mean ± std over folds of every summary metric (rates in %), plus the a-priori point."""
+    """Mean ± std over folds of every summary metric (rates in %), plus the a-priori points."""
     keys = list(result.summary)
     rows = [(LABELS.get(k, k), _pct(result.summary[k], k)) for k in keys]
     ap = result.a_priori
     if ap.get("available"):
         for k in ("FRR", "FAR_random", "FAR_skilled"):
             rows.append((f"a-priori {LABELS[k]}", _pct(ap[k], k)))
+    fixed = result.fixed_threshold
+    if fixed is not None:
+        rows += [(_fixed_label(fixed, k), _pct(fixed["summary"][k], k)) for k in FIXED_METRICS]
     n_folds = len(result.folds)
     if markdown:
         lines = [f"| metric | mean ± std ({n_folds} folds) |", "|---|---|"]
@@ -488,6 +575,11 @@ def format_table(result: EvaluationResult, *, markdown: bool = False) -> str:
         lines.append(
             "Rates in %, AUC in [0, 1]. FRR / FAR at the classifiers' own threshold (0). "
             "a-priori: global EER threshold chosen on the other folds."
+            + (
+                ""
+                if fixed is None
+                else " @ T: the given threshold T, applied unchanged to every fold."
+            )
         )
         return "\n".join(lines) + "\n"
     width = max(len(n) for n, _ in rows)
@@ -501,23 +593,24 @@ def results_dict(result: EvaluationResult, user_ids: np.ndarray) -> dict[str, An
 
     Undefined metrics (NaN) become None so that the JSON written from it is strict.
     """
-    return json_safe(
-        {
-            "protocol": result.protocol.to_dict(user_ids),
-            "classifier": {
-                "kernel": result.classifier.kernel,
-                "C": result.classifier.C,
-                "gamma": result.classifier.gamma,
-                "scaling": result.classifier.scaling,
-                "class_weight": "genuine = #negatives / #positives",
-            },
-            "threshold": 0.0,
-            "folds": result.folds,
-            "summary": result.summary,
-            "a_priori": result.a_priori,
-            "meta": result.meta,
-        }
-    )
+    data: dict[str, Any] = {
+        "protocol": result.protocol.to_dict(user_ids),
+        "classifier": {
+            "kernel": result.classifier.kernel,
+            "C": result.classifier.C,
+            "gamma": result.classifier.gamma,
+            "scaling": result.classifier.scaling,
+            "class_weight": "genuine = #negatives / #positives",
+        },
+        "threshold": 0.0,
+        "folds": result.folds,
+        "summary": result.summary,
+        "a_priori": result.a_priori,
+        "meta": result.meta,
+    }
+    if result.fixed_threshold is not None:
+        data["fixed_threshold"] = result.fixed_threshold
+    return json_safe(data)
 
 
 def write_results(
@@ -539,13 +632,32 @@ def write_results(
     data = results_dict(result, user_ids)
     write_json(out / "results.json", data)
     keys = list(result.summary)
+    fixed = result.fixed_threshold
+    # Fixed-threshold columns (named "<metric>@T") only when a threshold was given, so the
+    # default CSV is unchanged; T itself is in results.json / results.md.
+    fixed_keys = list(FIXED_METRICS) if fixed is not None else []
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["fold", "seed", *keys])
-    for f in result.folds:
-        writer.writerow([f["fold"], f["seed"], *(f"{f[k]:.6f}" for k in keys)])
-    writer.writerow(["mean", "", *(f"{result.summary[k]['mean']:.6f}" for k in keys)])
-    writer.writerow(["std", "", *(f"{result.summary[k]['std']:.6f}" for k in keys)])
+    writer.writerow(["fold", "seed", *keys, *(f"{k}@T" for k in fixed_keys)])
+    for i, f in enumerate(result.folds):
+        fixed_vals = [fixed["per_fold"][i][k] for k in fixed_keys] if fixed else []
+        writer.writerow(
+            [
+                f["fold"],
+                f["seed"],
+                *(f"{f[k]:.6f}" for k in keys),
+                *(f"{v:.6f}" for v in fixed_vals),
+            ]
+        )
+    for stat in ("mean", "std"):
+        writer.writerow(
+            [
+                stat,
+                "",
+                *(f"{result.summary[k][stat]:.6f}" for k in keys),
+                *(f"{fixed['summary'][k][stat]:.6f}" for k in fixed_keys),
+            ]
+        )
     atomic_write(out / "results.csv", buf.getvalue())
     cfg = result.protocol.config
     header = (

@@ -168,3 +168,99 @@ def test_results_json_is_strict_when_a_metric_is_undefined(tmp_path):
     assert data["summary"]["AUC"] == {"mean": None, "std": None}
     assert data["folds"][0]["FAR_skilled"] is None
     assert data["summary"]["FAR_random"]["mean"] is not None
+
+
+def _fixed_argv(path, out):
+    return [
+        "evaluate", "--features", str(path),
+        "--exp-users", "0", "6", "--dev-users", "6", "12",
+        "--refs", "4", "--test-genuine", "5", "--forg-from-dev", "5",
+        "--folds", "2", "--seed", "3", "--gamma", "0.05", "--jobs", "1",
+        "--out", str(out), "--no-progress", "--no-plots",
+    ]  # fmt: skip
+
+
+def test_cli_fixed_threshold(tmp_path, capsys):
+    path = save_features(tmp_path / "f.npz", tiny_features())
+    # A threshold above every decision value rejects everything: FRR 100 %, FAR 0.
+    out = tmp_path / "high"
+    argv = [*_fixed_argv(path, out), "--threshold", "1e6", "--threshold-source", "dev EER"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "FRR @ T=1e+06 (given: dev EER)" in printed
+    assert "FAR skilled @ T=1e+06 (given: dev EER)" in printed
+    data = json.loads((out / "results.json").read_text())
+    fixed = data["fixed_threshold"]
+    assert fixed["threshold"] == 1e6 and fixed["source"] == "dev EER"
+    assert [p["fold"] for p in fixed["per_fold"]] == [0, 1]
+    for p in fixed["per_fold"]:
+        assert (p["FRR"], p["FAR_random"], p["FAR_skilled"]) == (1.0, 0.0, 0.0)
+    assert fixed["summary"]["FRR"] == {"mean": 1.0, "std": 0.0}
+    assert fixed["summary"]["FAR_skilled"] == {"mean": 0.0, "std": 0.0}
+    assert fixed["summary"]["HTER_skilled"] == {"mean": 0.5, "std": 0.0}
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[-3:] == ["FRR@T", "FAR_random@T", "FAR_skilled@T"]
+    assert "@ T=1e+06 (given: dev EER)" in (out / "results.md").read_text()
+
+    # Below every decision value everything is accepted; the default source is recorded.
+    low = tmp_path / "low"
+    assert main([*_fixed_argv(path, low), "--threshold", "-1000"]) == 0
+    fixed = json.loads((low / "results.json").read_text())["fixed_threshold"]
+    assert fixed["source"] == "command line"
+    assert fixed["summary"]["FRR"]["mean"] == 0.0
+    assert fixed["summary"]["FAR_random"]["mean"] == fixed["summary"]["FAR_skilled"]["mean"] == 1.0
+
+    # T = 0 is the classifiers' own threshold: the same FRR / FAR as the main table.
+    zero = tmp_path / "zero"
+    assert main([*_fixed_argv(path, zero), "--threshold", "0"]) == 0
+    data = json.loads((zero / "results.json").read_text())
+    for key in ("FRR", "FAR_random", "FAR_skilled"):
+        assert data["fixed_threshold"]["summary"][key] == data["summary"][key]
+
+
+def test_cli_without_threshold_has_no_fixed_outputs(tmp_path, capsys):
+    path = save_features(tmp_path / "f.npz", tiny_features())
+    out = tmp_path / "plain"
+    assert main(_fixed_argv(path, out)) == 0
+    assert "@ T=" not in capsys.readouterr().out
+    assert "fixed_threshold" not in json.loads((out / "results.json").read_text())
+    assert "@T" not in (out / "results.csv").read_text()
+    assert "@ T" not in (out / "results.md").read_text()
+
+
+def test_cli_fixed_threshold_user_errors(tmp_path):
+    path = save_features(tmp_path / "f.npz", tiny_features())
+    argv = _fixed_argv(path, tmp_path / "o")
+    assert main([*argv, "--threshold", "model"]) == 2  # no --model to read it from
+    assert main([*argv, "--threshold", "abc"]) == 2
+    assert main([*argv, "--threshold", "nan"]) == 2
+    assert main([*argv, "--threshold-source", "x"]) == 2
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_threshold_from_model_checkpoint(tmp_path):
+    import argparse
+
+    torch = pytest.importorskip("torch")
+    from sigver.commands.evaluate import resolve_threshold
+    from sigver.errors import SigverError
+    from sigver.models.checkpoint import WeightsMeta, save_checkpoint
+
+    def args(model, source=None):
+        return argparse.Namespace(threshold="model", threshold_source=source, model=model)
+
+    cal = tmp_path / "cal.pt"
+    meta = WeightsMeta(
+        arch="signet",
+        feature_dim=2,
+        metrics={"calibration": {"threshold": 0.326, "target": "eer-skilled"}},
+    )
+    save_checkpoint(cal, {"w": torch.zeros(1)}, meta)
+    assert resolve_threshold(args(cal)) == (0.326, "calibration of cal.pt, eer-skilled")
+    assert resolve_threshold(args(cal, "dev 001-037")) == (0.326, "dev 001-037")
+    bare = tmp_path / "bare.pt"
+    save_checkpoint(bare, {"w": torch.zeros(1)}, WeightsMeta(arch="signet", feature_dim=2))
+    with pytest.raises(SigverError, match="no calibrated threshold"):
+        resolve_threshold(args(bare))
+    with pytest.raises(SigverError, match="give --model"):
+        resolve_threshold(args(None))

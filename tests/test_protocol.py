@@ -146,3 +146,31 @@ def test_fast_engine_equals_naive_loop(kernel, forg_from_exp):
         mn = compute_metrics(naive.genuine, naive.random, naive.skilled)
         for key in ("EER_global", "EER_user", "FRR", "FAR_random", "FAR_skilled", "AUC"):
             assert mf[key] == mn[key]
+
+
+def test_fixed_threshold_point_by_hand():
+    from sigver.errors import SigverError
+    from sigver.evaluation import FoldScores, fixed_threshold_point
+
+    def fold(gen, rnd, sk):
+        return FoldScores(
+            genuine=[np.array(g, float) for g in gen],
+            random=[np.array(r, float) for r in rnd],
+            skilled=[np.array(s, float) for s in sk],
+            simple=[np.zeros(0), np.zeros(0)],
+        )
+
+    # Two users per fold; accept when score >= 0.5 (equality accepts).
+    f0 = fold([[1.0, 0.2], [0.5, 0.9]], [[-1.0], [0.6]], [[0.4, 0.7], [0.1]])
+    f1 = fold([[0.3, 0.3], [2.0, 2.0]], [[0.0], [0.0]], [[0.5], [0.49, -3.0]])
+    out = fixed_threshold_point([f0, f1], 0.5, "dev")
+    assert out["threshold"] == 0.5 and out["source"] == "dev"
+    p0, p1 = out["per_fold"]
+    assert (p0["fold"], p0["FRR"], p0["FAR_random"], p0["FAR_skilled"]) == (0, 0.25, 0.5, 1 / 3)
+    assert (p1["fold"], p1["FRR"], p1["FAR_random"], p1["FAR_skilled"]) == (1, 0.5, 0.0, 1 / 3)
+    assert out["summary"]["FRR"] == pytest.approx({"mean": 0.375, "std": 0.125})
+    assert out["summary"]["FAR_random"] == pytest.approx({"mean": 0.25, "std": 0.25})
+    assert out["summary"]["FAR_skilled"] == pytest.approx({"mean": 1 / 3, "std": 0.0})
+    assert out["summary"]["HTER_skilled"]["mean"] == pytest.approx((0.375 + 1 / 3) / 2)
+    with pytest.raises(SigverError, match="finite"):
+        fixed_threshold_point([f0], float("inf"))

@@ -8,12 +8,23 @@ Examples::
         --preset sigcomp2011-dev --out runs/hog
     sigver evaluate --features f.npz --exp-users 0 300 --dev-users 300 881 --refs 12 \\
         --test-genuine 10 --forg-from-dev 14 --folds 10 --seed 1 --out runs/custom
+    sigver evaluate --model models/m.pt --data data/sigcomp2011.npz --preset sigcomp2011-dev \\
+        --threshold model --scaling user --out runs/fixed
+
+Besides the a-posteriori EERs and the "other folds" a-priori point, ``--threshold T``
+reports the honest a-priori operating point: FRR / FAR at a threshold chosen on
+development users (``--threshold model``: the calibrated threshold stored in the
+``--model`` checkpoint, ``meta.metrics["calibration"]["threshold"]``), applied
+unchanged to every fold. Calibration scores with per-user feature scaling; the default
+fast engine scales per fold, so its decision values differ slightly and ``--scaling user``
+reproduces the enrollment classifier exactly.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +100,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="feature scaler fit per fold on the training pool (fast, default) or per user "
         "(published recipe, slower)",
     )
+    fixed = parser.add_argument_group("fixed threshold (a-priori operating point)")
+    fixed.add_argument(
+        "--threshold",
+        metavar="T",
+        help="also report FRR / FAR at this decision threshold, chosen beforehand on "
+        "development users: a number, or 'model' for the calibrated threshold of the --model "
+        "checkpoint. Note: the fast engine scales features per fold, so scores differ slightly "
+        "from the calibration's per-user scaling; --scaling user reproduces it exactly",
+    )
+    fixed.add_argument(
+        "--threshold-source",
+        metavar="TEXT",
+        help="where T comes from, shown in the reports (default: 'command line' or the "
+        "checkpoint's calibration)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -124,6 +150,48 @@ def build_protocol(args: argparse.Namespace) -> Any:
     if changes:
         changes.setdefault("name", f"{base.name}+custom")
     return base.replace(**changes) if changes else base
+
+
+def resolve_threshold(args: argparse.Namespace) -> tuple[float, str] | None:
+    """``(T, source)`` from ``--threshold`` / ``--threshold-source``, None without a threshold.
+
+    Raises
+    ------
+    SigverError
+        Unparsable or non-finite T, ``--threshold model`` without ``--model``, or a
+        checkpoint without a calibrated threshold.
+    """
+    from sigver.errors import SigverError
+
+    if args.threshold is None:
+        if args.threshold_source is not None:
+            raise SigverError("--threshold-source needs --threshold")
+        return None
+    text = str(args.threshold).strip()
+    if text.lower() == "model":
+        if args.model is None:
+            raise SigverError("--threshold model reads the threshold from --model; give --model")
+        from sigver.models.checkpoint import load_checkpoint
+
+        metrics = load_checkpoint(args.model).meta.metrics or {}
+        cal = metrics.get("calibration")
+        value = cal.get("threshold") if isinstance(cal, dict) else None
+        if value is None:
+            raise SigverError(
+                f"{args.model} has no calibrated threshold (meta.metrics['calibration']"
+                "['threshold']); run the calibration first or give --threshold T"
+            )
+        target = cal.get("target")
+        source = f"calibration of {args.model.name}" + (f", {target}" if target else "")
+    else:
+        value, source = text, "command line"
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        raise SigverError(f"--threshold takes a number or 'model', got {value!r}") from None
+    if not math.isfinite(threshold):
+        raise SigverError(f"--threshold must be a finite number, got {value!r}")
+    return threshold, args.threshold_source or source
 
 
 def _load_features(args: argparse.Namespace) -> Any:
@@ -164,8 +232,24 @@ def run(args: argparse.Namespace) -> int:
 
     protocol = build_protocol(args)
     cfg = ClassifierConfig(kernel=args.kernel, C=args.svm_c, gamma=args.gamma, scaling=args.scaling)
+    # Resolved before extracting features so that a bad threshold fails fast.
+    fixed = resolve_threshold(args)
+    threshold, source = fixed if fixed is not None else (None, "")
+    if fixed is not None and cfg.scaling == "fold":
+        logger.info(
+            "scores use per-fold feature scaling; --scaling user reproduces the per-user "
+            "scaled classifier a calibrated threshold was chosen with"
+        )
     fs = _load_features(args)
-    result = evaluate(fs, protocol, cfg, n_jobs=max(1, args.jobs), progress=not args.no_progress)
+    result = evaluate(
+        fs,
+        protocol,
+        cfg,
+        n_jobs=max(1, args.jobs),
+        progress=not args.no_progress,
+        threshold=threshold,
+        threshold_source=source,
+    )
     write_results(result, fs.user_ids, args.out, plots=not args.no_plots)
     print(f"protocol: {protocol.name or 'custom'}  features: {fs.meta.get('model_id', '?')}")
     print(format_table(result))
