@@ -54,6 +54,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from sigver import __version__
+from sigver._util import atomic_write
 from sigver.datasets import natural_key
 from sigver.errors import DatasetError, ModelError, SigverError
 
@@ -678,8 +679,6 @@ def _evaluate(
 
 
 def _write_logs(out_dir: Path, history: list[dict[str, Any]]) -> None:
-    from sigver.models.checkpoint import _atomic_write_bytes
-
     columns: list[str] = []
     for row in history:
         columns.extend(k for k in row if k not in columns)
@@ -688,9 +687,9 @@ def _write_logs(out_dir: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     csv_bytes = buf.getvalue().encode()
-    _atomic_write_bytes(out_dir / "log.csv", lambda fh: fh.write(csv_bytes))
+    atomic_write(out_dir / "log.csv", csv_bytes)
     json_bytes = (json.dumps(history, indent=1) + "\n").encode()
-    _atomic_write_bytes(out_dir / "log.json", lambda fh: fh.write(json_bytes))
+    atomic_write(out_dir / "log.json", json_bytes)
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
@@ -699,8 +698,6 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-
-    from sigver.models.checkpoint import _atomic_write_bytes
 
     path = Path(path)
     epochs = [row["epoch"] for row in history]
@@ -732,7 +729,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     data = buf.getvalue()
-    _atomic_write_bytes(path, lambda fh: fh.write(data))
+    atomic_write(path, data)
     return path
 
 

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sigver.models.checkpoint import ModelWeights, _atomic_write_bytes
+from sigver._util import atomic_write
+from sigver.models.checkpoint import ModelWeights
 
 __all__ = ["render_model_card", "write_model_card"]
 
@@ -34,6 +35,38 @@ def _duration(seconds: float | None) -> str:
     minutes, sec = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m {sec:02d}s" if hours else f"{minutes}m {sec:02d}s"
+
+
+def _calibration_section(cal: dict[str, Any]) -> list[str]:
+    """The default decision threshold, in words a deployer reads before enrolling users."""
+
+    def pct(key: str) -> str:
+        value = cal.get(key)
+        return "n/a" if value is None else f"{100 * float(value):.2f} %"
+
+    users = cal.get("users") or []
+    span = f"{users[0]}..{users[-1]}" if users else "?"
+    return [
+        "## Default decision threshold",
+        "",
+        f"Score threshold **{float(cal['threshold']):.4f}** (target `{cal.get('target')}`), "
+        f"calibrated on {cal.get('n_users')} development writers ({span}) with "
+        f"{cal.get('refs')} references, {cal.get('folds')} folds, seed {cal.get('seed')}. "
+        "Enrollment uses it unless a user has an override. Measured on the same "
+        "development data it was chosen on:",
+        "",
+        *_table(
+            {
+                "EER (genuine vs skilled)": pct("eer"),
+                "FRR": pct("frr"),
+                "FAR skilled": pct("far_skilled"),
+                "FAR random": pct("far_random"),
+                "per-fold thresholds": cal.get("fold_thresholds"),
+                "method": cal.get("method"),
+            }
+        ),
+        "",
+    ]
 
 
 def render_model_card(weights: ModelWeights, *, notes: str = "") -> str:
@@ -94,9 +127,11 @@ def render_model_card(weights: ModelWeights, *, notes: str = "") -> str:
         "",
         "## Results",
         "",
-        *_table(dict(m.metrics)),
+        *_table({k: v for k, v in m.metrics.items() if k != "calibration"}),
         "",
     ]
+    if isinstance(m.metrics.get("calibration"), dict):
+        lines += _calibration_section(m.metrics["calibration"])
     if m.extra:
         lines += ["## Other", "", *_table(dict(m.extra)), ""]
     if notes:
@@ -109,6 +144,5 @@ def write_model_card(
 ) -> Path:
     """Write :func:`render_model_card` to ``path`` atomically and return the path."""
     path = Path(path)
-    text = render_model_card(weights, notes=notes).encode("utf-8")
-    _atomic_write_bytes(path, lambda fh: fh.write(text))
+    atomic_write(path, render_model_card(weights, notes=notes))
     return path

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from sigver import __version__
+from sigver._util import atomic_open, atomic_write
 from sigver.errors import ModelError
 from sigver.models._layers import FeatureNet
 from sigver.models.registry import get_model
@@ -239,23 +239,6 @@ def sha256_sidecar(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; checkpoints and logs are meant to be shared.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _cast_floats(state: Mapping[str, Any], dtype: torch.dtype) -> dict[str, Any]:
     """Copy of a (possibly nested) state dict with floating tensors cast to ``dtype`` on CPU."""
     out: dict[str, Any] = {}
@@ -307,6 +290,7 @@ def save_checkpoint(
         The sha256 of the written file.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     state = _unwrap(model).state_dict() if isinstance(model, nn.Module) else model
     dtype = torch.float16 if half else torch.float32
     meta = dataclasses.replace(meta, storage_dtype="float16" if half else "float32")
@@ -324,10 +308,11 @@ def save_checkpoint(
         "heads": None if heads is None else _cast_floats(heads, dtype),
         "training_state": None if training_state is None else dict(training_state),
     }
-    _atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
+    with atomic_open(path) as fh:
+        torch.save(payload, fh)
     digest = file_sha256(path)
     line = f"{digest}  {path.name}\n".encode()
-    _atomic_write_bytes(sha256_sidecar(path), lambda fh: fh.write(line))
+    atomic_write(sha256_sidecar(path), line)
     logger.debug("saved checkpoint %s (sha256 %s)", path, digest[:12])
     return digest
 
