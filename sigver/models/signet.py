@@ -33,7 +33,46 @@ __all__ = [
 ]
 
 
-class SigNet(FeatureNet):
+def _signet_layers(
+    conv: int, conv3: int, fc: int, *, conv4: bool = True, fc2: bool = True
+) -> tuple[nn.Sequential, nn.Sequential]:
+    """The reference SigNet layout, block names included, at the given widths.
+
+    ``conv`` is the width of conv2 and conv5, ``conv3`` that of conv3/conv4 and
+    ``fc`` that of the fully connected layers. Names never shift when a block is
+    dropped (``SigNet_smaller`` goes from conv3 to conv5), so reference state
+    dicts load as they are.
+    """
+    blocks: list[tuple[str, nn.Module]] = [
+        ("conv1", conv_bn_relu(1, 96, 11, stride=4)),
+        ("maxpool1", nn.MaxPool2d(3, 2)),
+        ("conv2", conv_bn_relu(96, conv, 5, pad=2)),
+        ("maxpool2", nn.MaxPool2d(3, 2)),
+        ("conv3", conv_bn_relu(conv, conv3, 3, pad=1)),
+    ]
+    if conv4:
+        blocks.append(("conv4", conv_bn_relu(conv3, conv3, 3, pad=1)))
+    blocks += [("conv5", conv_bn_relu(conv3, conv, 3, pad=1)), ("maxpool3", nn.MaxPool2d(3, 2))]
+    fcs: list[tuple[str, nn.Module]] = [("fc1", linear_bn_relu(conv * 3 * 5, fc))]
+    if fc2:
+        fcs.append(("fc2", linear_bn_relu(fc, fc)))
+    return nn.Sequential(OrderedDict(blocks)), nn.Sequential(OrderedDict(fcs))
+
+
+class _SigNetFamily(FeatureNet):
+    """Shared forward pass: conv blocks, flatten, fully connected blocks."""
+
+    conv_layers: nn.Sequential
+    fc_layers: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(N, 1, 150, 220)`` inputs in [0, 1] to ``(N, feature_space_size)`` features."""
+        # flatten(1) is the reference's view(N, C * 3 * 5) (C-order), without its
+        # hard-coded size so a wrong input size fails in fc1 with a shape error.
+        return self.fc_layers(torch.flatten(self.conv_layers(x), 1))
+
+
+class SigNet(_SigNetFamily):
     """SigNet as published: five convolutions, three max-pools, two 2048-unit FC layers.
 
     ===========  ==================================  ===============
@@ -57,38 +96,10 @@ class SigNet(FeatureNet):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv_layers = nn.Sequential(
-            OrderedDict(
-                [
-                    ("conv1", conv_bn_relu(1, 96, 11, stride=4)),
-                    ("maxpool1", nn.MaxPool2d(3, 2)),
-                    ("conv2", conv_bn_relu(96, 256, 5, pad=2)),
-                    ("maxpool2", nn.MaxPool2d(3, 2)),
-                    ("conv3", conv_bn_relu(256, 384, 3, pad=1)),
-                    ("conv4", conv_bn_relu(384, 384, 3, pad=1)),
-                    ("conv5", conv_bn_relu(384, 256, 3, pad=1)),
-                    ("maxpool3", nn.MaxPool2d(3, 2)),
-                ]
-            )
-        )
-        self.fc_layers = nn.Sequential(
-            OrderedDict(
-                [
-                    ("fc1", linear_bn_relu(256 * 3 * 5, 2048)),
-                    ("fc2", linear_bn_relu(2048, 2048)),
-                ]
-            )
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(N, 1, 150, 220)`` inputs in [0, 1] to ``(N, 2048)`` features."""
-        x = self.conv_layers(x)
-        # flatten(1) is the reference's view(N, 256 * 3 * 5) (C-order), without its
-        # hard-coded size so a wrong input size fails in fc1 with a shape error.
-        return self.fc_layers(torch.flatten(x, 1))
+        self.conv_layers, self.fc_layers = _signet_layers(256, 384, 2048)
 
 
-class SigNetThin(FeatureNet):
+class SigNetThin(_SigNetFamily):
     """``SigNet_thin``: 128 channels from conv2 on, 1024-unit FC layers (1024-d features)."""
 
     arch = "signet_thin"
@@ -96,35 +107,10 @@ class SigNetThin(FeatureNet):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv_layers = nn.Sequential(
-            OrderedDict(
-                [
-                    ("conv1", conv_bn_relu(1, 96, 11, stride=4)),
-                    ("maxpool1", nn.MaxPool2d(3, 2)),
-                    ("conv2", conv_bn_relu(96, 128, 5, pad=2)),
-                    ("maxpool2", nn.MaxPool2d(3, 2)),
-                    ("conv3", conv_bn_relu(128, 128, 3, pad=1)),
-                    ("conv4", conv_bn_relu(128, 128, 3, pad=1)),
-                    ("conv5", conv_bn_relu(128, 128, 3, pad=1)),
-                    ("maxpool3", nn.MaxPool2d(3, 2)),
-                ]
-            )
-        )
-        self.fc_layers = nn.Sequential(
-            OrderedDict(
-                [
-                    ("fc1", linear_bn_relu(128 * 3 * 5, 1024)),
-                    ("fc2", linear_bn_relu(1024, 1024)),
-                ]
-            )
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(N, 1, 150, 220)`` inputs in [0, 1] to ``(N, 1024)`` features."""
-        return self.fc_layers(torch.flatten(self.conv_layers(x), 1))
+        self.conv_layers, self.fc_layers = _signet_layers(128, 128, 1024)
 
 
-class SigNetSmaller(FeatureNet):
+class SigNetSmaller(_SigNetFamily):
     """``SigNet_smaller``: SigNet without conv4 and fc2 (2048-d features from fc1).
 
     The remaining blocks keep their reference names (``conv5`` follows ``conv3``).
@@ -135,24 +121,7 @@ class SigNetSmaller(FeatureNet):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv_layers = nn.Sequential(
-            OrderedDict(
-                [
-                    ("conv1", conv_bn_relu(1, 96, 11, stride=4)),
-                    ("maxpool1", nn.MaxPool2d(3, 2)),
-                    ("conv2", conv_bn_relu(96, 256, 5, pad=2)),
-                    ("maxpool2", nn.MaxPool2d(3, 2)),
-                    ("conv3", conv_bn_relu(256, 384, 3, pad=1)),
-                    ("conv5", conv_bn_relu(384, 256, 3, pad=1)),
-                    ("maxpool3", nn.MaxPool2d(3, 2)),
-                ]
-            )
-        )
-        self.fc_layers = nn.Sequential(OrderedDict([("fc1", linear_bn_relu(256 * 3 * 5, 2048))]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(N, 1, 150, 220)`` inputs in [0, 1] to ``(N, 2048)`` features."""
-        return self.fc_layers(torch.flatten(self.conv_layers(x), 1))
+        self.conv_layers, self.fc_layers = _signet_layers(256, 384, 2048, conv4=False, fc2=False)
 
 
 #: Reference spellings of the variant class names.
