@@ -219,55 +219,6 @@ def load_extractor(model: str | os.PathLike[str] | None = None) -> tuple[Any, Pa
     return Extractor.from_checkpoint(path), path
 
 
-#: Keys that may hold a calibrated global threshold in checkpoint metadata, and
-#: the metadata sections searched for them (most specific first).
-_THRESHOLD_KEYS = ("global_threshold", "threshold", "eer_threshold", "decision_threshold")
-_THRESHOLD_SECTIONS = (
-    ("metrics", "calibration"),
-    ("extra", "calibration"),
-    ("calibration",),
-    ("metrics",),
-    ("extra",),
-)
-
-
-def _find_threshold(metadata: Mapping[str, Any] | None) -> tuple[float | None, str]:
-    """Calibrated global threshold recorded in checkpoint metadata, if any.
-
-    Looks for ``global_threshold``/``threshold``/... in ``metrics.calibration``,
-    ``extra.calibration``, ``calibration``, ``metrics`` and ``extra``, in that
-    order; a value may be a number or a mapping with a ``value`` entry.
-
-    Returns
-    -------
-    (float or None, str)
-        The threshold and where it was found (``""`` when absent).
-    """
-    if not metadata:
-        return None, ""
-    for section in _THRESHOLD_SECTIONS:
-        block: Any = metadata
-        for part in section:
-            block = block.get(part) if isinstance(block, Mapping) else None
-        if not isinstance(block, Mapping):
-            continue
-        for key in _THRESHOLD_KEYS:
-            if key not in block:
-                continue
-            value = block[key]
-            if isinstance(value, Mapping):
-                value = value.get("value")
-            if isinstance(value, bool):
-                continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(number):
-                return number, ".".join((*section, key))
-    return None, ""
-
-
 def _sha256_of_array(arr: np.ndarray) -> str:
     digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
     digest.update(np.ascontiguousarray(arr).tobytes())
@@ -341,10 +292,10 @@ class Verifier:
     # -- set-up ----------------------------------------------------------------
 
     def _global_threshold(self) -> tuple[float, str]:
+        from sigver.calibration import stored_threshold
+
         meta = getattr(self.extractor, "meta", None)
-        if meta is not None and hasattr(meta, "to_dict"):
-            meta = meta.to_dict()
-        value, where = _find_threshold(meta if isinstance(meta, Mapping) else None)
+        value = stored_threshold(getattr(meta, "metrics", None))
         if value is None:
             logger.info(
                 "model %s has no calibrated threshold in its metadata; using 0.0 "
@@ -352,7 +303,7 @@ class Verifier:
                 self.model_id,
             )
             return 0.0, "default: SVM decision boundary (no calibration in model metadata)"
-        return value, f"calibrated, from model metadata ({where})"
+        return value, "calibrated, from model metadata (metrics.calibration.threshold)"
 
     def _load_background(
         self, background: str | os.PathLike[str] | np.ndarray | None

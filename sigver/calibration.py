@@ -575,6 +575,25 @@ def calibrate_threshold(
     )
 
 
+def stored_threshold(metrics: Mapping[str, Any] | None) -> float | None:
+    """The calibrated default threshold recorded in a checkpoint's ``meta.metrics``.
+
+    :func:`apply_calibration` stores it at ``metrics["calibration"]["threshold"]``,
+    and that is the only place read, so no other metric can ever become a decision
+    threshold by accident.
+
+    Returns
+    -------
+    float or None
+        The threshold, or None when the model carries no (finite) calibration.
+    """
+    cal = (metrics or {}).get("calibration")
+    value = cal.get("threshold") if isinstance(cal, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def apply_calibration(
     checkpoint_path: str | os.PathLike[str],
     calibration: Calibration,

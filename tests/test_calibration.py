@@ -347,3 +347,15 @@ def test_cli_calibrate_prints_and_writes(tmp_path, capsys):
     assert main(["calibrate", "--model", str(path), "--data", str(data), "--users", "x-y"]) == 2
     bad_bg = ["--background", str(tmp_path / "missing.npz")]
     assert main(base + bad_bg) == 2
+
+
+def test_stored_threshold_reads_only_the_calibration_entry() -> None:
+    from sigver.calibration import stored_threshold
+
+    assert stored_threshold({"calibration": {"threshold": 0.25, "target": "eer-skilled"}}) == 0.25
+    # Other metrics that merely look like thresholds are never used for decisions.
+    assert stored_threshold({"threshold": 0.9, "eer_threshold": 0.8}) is None
+    assert stored_threshold({"calibration": {"threshold": float("nan")}}) is None
+    assert stored_threshold({"calibration": {"threshold": True}}) is None
+    assert stored_threshold({"calibration": "0.3"}) is None
+    assert stored_threshold(None) is None

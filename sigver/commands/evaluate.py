@@ -171,17 +171,17 @@ def resolve_threshold(args: argparse.Namespace) -> tuple[float, str] | None:
     if text.lower() == "model":
         if args.model is None:
             raise SigverError("--threshold model reads the threshold from --model; give --model")
+        from sigver.calibration import stored_threshold
         from sigver.models.checkpoint import load_checkpoint
 
         metrics = load_checkpoint(args.model).meta.metrics or {}
-        cal = metrics.get("calibration")
-        value = cal.get("threshold") if isinstance(cal, dict) else None
+        value = stored_threshold(metrics)
         if value is None:
             raise SigverError(
                 f"{args.model} has no calibrated threshold (meta.metrics['calibration']"
                 "['threshold']); run the calibration first or give --threshold T"
             )
-        target = cal.get("target")
+        target = metrics["calibration"].get("target")
         source = f"calibration of {args.model.name}" + (f", {target}" if target else "")
     else:
         value, source = text, "command line"
