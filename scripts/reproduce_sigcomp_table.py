@@ -69,14 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         from sigver.features import Extractor
 
         ext = Extractor.from_checkpoint(path)
-        feats = ext.extract(cache)
-        meta = {"model_id": ext.model_id, "model_sha256": ext.sha256, "dataset": "sigcomp2011"}
-        rows.append(
-            (
-                f"SigNet features ({ext.model_id})",
-                FeatureSet(feats, cache.y, cache.yforg, cache.user_ids, cache.filenames, meta),
-            )
-        )
+        rows.append((f"SigNet features ({ext.model_id})", ext.extract_featureset(cache)))
     for kind in args.baselines:
         rows.append((f"{kind.upper()} baseline", baseline_features(cache, kind)))
 

@@ -176,9 +176,4 @@ def describe(images: np.ndarray, kind: str, *, progress: bool = False) -> np.nda
 def baseline_features(cache: Any, kind: str, *, progress: bool = False) -> FeatureSet:
     """Feature set of a :class:`~sigver.cache.SignatureCache` with a baseline descriptor."""
     feats = describe(cache.x, kind, progress=progress)
-    meta = {
-        "model_id": f"baseline-{kind}",
-        "descriptor": kind,
-        "dataset": (getattr(cache, "meta", {}) or {}).get("dataset"),
-    }
-    return FeatureSet(feats, cache.y, cache.yforg, cache.user_ids, cache.filenames, meta)
+    return FeatureSet.from_cache(cache, feats, {"model_id": f"baseline-{kind}", "descriptor": kind})

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import torch
 
     from sigver.cache import SignatureCache
+    from sigver.featureset import FeatureSet
     from sigver.models import FeatureNet
     from sigver.models.checkpoint import ModelWeights, WeightsMeta
     from sigver.preprocessing import PreprocessConfig
@@ -292,6 +293,23 @@ class Extractor:
             more = f" (and {len(result.skipped) - 1} more)" if len(result.skipped) > 1 else ""
             raise ImageError(name, reason + more)
         return result.images
+
+    def extract_featureset(
+        self,
+        cache: SignatureCache,
+        batch_size: int = 64,
+        progress: bool = False,
+        **meta: Any,
+    ) -> FeatureSet:
+        """Features of a cache as a :class:`~sigver.featureset.FeatureSet`.
+
+        Its metadata is :meth:`describe` (model id, sha256, architecture,
+        preprocessing) plus the cache's dataset and any ``meta`` given.
+        """
+        from sigver.featureset import FeatureSet
+
+        feats = self.extract(cache, batch_size=batch_size, progress=progress)
+        return FeatureSet.from_cache(cache, feats, {**self.describe(), **meta})
 
     def extract_files(
         self,

@@ -103,6 +103,16 @@ class FeatureSet:
         object.__setattr__(self, "user_ids", user_ids)
         object.__setattr__(self, "filenames", filenames)
 
+    @classmethod
+    def from_cache(cls, cache: Any, features: np.ndarray, meta: dict[str, Any]) -> FeatureSet:
+        """Features of a :class:`~sigver.cache.SignatureCache`, labelled as the cache is.
+
+        ``y``, ``yforg``, ``user_ids`` and ``filenames`` are taken from ``cache``, whose
+        dataset name is recorded in ``meta`` unless ``meta`` already names one.
+        """
+        meta = {"dataset": getattr(cache, "dataset", None), **meta}
+        return cls(features, cache.y, cache.yforg, cache.user_ids, cache.filenames, meta)
+
     def __len__(self) -> int:
         return int(self.features.shape[0])
 

@@ -264,3 +264,24 @@ def test_threshold_from_model_checkpoint(tmp_path):
         resolve_threshold(args(bare))
     with pytest.raises(SigverError, match="give --model"):
         resolve_threshold(args(None))
+
+
+def test_featureset_from_cache_keeps_labels_and_provenance() -> None:
+    from sigver.cache import SignatureCache
+
+    cache = SignatureCache(
+        x=np.zeros((3, 1, 170, 242), dtype=np.uint8),
+        y=np.array([1, 0, 1]),
+        yforg=np.array([0, 0, 1]),
+        user_ids=np.array(["a", "b"]),
+        filenames=np.array(["a1.png", "b1.png", "a_f.png"]),
+        meta={"dataset": "sigcomp2011"},
+    )
+    feats = np.arange(6, dtype=np.float32).reshape(3, 2)
+    fs = FeatureSet.from_cache(cache, feats, {"model_id": "m"})
+    assert fs.y.tolist() == [1, 0, 1] and fs.yforg.tolist() == [0, 0, 1]
+    assert fs.user_ids.tolist() == ["a", "b"]
+    assert fs.filenames.tolist() == ["a1.png", "b1.png", "a_f.png"]
+    assert fs.meta == {"dataset": "sigcomp2011", "model_id": "m"}
+    # An explicit dataset in the metadata wins over the cache's.
+    assert FeatureSet.from_cache(cache, feats, {"dataset": "x"}).meta["dataset"] == "x"

@@ -94,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
     from sigver.calibration import apply_calibration, calibrate_threshold
     from sigver.errors import SigverError
     from sigver.features import Extractor
-    from sigver.featureset import FeatureSet
     from sigver.models.checkpoint import load_checkpoint
     from sigver.training import parse_users
 
@@ -110,14 +109,8 @@ def run(args: argparse.Namespace) -> int:
     cache = cache.select(users=[u for u in cache.user_ids.tolist() if spec.matches(u)])
     if len(cache) == 0:
         raise SigverError(f"no signatures of users {args.users!r} in {args.data}")
-    feats = extractor.extract(cache, batch_size=args.batch_size, progress=progress)
-    fs = FeatureSet(
-        features=feats,
-        y=cache.y,
-        yforg=cache.yforg,
-        user_ids=cache.user_ids,
-        filenames=cache.filenames,
-        meta={**extractor.describe(), "dataset": cache.dataset, "data": str(args.data)},
+    fs = extractor.extract_featureset(
+        cache, batch_size=args.batch_size, progress=progress, data=str(args.data)
     )
     calibration = calibrate_threshold(
         fs,

@@ -196,7 +196,7 @@ def resolve_threshold(args: argparse.Namespace) -> tuple[float, str] | None:
 
 def _load_features(args: argparse.Namespace) -> Any:
     from sigver.errors import SigverError
-    from sigver.featureset import FeatureSet, load_features
+    from sigver.featureset import load_features
 
     progress = not args.no_progress
     if args.features is not None:
@@ -212,18 +212,9 @@ def _load_features(args: argparse.Namespace) -> Any:
         from sigver.baseline import baseline_features
 
         return baseline_features(cache, args.baseline, progress=progress)
-    try:
-        from sigver.features import Extractor
-    except ImportError as exc:  # the learning engineer's module may be absent
-        raise SigverError(f"--model needs sigver.features, which is unavailable: {exc}") from exc
-    extractor = Extractor.from_checkpoint(args.model)
-    feats = extractor.extract(cache, progress=progress)
-    meta = {
-        "model_id": extractor.model_id,
-        "model_sha256": getattr(extractor, "sha256", ""),
-        "dataset": (cache.meta or {}).get("dataset"),
-    }
-    return FeatureSet(feats, cache.y, cache.yforg, cache.user_ids, cache.filenames, meta)
+    from sigver.features import Extractor
+
+    return Extractor.from_checkpoint(args.model).extract_featureset(cache, progress=progress)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from sigver.cache import data_from_args
     from sigver.errors import SigverError
     from sigver.features import Extractor
-    from sigver.featureset import FeatureSet, save_features
+    from sigver.featureset import save_features
 
     if args.batch_size < 1:
         raise SigverError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -66,18 +66,8 @@ def run(args: argparse.Namespace) -> int:
             tuple(canvas),
             tuple(extractor.preprocess_config.canvas_size),
         )
-    feats = extractor.extract(cache, batch_size=args.batch_size, progress=not args.no_progress)
-    fs = FeatureSet(
-        features=feats,
-        y=cache.y,
-        yforg=cache.yforg,
-        user_ids=cache.user_ids,
-        filenames=cache.filenames,
-        meta={
-            **extractor.describe(),
-            "dataset": cache.dataset,
-            "data": str(args.data),
-        },
+    fs = extractor.extract_featureset(
+        cache, batch_size=args.batch_size, progress=not args.no_progress, data=str(args.data)
     )
     path = save_features(args.out, fs)
     print(f"{len(fs)} x {fs.dim} features ({extractor.model_id}) -> {path}")
