@@ -226,10 +226,14 @@ def chromium_paths() -> tuple[str | None, str | None, str]:
     (str or None, str or None, str)
         Browser, driver, and an explanation (empty when both were found).
     """
-    browser = os.environ.get("CHROME_BIN") or next(
-        filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser"))), None
-    )
-    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+
+    def find(env: str, names: tuple[str, ...]) -> str | None:
+        if os.environ.get(env):
+            return shutil.which(os.environ[env])
+        return next(filter(None, (shutil.which(n) for n in names)), None)
+
+    browser = find("CHROME_BIN", ("chromium", "chromium-browser"))
+    driver = find("CHROMEDRIVER", ("chromedriver",))
     missing = [what for what, path in (("chromium", browser), ("chromedriver", driver)) if not path]
     why = ""
     if missing:

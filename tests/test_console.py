@@ -535,3 +535,82 @@ def test_console_text_colours_meet_wcag_aa():
         assert ratio >= 4.5, (fg, bg, round(ratio, 2))
     disabled = re.search(r"button:disabled \{[^}]*background: (#\w{6}); color: (#\w{6})", css)
     assert disabled and _contrast(disabled.group(2), disabled.group(1)) >= 4.5
+
+
+@browser_only
+def test_files_dropped_on_the_enroll_zone_are_checked(site):
+    from selenium.webdriver.common.by import By
+
+    driver = site["driver"]
+    _tab(site, "enroll")
+    _by_id(driver, "enroll-clear").click()
+    blobs = {
+        p.name: base64.b64encode(p.read_bytes()).decode() for p in site["alice"]["references"][:2]
+    }
+    blobs["blank.png"] = base64.b64encode(site["bad"]["blank"].read_bytes()).decode()
+    # A real drag from the desktop cannot be scripted; dispatch the same drop event
+    # the browser would, carrying File objects.
+    driver.execute_script(
+        """
+        const transfer = new DataTransfer();
+        for (const [name, b64] of Object.entries(JSON.parse(arguments[0]))) {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          transfer.items.add(new File([bytes], name, {type: 'image/png'}));
+        }
+        const zone = document.getElementById('enroll-drop');
+        zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true}));
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true}));
+        """,
+        json.dumps(blobs),
+    )
+    _wait(driver, _text_in("enroll-check", "2 usable"))
+    assert "1 refused" in _by_id(driver, "enroll-check").text
+    names = [
+        li.get_attribute("data-file")
+        for li in driver.find_elements(By.CSS_SELECTOR, "#enroll-list li")
+    ]
+    assert names == list(blobs)
+    driver.find_element(By.CSS_SELECTOR, "button[aria-label='Remove blank.png']").click()
+    _wait(driver, lambda d: "refused" not in _by_id(d, "enroll-check").text)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#enroll-list li")) == 2
+
+
+@browser_only
+def test_a_key_revoked_mid_session_returns_to_sign_in(site):
+    driver = site["driver"]
+    _sign_in(site)
+    _by_id(driver, "signout").click()
+    _, other = site["verifier"].store.create_api_key("short-lived")
+    _sign_in(site, key=other)
+    _tab(site, "users")
+    site["verifier"].store.revoke_api_key("short-lived")
+    _by_id(driver, "users-refresh").click()
+    _wait(driver, _visible("signin"))
+    assert "refused" in _by_id(driver, "signin-error").text
+    assert driver.execute_script("return sessionStorage.length") == 0
+    assert not _by_id(driver, "users").is_displayed()
+
+
+@browser_only
+def test_verify_shows_the_operating_point_when_the_result_has_one(site):
+    driver = site["driver"]
+    _sign_in(site)
+    # Named operating points come with issue 10; add the field to the real answer.
+    driver.execute_script(
+        """
+        const real = window.__realFetch || window.fetch;
+        window.__realFetch = real;
+        window.fetch = async (url, opts) => {
+          const response = await real(url, opts);
+          if (!String(url).endsWith('/verify')) return response;
+          const body = await response.json();
+          body.results[0].operating_point = 'FAR=0.1%';
+          return new Response(JSON.stringify(body),
+            {status: response.status, headers: {'Content-Type': 'application/json'}});
+        };
+        """
+    )
+    _verify(site, "bob", site["bob"]["genuine"][0])
+    facts = _by_id(driver, "verify-facts").text
+    assert "Operating point" in facts and "FAR=0.1%" in facts
+    driver.execute_script("window.fetch = window.__realFetch")
