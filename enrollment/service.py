@@ -10,6 +10,10 @@ Endpoints (all under ``/v1`` need the ``X-API-Key`` header)::
                                            threshold, store_images
     POST   /v1/users/{user_id}/verify      multipart: images=<file> (repeated) or image=<file>
 
+plus the operator console at ``/`` and the endpoints it uses (``POST
+/v1/preprocess``, ``GET /v1/users/{user_id}/references``, ``PUT
+/v1/users/{user_id}/threshold``): see :mod:`enrollment.console_api`.
+
 Errors are JSON ``{"detail": "...", "error": "<kind>"}`` with 400 (unreadable
 image, with the reason), 401 (no key), 403 (wrong or revoked key), 404
 (unknown user), 409 (already enrolled, model mismatch), 413 (upload too
@@ -37,6 +41,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from enrollment.config import Settings
+from enrollment.console_api import console_router
 from enrollment.errors import http_status_for
 from enrollment.store import validate_user_id
 from enrollment.verifier import Verifier
@@ -292,6 +297,7 @@ def create_app(
             "results": items,
         }
 
+    app.include_router(console_router(verifier, require_key))
     return app
 
 

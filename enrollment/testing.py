@@ -13,11 +13,26 @@ build a complete, fast environment without the shipped model::
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["build_tiny_model", "draw_signature", "encode_png"]
+__all__ = [
+    "build_tiny_model",
+    "chromium_paths",
+    "draw_signature",
+    "encode_png",
+    "headless_chromium",
+    "serve_in_thread",
+    "write_synthetic_writer",
+]
 
 #: Canvas used by the tiny model's preprocessing preset; small, so that
 #: preprocessing the drawn test images is fast.
@@ -165,3 +180,134 @@ def build_tiny_model(
     )
     save_features(folder / f"{name}.background.npz", featureset)
     return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_in_thread(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn server on a free loopback port.
+
+    Yields the base URL (``http://127.0.0.1:<port>``); the server stops on exit.
+    """
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def chromium_paths() -> tuple[str | None, str | None, str]:
+    """Paths of a Chromium browser and its chromedriver, and why not when missing.
+
+    Looks at ``$CHROME_BIN`` / ``$CHROMEDRIVER`` first, then Debian's
+    ``chromium`` and ``chromedriver`` (packages ``chromium``, ``chromium-driver``).
+
+    Returns
+    -------
+    (str or None, str or None, str)
+        Browser, driver, and an explanation (empty when both were found).
+    """
+
+    def find(env: str, names: tuple[str, ...]) -> str | None:
+        if os.environ.get(env):
+            return shutil.which(os.environ[env])
+        return next(filter(None, (shutil.which(n) for n in names)), None)
+
+    browser = find("CHROME_BIN", ("chromium", "chromium-browser"))
+    driver = find("CHROMEDRIVER", ("chromedriver",))
+    missing = [what for what, path in (("chromium", browser), ("chromedriver", driver)) if not path]
+    why = ""
+    if missing:
+        why = (
+            f"{' and '.join(missing)} not found: apt-get install chromium chromium-driver "
+            "(or set CHROME_BIN / CHROMEDRIVER)"
+        )
+    return browser, driver, why
+
+
+def headless_chromium(*, width: int = 1280, height: int = 900) -> Any:
+    """A selenium WebDriver on headless Chromium (no sandbox: CI runs as root).
+
+    Raises
+    ------
+    RuntimeError
+        If selenium, Chromium or chromedriver is missing.
+    """
+    browser, driver, why = chromium_paths()
+    if why:
+        raise RuntimeError(why)
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as exc:  # pragma: no cover - selenium is in the dev extra
+        raise RuntimeError("selenium is not installed (pip install selenium)") from exc
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--window-size={width},{height}",
+    ):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+def write_synthetic_writer(
+    folder: str | os.PathLike[str],
+    writer: int,
+    *,
+    seed: int = 2024,
+    n_references: int = 5,
+    n_genuine: int = 2,
+    n_forgeries: int = 2,
+) -> dict[str, list[Path]]:
+    """PNG files of one :mod:`sigver.synth` writer, laid out as ``sigver demo`` does.
+
+    Returns
+    -------
+    dict
+        ``{"references": [...], "genuine": [...], "skilled": [...]}`` paths under
+        ``folder`` (``ref-00.png``, ``genuine-00.png``, ``forgery-00.png``...).
+    """
+    from sigver._util import write_png
+    from sigver.synth import generate_writer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _, genuine, forgeries = generate_writer(seed, writer, n_references + n_genuine, n_forgeries)
+    return {
+        "references": [
+            write_png(folder / f"ref-{i:02d}.png", img)
+            for i, img in enumerate(genuine[:n_references])
+        ],
+        "genuine": [
+            write_png(folder / f"genuine-{i:02d}.png", img)
+            for i, img in enumerate(genuine[n_references:])
+        ],
+        "skilled": [
+            write_png(folder / f"forgery-{i:02d}.png", img) for i, img in enumerate(forgeries)
+        ],
+    }

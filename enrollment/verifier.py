@@ -388,19 +388,52 @@ class Verifier:
             raise ImageError(name, exc.reason) from exc
         return _LoadedImage(name=name, sha256=sha, encoded=encoded, pixels=pixels)
 
-    def _features(self, loaded: Sequence[_LoadedImage]) -> np.ndarray:
+    def _normalise(self, item: _LoadedImage) -> np.ndarray:
         from sigver.preprocessing import preprocess_signature
 
         config = self.extractor.preprocess_config
+        return preprocess_signature(
+            item.pixels, config.canvas_size, config.img_size, source=item.name
+        )
+
+    def _features(self, loaded: Sequence[_LoadedImage]) -> np.ndarray:
+        config = self.extractor.preprocess_config
         batch = np.empty((len(loaded), 1, *config.img_size), dtype=np.uint8)
         for i, item in enumerate(loaded):
-            batch[i, 0] = preprocess_signature(
-                item.pixels, config.canvas_size, config.img_size, source=item.name
-            )
+            batch[i, 0] = self._normalise(item)
         features = np.asarray(self.extractor.extract(batch), dtype=np.float32)
         if features.ndim != 2 or features.shape[0] != len(loaded):
             raise ModelError(f"extractor returned features of shape {features.shape}")
         return features
+
+    def preprocess(self, image: ImageSource, index: int = 0) -> tuple[np.ndarray, str]:
+        """One image exactly as enrollment and verification see it.
+
+        The same loading (size and pixel limits) and preprocessing as
+        :meth:`enroll` and :meth:`verify`, without feature extraction: what an
+        operator checks before enrolling.
+
+        Parameters
+        ----------
+        image : ImageSource
+            Path, encoded bytes or decoded array.
+        index : int
+            Position used to name byte and array inputs in errors (``<image i>``).
+
+        Returns
+        -------
+        (numpy.ndarray, str)
+            The normalised ``uint8`` image of shape ``preprocess_config.img_size``
+            (ink high, background 0) and the SHA-256 that enrollment would
+            record for it (duplicates share it).
+
+        Raises
+        ------
+        ImageError
+            Unreadable, too large or blank (no usable ink).
+        """
+        item = self._load_image(image, index)
+        return self._normalise(item), item.sha256
 
     def extract(self, images: Iterable[ImageSource]) -> np.ndarray:
         """Features ``(n, d)`` of raw images (paths, bytes or arrays)."""
