@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import datetime
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -570,6 +571,12 @@ def create_app(
             validate_user_id(user_id)
         if action is not None and action not in AUDIT_ACTIONS:
             raise HTTPException(422, f"action must be one of {', '.join(AUDIT_ACTIONS)}")
+        for name, value in (("since", since), ("until", until)):
+            if value is not None:
+                try:
+                    datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    raise HTTPException(422, f"{name} must be an ISO-8601 time") from None
         events = await run_in_threadpool(
             store_.audit_events,
             tenant=scope,
@@ -590,11 +597,11 @@ def create_app(
 
     @app.post("/v1/admin/tenants", tags=["admin"], status_code=201)
     async def create_tenant(
-        tenant: str = Body(..., embed=True), _: ApiKeyInfo = Depends(caller)
+        tenant: str = Body(..., embed=True), key: ApiKeyInfo = Depends(caller)
     ) -> dict[str, Any]:
         """Create a tenant."""
         validate_tenant_id(tenant)
-        await run_in_threadpool(store_.create_tenant, tenant)
+        await run_in_threadpool(store_.create_tenant, tenant, key_id=key.key_id)
         return {"tenant": tenant}
 
     @app.get("/v1/admin/keys", tags=["admin"])

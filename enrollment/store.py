@@ -690,7 +690,9 @@ class BaseStore:
 
     # -- tenants -------------------------------------------------------------------
 
-    def create_tenant(self, tenant: str, *, exist_ok: bool = False) -> str:
+    def create_tenant(
+        self, tenant: str, *, exist_ok: bool = False, key_id: str | None = None
+    ) -> str:
         """Create a tenant (:class:`StoreError` if it exists, unless ``exist_ok``)."""
         validate_tenant_id(tenant)
         with self._write() as conn:
@@ -702,7 +704,7 @@ class BaseStore:
             conn.execute(
                 "INSERT INTO tenants (tenant_id, created_at) VALUES (?, ?)", (tenant, _now())
             )
-            self._insert_audit(conn, [AuditEvent("tenant_create", tenant=tenant)])
+            self._insert_audit(conn, [AuditEvent("tenant_create", tenant=tenant, key_id=key_id)])
         return tenant
 
     def list_tenants(self) -> list[dict[str, object]]:

@@ -394,8 +394,8 @@ spec.loader.exec_module(mod)
 import numpy as np
 store = mod.UserStore(sys.argv[2])
 for user, base in (("alice", 0.0), ("bob", 10.0)):
-    refs = [mod.ReferenceRecord(f"{user}{i}".ljust(64, "0"), np.arange(4, dtype=np.float32) + base + i)
-            for i in range(3)]
+    refs = [mod.ReferenceRecord(f"{user}{i}".ljust(64, "0"),
+                                np.arange(4, dtype=np.float32) + base + i) for i in range(3)]
     store.save_enrollment(mod.EnrollmentRecord(user, "toy-1", "m" * 64, refs,
                           {"w": np.array([1.5, -2.0])}, {"C": 1.0}, 7, threshold=0.25))
 info, key = store.create_api_key("ops")
