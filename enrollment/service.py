@@ -41,8 +41,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import datetime
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
