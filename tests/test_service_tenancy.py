@@ -1,4 +1,4 @@
-"""HTTP service: tenant isolation on every endpoint, admin scope, audit, health/ready/metrics/docs."""
+"""HTTP service: tenant isolation on every endpoint, admin scope, audit, health, metrics, docs."""
 
 from __future__ import annotations
 
