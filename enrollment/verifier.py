@@ -344,6 +344,9 @@ class Verifier:
         self.classifier_params = dict(classifier_params or DEFAULT_CLASSIFIER_PARAMS)
         self.default_threshold, self.threshold_source = self._global_threshold()
         self._background = self._load_background(background)
+        self._background_sha256 = hashlib.sha256(
+            np.ascontiguousarray(self._background, dtype="<f4").tobytes()
+        ).hexdigest()
         self._cache: OrderedDict[tuple[str, str], tuple[tuple[object, ...], Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -486,7 +489,8 @@ class Verifier:
 
     # -- enrollment --------------------------------------------------------------
 
-    def _negatives(self, user_id: str, tenant: str, dim: int) -> np.ndarray:
+    def _negatives(self, user_id: str, tenant: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(all negatives, the other users' part)``: background rows first, then others."""
         others = self.store.other_references(
             user_id,
             self.model_sha256,
@@ -502,7 +506,82 @@ class Verifier:
                 "user is enrolled with it; enroll with a model that ships "
                 "<model>.background.npz"
             )
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        others = others if others.size else np.zeros((0, dim), np.float32)
+        return np.concatenate(parts).astype(np.float32, copy=False), others
+
+    def _compact_arrays(self, clf: Any, n_pos: int, others: np.ndarray) -> dict[str, np.ndarray]:
+        """Classifier arrays with support vectors stored as references where possible.
+
+        A support vector is a scaled copy of a training row: of the user's own
+        references (stored anyway), of the background set (shipped with the
+        model) or of another user's reference. Only the last kind is kept
+        inline (float32, unscaled); the others become ``(source, index)``
+        pairs. Rebuilt vectors are bit-identical (``row.astype(float64) /
+        scale`` is what the SVM was trained on); if they are not, the full
+        vectors are stored as before.
+        """
+        arrays = clf.to_arrays()
+        support = getattr(clf, "support_", None)
+        if support is None:
+            return arrays
+        n_bg = self.n_background
+        source = np.where(support < n_pos, 0, np.where(support < n_pos + n_bg, 1, 2)).astype(
+            np.int8
+        )
+        index = np.where(source == 0, support, support - n_pos).astype(np.int64)
+        inline_rows = support[source == 2] - n_pos - n_bg
+        index[source == 2] = np.arange(inline_rows.size)
+        inline = others[inline_rows].astype(np.float32) if inline_rows.size else None
+        compact = {
+            **{k: v for k, v in arrays.items() if k != "support_vectors"},
+            "sv_source": source,
+            "sv_index": index.astype(np.int32),
+            "sv_inline": inline
+            if inline is not None
+            else np.zeros((0, arrays["scale"].shape[0]), np.float32),
+            "background_sha256": np.asarray(self._background_sha256),
+        }
+        return compact
+
+    def _expand_arrays(
+        self, arrays: dict[str, np.ndarray], references: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`_compact_arrays` (full ``support_vectors`` back)."""
+        source = np.asarray(arrays["sv_source"]).reshape(-1)
+        index = np.asarray(arrays["sv_index"]).reshape(-1).astype(np.int64)
+        inline = np.asarray(arrays["sv_inline"], dtype=np.float32)
+        scale = np.asarray(arrays["scale"], dtype=np.float64)
+        if str(np.asarray(arrays["background_sha256"]).reshape(())) != self._background_sha256:
+            raise StoreError(
+                "the classifier was trained against another background set than the model's; "
+                "re-enroll the user"
+            )
+        if source.shape != index.shape or scale.ndim != 1:
+            raise StoreError("classifier support-vector references are malformed")
+        d = scale.shape[0]
+        rows = np.empty((source.size, d), dtype=np.float32)
+        pools = {
+            0: references if references is not None else np.zeros((0, d), np.float32),
+            1: self._background,
+            2: inline,
+        }
+        for kind, pool in pools.items():
+            mask = source == kind
+            if not mask.any():
+                continue
+            if (
+                pool.ndim != 2
+                or pool.shape[1] != d
+                or index[mask].min() < 0
+                or (index[mask].max() >= pool.shape[0])
+            ):
+                raise StoreError("classifier support-vector references point outside their rows")
+            rows[mask] = pool[index[mask]]
+        if not np.isin(source, (0, 1, 2)).all():
+            raise StoreError("classifier support-vector references are malformed")
+        full = dict(arrays)
+        full["support_vectors"] = rows.astype(np.float64) / scale
+        return full
 
     def _train(self, positives: np.ndarray, negatives: np.ndarray) -> Any:
         from sigver.classifier import WriterDependentClassifier
@@ -637,8 +716,14 @@ class Verifier:
         ]
         references = old_refs + new_refs
         positives = np.stack([np.asarray(r.features, np.float32) for r in references])
-        negatives = self._negatives(user_id, tenant, positives.shape[1])
+        negatives, others = self._negatives(user_id, tenant, positives.shape[1])
         clf = self._train(positives, negatives)
+        stored_arrays = self._compact_arrays(clf, positives.shape[0], others)
+        if "sv_source" in stored_arrays:
+            check = self._expand_arrays(stored_arrays, positives)["support_vectors"]
+            if not np.array_equal(check, clf.support_vectors_):
+                logger.warning("support vectors did not rebuild exactly; storing them in full")
+                stored_arrays = clf.to_arrays()
 
         if threshold is None and add and existing is not None:
             threshold = existing.threshold
@@ -647,7 +732,7 @@ class Verifier:
             model_id=self.model_id,
             model_sha256=self.model_sha256,
             references=references,
-            classifier=clf.to_arrays(),
+            classifier=stored_arrays,
             classifier_params={**self.classifier_params, "classifier": type(clf).__name__},
             n_negatives=int(len(negatives)),
             threshold=None if threshold is None else float(threshold),
@@ -737,6 +822,11 @@ class Verifier:
         user, arrays = self.store.load_classifier(user_id, tenant=tenant)
         if user.model_sha256 != self.model_sha256:
             raise ModelMismatchError(user_id, user.model_id, self.model_id)
+        if "sv_source" in arrays:
+            own = None
+            if np.any(np.asarray(arrays["sv_source"]) == 0):
+                own = self.store.load_references(user_id, tenant=tenant)[0]
+            arrays = self._expand_arrays(arrays, own)
         try:
             clf = WriterDependentClassifier.from_arrays(arrays)
         except ModelError as exc:

@@ -162,6 +162,9 @@ class WriterDependentClassifier(ClassifierMixin, BaseEstimator):
         Per-feature scale of the scaler (std over the training set, 1 where it is 0).
     support_vectors_ : ndarray, shape (n_sv, n_features)
         Support vectors in the scaled space.
+    support_ : ndarray, shape (n_sv,)
+        Training rows the support vectors come from (``X[support_] / scale_``);
+        absent on classifiers rebuilt with :meth:`from_arrays`.
     dual_coef_ : ndarray, shape (n_sv,)
         Signed dual coefficients.
     intercept_ : float
@@ -237,6 +240,9 @@ class WriterDependentClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.scale_ = np.asarray(scaler.scale_, dtype=np.float64)
         self.support_vectors_ = np.asarray(svc.support_vectors_, dtype=np.float64)
+        # Rows of X the support vectors are (scaled) copies of: lets a store keep
+        # references to training rows instead of the vectors themselves.
+        self.support_ = np.asarray(svc.support_, dtype=np.int64)
         self.dual_coef_ = np.asarray(svc.dual_coef_[0], dtype=np.float64)
         self.intercept_ = float(svc.intercept_[0])
         self.gamma_ = float(self.gamma)

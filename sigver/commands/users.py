@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace, store: Any) -> int:
             print_json([u.to_dict() for u in users])
             return 0
         if not users:
-            print(f"no users of tenant {tenant} in {store.location}")
+            print(f"no users enrolled in {store.location} (tenant {tenant})")
             return 0
         rows = [
             (u.user_id, u.n_references, _threshold_text(u.threshold), u.model_id, u.updated_at)
