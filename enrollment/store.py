@@ -636,7 +636,7 @@ class BaseStore:
         yield
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[_Conn]:  # pragma: no cover - abstract
+    def _write(self, *, serialize: bool = True) -> Iterator[_Conn]:  # pragma: no cover
         raise NotImplementedError
         yield
 
@@ -1153,7 +1153,9 @@ class BaseStore:
     def append_audit(self, events: Sequence[AuditEvent]) -> None:
         """Append events to the audit trail (one transaction)."""
         if events:
-            with self._write() as conn:
+            # An insert-only transaction: it need not queue behind enrollments
+            # (PostgreSQL), which matters because every verification writes one.
+            with self._write(serialize=False) as conn:
                 self._insert_audit(conn, events)
 
     def audit_events(
@@ -1346,16 +1348,17 @@ def _load_or_create_secret(home: Path) -> bytes:
     if env:
         return env.encode()
     path = home / SECRET_FILENAME
-    with contextlib.suppress(FileNotFoundError):
-        data = path.read_bytes().strip()
-        if len(data) >= 32:
-            return data
-        raise StoreError(f"{path} is too short to be a store secret")
     token = secrets.token_hex(32).encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race
-        return path.read_bytes().strip()
+    except FileExistsError:
+        # Existing secret, or another process creating it right now: give it a moment.
+        for _ in range(40):
+            data = path.read_bytes().strip()
+            if len(data) >= 32:
+                return data
+            time.sleep(0.05)
+        raise StoreError(f"{path} is too short to be a store secret") from None
     with os.fdopen(fd, "wb") as fh:
         fh.write(token)
         fh.flush()
@@ -1436,8 +1439,11 @@ class UserStore(BaseStore):
             conn.close()
 
     @contextlib.contextmanager
-    def _write(self, *, foreign_keys: bool = True) -> Iterator[_Conn]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
+    def _write(self, *, foreign_keys: bool = True, serialize: bool = True) -> Iterator[_Conn]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error.
+
+        (SQLite serialises every writer anyway; ``serialize`` is for the interface.)
+        """
         conn = self._connect(foreign_keys=foreign_keys)
         try:
             for attempt in range(_BUSY_RETRIES):
@@ -1632,15 +1638,17 @@ class PostgresStore(BaseStore):
         self._pool.close()
 
     @contextlib.contextmanager
-    def _tx(self, write: bool) -> Iterator[_Conn]:
+    def _tx(self, write: bool, serialize: bool = True) -> Iterator[_Conn]:
         psycopg = self._psycopg
         try:
             with self._pool.connection() as raw:
                 with raw.transaction():
                     if write:
-                        # Writers are rare (enrollments, key changes): serialise them like
-                        # SQLite's BEGIN IMMEDIATE so read-modify-write checks stay simple.
-                        raw.execute("SELECT pg_advisory_xact_lock(775533)")
+                        if serialize:
+                            # Writers are rare (enrollments, key changes): serialise them
+                            # like SQLite's BEGIN IMMEDIATE so read-modify-write checks
+                            # stay simple.
+                            raw.execute("SELECT pg_advisory_xact_lock(775533)")
                     else:
                         raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     yield _Conn(raw, "format")
@@ -1653,8 +1661,8 @@ class PostgresStore(BaseStore):
             yield conn
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[_Conn]:
-        with self._tx(True) as conn:
+    def _write(self, *, serialize: bool = True) -> Iterator[_Conn]:
+        with self._tx(True, serialize) as conn:
             yield conn
 
     def _initialise(self, secret: bytes | None) -> None:

@@ -88,7 +88,7 @@ def _scan_all(store, model_sha: str) -> tuple[float, int]:
     return time.perf_counter() - start, int(feats.shape[0])
 
 
-def _user_bytes(store, user: str) -> dict[str, int]:
+def _user_bytes(store, verifier, user: str) -> dict[str, int]:
     with store._read() as conn:
         blob = conn.execute(
             "SELECT classifier FROM users WHERE tenant_id = 'default' AND user_id = ?", (user,)
@@ -97,7 +97,20 @@ def _user_bytes(store, user: str) -> dict[str, int]:
             "SELECT features FROM user_references WHERE tenant_id = 'default' AND user_id = ?",
             (user,),
         ).fetchall()
-    return {"classifier": len(bytes(blob)), "references": sum(len(bytes(r[0])) for r in refs)}
+    from enrollment.store import decode_arrays, encode_arrays
+
+    arrays = decode_arrays(bytes(blob))
+    full = arrays
+    if "sv_source" in arrays:  # what the first release stored: float64 support vectors
+        own = verifier.store.load_references(user)[0]
+        full = verifier._expand_arrays(arrays, own)
+        full = {k: v for k, v in full.items() if not k.startswith(("sv_", "background"))}
+    return {
+        "classifier": len(bytes(blob)),
+        "classifier_full_float64": len(encode_arrays(full)),
+        "support_vectors": int(full["support_vectors"].shape[0]),
+        "references": sum(len(bytes(r[0])) for r in refs),
+    }
 
 
 def run_backend(backend: str, sizes: list[int], args, images, extractor, model_path) -> list[dict]:
@@ -148,7 +161,7 @@ def run_backend(backend: str, sizes: list[int], args, images, extractor, model_p
                     t0 = time.perf_counter()
                     fresh.verify(f"bench{i}", refs[-1])
                     warm_s.append(time.perf_counter() - t0)
-            sizes_b = _user_bytes(store, "bench0")
+            sizes_b = _user_bytes(store, verifier, "bench0")
             row = {
                 "backend": backend,
                 "users": n + args.repeats,
@@ -161,6 +174,8 @@ def run_backend(backend: str, sizes: list[int], args, images, extractor, model_p
                 "verify_cold_ms_median": round(1000 * statistics.median(cold_s), 1),
                 "verify_warm_ms_p50": round(1000 * statistics.median(warm_s), 1),
                 "classifier_bytes_per_user": sizes_b["classifier"],
+                "classifier_bytes_if_float64_copies": sizes_b["classifier_full_float64"],
+                "support_vectors": sizes_b["support_vectors"],
                 "reference_bytes_per_user": sizes_b["references"],
             }
             print(json.dumps(row), flush=True)
