@@ -74,3 +74,21 @@ def test_thread_defaults_never_oversubscribe(monkeypatch):
     assert Settings.from_env().threads == 3
     monkeypatch.delenv("SIGVER_THREADS")
     assert Settings.from_env().threads is None and Settings().blas_threads == 1
+
+
+def test_configure_threads_caps_torch_and_blas():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from enrollment import service
+
+    before = torch.get_num_threads()
+    try:
+        service.configure_threads(1)
+        assert torch.get_num_threads() == 1
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert all(p["num_threads"] == 1 for p in blas)
+    finally:
+        torch.set_num_threads(before)
+        while service._THREAD_LIMITS:
+            service._THREAD_LIMITS.pop().restore_original_limits()
