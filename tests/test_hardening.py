@@ -338,3 +338,20 @@ def test_non_finite_classifier_arrays_are_refused():
     arrays["intercept"] = np.asarray(np.inf)
     with pytest.raises(ModelError, match="non-finite"):
         WriterDependentClassifier.from_arrays(arrays)
+
+
+def test_unexpected_errors_are_json_500_without_traceback(verifier, pngs, monkeypatch):
+    _, key = verifier.store.create_api_key("k")
+    client = TestClient(create_app(verifier), raise_server_exceptions=False)
+    client.headers["X-API-Key"] = key
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(verifier, "verify_batch", boom)
+    r = client.post("/v1/users/alice/verify", files=[("image", ("q.png", pngs[1, 0], "image/png"))])
+    assert r.status_code == 500
+    assert r.json() == {
+        "detail": "internal error (logged on the server)",
+        "error": "internal_error",
+    }
