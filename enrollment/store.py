@@ -1732,7 +1732,8 @@ def open_store(
         ``postgresql://...`` / ``postgres://...`` for PostgreSQL;
         ``sqlite:///abs/folder`` or a folder for SQLite.
     home : path-like, optional
-        SQLite folder used when neither ``store`` nor ``$SIGVER_STORE`` is set.
+        SQLite folder used when ``store`` is not given (it then wins over
+        ``$SIGVER_STORE``, which applies when neither is given).
     busy_timeout_s : float
         SQLite lock wait / PostgreSQL pool wait.
     pool_size : int
@@ -1742,7 +1743,10 @@ def open_store(
     -------
     BaseStore
     """
-    target = store if store not in (None, "") else os.environ.get(ENV_STORE) or None
+    target = store if store not in (None, "") else None
+    if target is None and home in (None, ""):
+        # An explicit home (``--home``) wins over the environment, like ``$SIGVER_HOME``.
+        target = os.environ.get(ENV_STORE) or None
     if target is None:
         return UserStore(home, busy_timeout_s=busy_timeout_s)
     text = str(target)

@@ -380,7 +380,8 @@ def test_store_url_selection(tmp_path, monkeypatch):
     assert isinstance(open_store(tmp_path / "a"), UserStore)
     assert open_store(f"sqlite://{tmp_path}/b").home == (tmp_path / "b").resolve()
     monkeypatch.setenv("SIGVER_STORE", str(tmp_path / "c"))
-    assert open_store(None, home=tmp_path / "ignored").home == (tmp_path / "c").resolve()
+    assert open_store(None).home == (tmp_path / "c").resolve()
+    assert open_store(None, home=tmp_path / "d").home == (tmp_path / "d").resolve()  # explicit
     with pytest.raises(StoreError, match="unsupported"):
         open_store("mysql://x")
 
