@@ -26,10 +26,20 @@ from enrollment.errors import (
     UserExistsError,
     UserNotFoundError,
 )
-from enrollment.store import UserRecord, UserStore, validate_user_id
+from enrollment.store import (
+    AuditEvent,
+    PostgresStore,
+    UserRecord,
+    UserStore,
+    open_store,
+    validate_user_id,
+)
 from enrollment.verifier import EnrollmentResult, VerificationResult, Verifier
 
 __all__ = [
+    "AuditEvent",
+    "PostgresStore",
+    "open_store",
     "AuthenticationError",
     "ConcurrentUpdateError",
     "EnrollmentError",

@@ -19,6 +19,31 @@ def add_home_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_store_argument(parser: argparse.ArgumentParser, *, tenant: bool = True) -> None:
+    """``--home DIR``, ``--store URL`` and (optionally) ``--tenant T``."""
+    add_home_argument(parser)
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="user store: postgresql://user:pass@host/db or a SQLite folder "
+        "(default: $SIGVER_STORE, else --home)",
+    )
+    if tenant:
+        parser.add_argument(
+            "--tenant",
+            default="default",
+            metavar="T",
+            help="tenant whose users to act on (default 'default')",
+        )
+
+
+def open_store_from_args(args: argparse.Namespace) -> Any:
+    """The store named by ``--store`` / ``$SIGVER_STORE`` / ``--home``."""
+    from enrollment.store import open_store
+
+    return open_store(getattr(args, "store", None), home=args.home)
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     """``--model M``: checkpoint path or shipped model name."""
     parser.add_argument(

@@ -51,11 +51,18 @@ class ApiKeyInfo:
     name: str
     created_at: str
     revoked_at: str | None
+    tenant: str = "default"
+    scope: str = "tenant"
 
     @property
     def active(self) -> bool:
         """Whether the key is accepted."""
         return self.revoked_at is None
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the key may manage tenants and keys."""
+        return self.scope == "admin"
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly view."""
@@ -65,6 +72,8 @@ class ApiKeyInfo:
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
             "active": self.active,
+            "tenant": self.tenant,
+            "scope": self.scope,
         }
 
 

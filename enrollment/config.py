@@ -18,7 +18,11 @@ __all__ = [
     "DEFAULT_MIN_REFERENCES",
     "ENV_HOME",
     "ENV_MODEL",
+    "ENV_STORE",
+    "ENV_STORE_SECRET",
+    "ENV_THREADS",
     "Settings",
+    "default_threads",
     "resolve_home",
 ]
 
@@ -26,6 +30,12 @@ __all__ = [
 ENV_HOME = "SIGVER_HOME"
 #: Environment variable naming the model (checkpoint path or name) to use.
 ENV_MODEL = "SIGVER_MODEL"
+#: Environment variable naming the store: ``postgresql://...`` or a SQLite folder.
+ENV_STORE = "SIGVER_STORE"
+#: Environment variable holding the classifier-integrity secret (share it between hosts).
+ENV_STORE_SECRET = "SIGVER_STORE_SECRET"
+#: Environment variable: torch / BLAS threads per process (service workers).
+ENV_THREADS = "SIGVER_THREADS"
 
 #: Fewest distinct genuine references accepted for an enrollment. Four keeps
 #: the per-user SVM away from the degenerate one-or-two-point regime while
@@ -49,6 +59,19 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     if home is None or str(home) == "":
         home = os.environ.get(ENV_HOME) or Path.home() / ".sigver"
     return Path(home).expanduser().resolve()
+
+
+def default_threads(workers: int = 1) -> int:
+    """Threads per worker so that ``workers x threads <= cores`` (at least 1).
+
+    Cores are those this process may run on (``sched_getaffinity``), not the
+    machine's: containers are often limited to fewer.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(workers)))
 
 
 def _env_int(name: str, default: int) -> int:
@@ -85,6 +108,19 @@ class Settings:
         bounded as the store grows (``SIGVER_MAX_USER_NEGATIVES``).
     busy_timeout_s : float
         How long a store operation waits for a lock held by another process.
+    max_decoded_bytes : int
+        Memory budget of one decoded image, in bytes (``SIGVER_MAX_DECODED_BYTES``,
+        256 MB): a 16-bit RGBA image costs 8 bytes a pixel, so the pixel limit
+        alone does not bound memory.
+    max_concurrent_decodes : int
+        Images decoded at once per process (``SIGVER_MAX_CONCURRENT_DECODES``);
+        with ``max_decoded_bytes`` it bounds the memory of concurrent uploads.
+    threads : int or None
+        Torch / BLAS threads of this process (``SIGVER_THREADS``); ``None``
+        leaves the libraries' defaults.
+    blas_threads : int or None
+        BLAS threads around the per-user SVM products (default 1: for a few
+        thousand support vectors, waking more threads costs more than it saves).
     """
 
     min_references: int = DEFAULT_MIN_REFERENCES
@@ -94,6 +130,10 @@ class Settings:
     max_pixels: int = 40_000_000
     max_user_negatives: int = 2000
     busy_timeout_s: float = 30.0
+    max_decoded_bytes: int = 256 * 1024 * 1024
+    max_concurrent_decodes: int = 2
+    threads: int | None = None
+    blas_threads: int | None = 1
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -106,6 +146,12 @@ class Settings:
             "max_files": _env_int("SIGVER_MAX_FILES", base.max_files),
             "max_pixels": _env_int("SIGVER_MAX_PIXELS", base.max_pixels),
             "max_user_negatives": _env_int("SIGVER_MAX_USER_NEGATIVES", base.max_user_negatives),
+            "max_decoded_bytes": _env_int("SIGVER_MAX_DECODED_BYTES", base.max_decoded_bytes),
+            "max_concurrent_decodes": _env_int(
+                "SIGVER_MAX_CONCURRENT_DECODES", base.max_concurrent_decodes
+            ),
         }
+        if os.environ.get(ENV_THREADS):
+            values["threads"] = _env_int(ENV_THREADS, 1)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return dataclasses.replace(base, **values)  # type: ignore[arg-type]

@@ -9,7 +9,6 @@ integrator; the endpoints below are part of that API::
     POST /v1/preprocess                     multipart images=<file> (repeated): per file, the
                                             normalised image or the reason it is refused
     GET  /v1/users/{user_id}/references     normalised stored reference images
-    PUT  /v1/users/{user_id}/threshold      JSON {"threshold": float | null}
 
 ``/v1/preprocess`` reports errors per file (200 with ``ok: false``) so that an
 operator sees every bad file of a batch at once; it goes through
@@ -31,13 +30,12 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, Field
 
 from enrollment.store import validate_user_id
 from enrollment.verifier import Verifier
 from sigver.errors import ImageError
 
-__all__ = ["CONSOLE_ASSETS", "SECURITY_HEADERS", "ThresholdUpdate", "console_router"]
+__all__ = ["CONSOLE_ASSETS", "SECURITY_HEADERS", "console_router"]
 
 #: Files of the console, with their media types (nothing else is served).
 CONSOLE_ASSETS: dict[str, str] = {
@@ -58,14 +56,6 @@ SECURITY_HEADERS: dict[str, str] = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-
-
-class ThresholdUpdate(BaseModel):
-    """Body of ``PUT /v1/users/{user_id}/threshold``."""
-
-    threshold: float | None = Field(
-        ..., description="per-user threshold override; null restores the model's default"
-    )
 
 
 def _thumbnail_png(normalised: np.ndarray) -> str:
@@ -89,7 +79,9 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
     verifier : Verifier
         The service's verifier (its limits apply to uploads).
     require_key : callable
-        The service's API-key dependency; every ``/v1`` route here depends on it.
+        The service's API-key dependency (it yields the caller's
+        :class:`~enrollment.auth.ApiKeyInfo`); every ``/v1`` route here depends
+        on it and is scoped to the key's tenant.
 
     Returns
     -------
@@ -168,10 +160,10 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
             "min_references": settings.min_references,
         }
 
-    def _references(user_id: str) -> dict[str, Any]:
-        user = store.get_user(user_id)
+    def _references(user_id: str, tenant: str) -> dict[str, Any]:
+        user = store.get_user(user_id, tenant=tenant)
         references = []
-        for index, (sha256, data) in enumerate(store.load_reference_images(user_id)):
+        for index, (sha256, data) in enumerate(store.load_reference_images(user_id, tenant=tenant)):
             entry: dict[str, Any] = {"image_sha256": sha256}
             try:
                 entry["png_base64"] = _thumbnail_png(verifier.preprocess(data, index)[0])
@@ -186,7 +178,7 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
         }
 
     @router.get("/v1/users/{user_id}/references", tags=["users"])
-    async def references(user_id: str, _: Any = Depends(require_key)) -> dict[str, Any]:
+    async def references(user_id: str, key: Any = Depends(require_key)) -> dict[str, Any]:
         """The user's stored reference images, normalised (as ``/v1/preprocess``).
 
         Images are only kept when the user was enrolled with ``store_images``
@@ -194,17 +186,6 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
         than ``n_references``, down to 0.
         """
         validate_user_id(user_id)
-        return await run_in_threadpool(_references, user_id)
-
-    @router.put("/v1/users/{user_id}/threshold", tags=["users"])
-    async def set_threshold(
-        user_id: str, body: ThresholdUpdate, _: Any = Depends(require_key)
-    ) -> dict[str, Any]:
-        """Set the user's threshold override, or clear it with ``null``."""
-        validate_user_id(user_id)
-        user = await run_in_threadpool(verifier.set_threshold, user_id, body.threshold)
-        out = user.to_dict()
-        out["effective_threshold"] = verifier.threshold_for(user)
-        return out
+        return await run_in_threadpool(_references, user_id, key.tenant)
 
     return router

@@ -10,6 +10,8 @@ from __future__ import annotations
 from sigver.errors import ImageError, ModelError, SigverError
 
 __all__ = [
+    "AlreadyExistsError",
+    "ApiKeyNotFoundError",
     "AuthenticationError",
     "ConcurrentUpdateError",
     "EnrollmentError",
@@ -18,6 +20,7 @@ __all__ = [
     "InvalidUserIdError",
     "ModelMismatchError",
     "StoreError",
+    "TenantNotFoundError",
     "UserExistsError",
     "UserNotFoundError",
     "http_status_for",
@@ -32,6 +35,14 @@ class StoreError(EnrollmentError):
     """The user store is unusable (corrupt, newer schema, unwritable...)."""
 
 
+class ApiKeyNotFoundError(StoreError, LookupError):
+    """No API key with this name or id (or not in the caller's tenant)."""
+
+
+class AlreadyExistsError(StoreError):
+    """A tenant or an active API key of that name already exists."""
+
+
 class InvalidUserIdError(EnrollmentError, ValueError):
     """A user id does not match the allowed pattern (:func:`enrollment.store.validate_user_id`)."""
 
@@ -42,6 +53,14 @@ class UserNotFoundError(EnrollmentError, LookupError):
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
         super().__init__(f"user {user_id!r} is not enrolled")
+
+
+class TenantNotFoundError(EnrollmentError, LookupError):
+    """No tenant with this id exists."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        super().__init__(f"tenant {tenant!r} does not exist (create it first)")
 
 
 class UserExistsError(EnrollmentError):
@@ -89,9 +108,12 @@ HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidUserIdError, 422),
     (InsufficientReferencesError, 422),
     (UserNotFoundError, 404),
+    (TenantNotFoundError, 404),
     (UserExistsError, 409),
     (ConcurrentUpdateError, 409),
     (ModelMismatchError, 409),
+    (AlreadyExistsError, 409),
+    (ApiKeyNotFoundError, 404),
     (ImageError, 400),
     (StoreError, 503),
     (ModelError, 503),

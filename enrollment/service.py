@@ -1,54 +1,78 @@
-"""HTTP service (FastAPI): enroll and verify over HTTP with API-key authentication.
+"""HTTP service (FastAPI): enroll and verify over HTTP with tenant-scoped API keys.
 
-Endpoints (all under ``/v1`` need the ``X-API-Key`` header)::
+Endpoints (all under ``/v1`` need the ``X-API-Key`` header; the key's tenant
+scopes every user operation, so a key only ever sees its own tenant's users)::
 
-    GET    /health                         liveness + model id (no auth)
-    GET    /v1/users                       list enrolled users
+    GET    /health                         liveness (no key)
+    GET    /ready                          readiness: store reachable, model loaded (no key)
+    GET    /metrics                        Prometheus metrics (no key)
+    GET    /docs                           Swagger UI, assets served locally (no key)
+    GET    /v1/users                       list the tenant's users
     GET    /v1/users/{user_id}             one user
     DELETE /v1/users/{user_id}             remove a user
+    PUT    /v1/users/{user_id}/threshold   JSON {"threshold": number | null}
     POST   /v1/users/{user_id}/enroll      multipart: images=<file> (repeated), add, force,
                                            threshold, store_images
     POST   /v1/users/{user_id}/verify      multipart: images=<file> (repeated) or image=<file>
+    GET    /v1/audit                       audit trail (user_id, action, since, until, limit;
+                                           admin keys may pass tenant)
+    GET    /v1/admin/tenants               (admin) tenants
+    POST   /v1/admin/tenants               (admin) JSON {"tenant": "..."}
+    GET    /v1/admin/keys                  (admin) keys, optionally ?tenant=
+    POST   /v1/admin/keys                  (admin) JSON {"name", "tenant", "scope"}; key shown once
+    DELETE /v1/admin/keys/{key}            (admin) revoke by key id or name
 
 plus the operator console at ``/`` and the endpoints it uses (``POST
-/v1/preprocess``, ``GET /v1/users/{user_id}/references``, ``PUT
-/v1/users/{user_id}/threshold``): see :mod:`enrollment.console_api`.
+/v1/preprocess``, ``GET /v1/users/{user_id}/references``): see
+:mod:`enrollment.console_api`.
 
 Errors are JSON ``{"detail": "...", "error": "<kind>"}`` with 400 (unreadable
-image, with the reason), 401 (no key), 403 (wrong or revoked key), 404
-(unknown user), 409 (already enrolled, model mismatch), 413 (upload too
-large), 422 (invalid user id or parameters) and 503 (store or model problem).
+image, with the reason), 401 (no key), 403 (wrong or revoked key, or not an
+admin key), 404 (unknown user or tenant), 409 (already enrolled, model
+mismatch), 413 (upload too large), 422 (invalid id or parameters), 500
+(unexpected, logged) and 503 (store or model problem).
+
+The key is checked by an ASGI middleware *before* the request body is read:
+a client without a valid key cannot make the server spool an upload.
 
 Run it with ``sigver serve`` or any ASGI server::
 
-    uvicorn --factory enrollment.service:app_from_env   # SIGVER_HOME / SIGVER_MODEL
-
-Each worker process builds its own :class:`~enrollment.verifier.Verifier`
-(one model load per worker) and the store opens a fresh SQLite connection per
-operation, so several workers and concurrent requests share one store safely.
+    uvicorn --factory enrollment.service:app_from_env   # SIGVER_STORE / SIGVER_HOME / SIGVER_MODEL
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
 from typing import Any
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Body, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool as _to_thread
 
+from enrollment.auth import ApiKeyInfo
 from enrollment.config import Settings
 from enrollment.console_api import console_router
 from enrollment.errors import http_status_for
-from enrollment.store import validate_user_id
+from enrollment.store import AUDIT_ACTIONS, validate_tenant_id, validate_user_id
 from enrollment.verifier import Verifier
 from sigver import __version__
 from sigver.errors import ImageError, SigverError
 
-__all__ = ["API_KEY_HEADER", "BodySizeLimit", "app_from_env", "create_app"]
+__all__ = [
+    "API_KEY_HEADER",
+    "ApiKeyGate",
+    "BodySizeLimit",
+    "app_from_env",
+    "configure_threads",
+    "create_app",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +83,85 @@ _Scope = MutableMapping[str, Any]
 _Message = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
+_ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+# Kept referenced: threadpoolctl limits last as long as their controller lives.
+_THREAD_LIMITS: list[Any] = []
+
+
+def configure_threads(threads: int | None) -> None:
+    """Cap torch and BLAS threads of this process (``None``: leave the defaults).
+
+    With ``W`` workers on ``C`` cores each worker should use ``C // W``
+    threads; otherwise every worker starts one thread per core and they
+    oversubscribe the CPU under load.
+    """
+    if threads is None:
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(int(threads))
+    _THREAD_LIMITS.append(threadpool_limits(limits=int(threads)))
+    logger.info("limited torch and BLAS to %d thread(s) in process %d", threads, os.getpid())
+
+
+async def _send_json(
+    send: _Send, status: int, body: dict[str, Any], headers: dict | None = None
+) -> None:
+    response = JSONResponse(body, status_code=status, headers=headers)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> _Message:  # pragma: no cover - never awaited by JSONResponse
+    return {"type": "http.disconnect"}
+
+
+class ApiKeyGate:
+    """ASGI middleware: authenticate ``/v1`` requests from their headers, before any body is read.
+
+    The authenticated :class:`~enrollment.auth.ApiKeyInfo` is put in
+    ``scope["state"]["api_key"]``; ``/v1/admin`` additionally needs an admin key.
+    """
+
+    def __init__(self, app: _ASGIApp, authenticate: Callable[[str], ApiKeyInfo | None]) -> None:
+        self.app = app
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == "/v1" or path.startswith("/v1/")):
+            await self.app(scope, receive, send)
+            return
+        presented = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-api-key":
+                presented = value.decode("latin-1")
+                break
+        if not presented:
+            await _send_json(
+                send,
+                401,
+                {
+                    "detail": f"missing API key: send it in the {API_KEY_HEADER} header",
+                    "error": "authentication_error",
+                },
+                {"WWW-Authenticate": "ApiKey"},
+            )
+            return
+        info = await _to_thread(self.authenticate, presented)
+        if info is None:
+            await _send_json(
+                send, 403, {"detail": "invalid or revoked API key", "error": "forbidden"}
+            )
+            return
+        if path.startswith("/v1/admin") and not info.is_admin:
+            await _send_json(
+                send, 403, {"detail": "this endpoint needs an admin key", "error": "forbidden"}
+            )
+            return
+        scope.setdefault("state", {})["api_key"] = info
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -69,13 +172,9 @@ class BodySizeLimit:
     cut off as soon as they exceed the limit.
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+    def __init__(self, app: _ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = int(max_bytes)
-
-    async def _refuse(self, send: _Send, detail: str) -> None:
-        response = JSONResponse({"detail": detail, "error": "payload_too_large"}, status_code=413)
-        await response({"type": "http"}, _no_receive, send)
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
@@ -88,8 +187,14 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared > self.max_bytes:
-                    await self._refuse(
-                        send, f"request body of {declared} bytes exceeds {self.max_bytes} bytes"
+                    await _send_json(
+                        send,
+                        413,
+                        {
+                            "detail": f"request body of {declared} bytes exceeds "
+                            f"{self.max_bytes} bytes",
+                            "error": "payload_too_large",
+                        },
                     )
                     return
         received = 0
@@ -108,13 +213,81 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
-async def _no_receive() -> _Message:  # pragma: no cover - never awaited by JSONResponse
-    return {"type": "http.disconnect"}
+class _Metrics:
+    """Prometheus metrics of one application (own registry: several apps per process in tests)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sigver_http_requests",
+            "HTTP requests by method, route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sigver_http_request_seconds",
+            "HTTP request latency by method and route",
+            ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "sigver_decisions", "Verification decisions", ["decision"], registry=self.registry
+        )
+        self.errors = Counter(
+            "sigver_errors", "Error responses by kind", ["kind"], registry=self.registry
+        )
+        self.enrollments = Counter(
+            "sigver_enrollments", "Successful enrollments", registry=self.registry
+        )
+        self.info = Gauge(
+            "sigver_model_info", "Loaded model", ["model_id", "version"], registry=self.registry
+        )
+
+
+class _MetricsMiddleware:
+    def __init__(self, app: _ASGIApp, metrics: _Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: _Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            # The route template, never the raw path: user ids must not become labels.
+            label = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, label, str(status["code"])).inc()
+            self.metrics.latency.labels(method, label).observe(time.perf_counter() - start)
+            if status["code"] >= 400:
+                self.metrics.errors.labels(str(status["code"])).inc()
 
 
 def _error_kind(exc: BaseException) -> str:
     name = type(exc).__name__
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _swagger_assets() -> str | None:
+    try:
+        import swagger_ui_bundle
+    except ImportError:  # pragma: no cover - declared dependency
+        return None
+    return str(swagger_ui_bundle.swagger_ui_path)
 
 
 def create_app(
@@ -123,52 +296,67 @@ def create_app(
     home: str | os.PathLike[str] | None = None,
     model: str | os.PathLike[str] | None = None,
     settings: Settings | None = None,
+    store: str | None = None,
 ) -> FastAPI:
     """Build the FastAPI application.
 
     Parameters
     ----------
     verifier : Verifier, optional
-        Shared verifier; built from ``home``/``model``/``settings`` when omitted.
+        Shared verifier; built from ``home``/``model``/``settings``/``store`` when omitted.
     home, model : path-like, optional
         Store folder and model (see :class:`~enrollment.verifier.Verifier`).
     settings : Settings, optional
         Upload limits and defaults (from the environment when omitted).
+    store : str, optional
+        Store URL (``postgresql://...``) or folder; default ``$SIGVER_STORE``.
 
     Returns
     -------
     fastapi.FastAPI
     """
     if verifier is None:
-        verifier = Verifier(home=home, model=model, settings=settings)
+        verifier = Verifier(home=home, model=model, settings=settings, store=store)
     settings = verifier.settings
-    store = verifier.store
+    configure_threads(settings.threads)
+    store_ = verifier.store
+    metrics = _Metrics()
+    metrics.info.labels(verifier.model_id, __version__).set(1)
 
     app = FastAPI(
         title="sigver",
         version=__version__,
+        docs_url=None,
+        redoc_url=None,
         description=(
             "Offline handwritten signature verification: enroll users from reference "
             "signatures, then verify questioned signatures. Authenticate with the "
-            f"`{API_KEY_HEADER}` header (create a key with `sigver keys create NAME`)."
+            f"`{API_KEY_HEADER}` header (create a key with `sigver keys create NAME`); "
+            "the key's tenant scopes every user operation."
         ),
     )
     app.state.verifier = verifier
+    app.state.metrics = metrics
+    # Added last = outermost: metrics see everything, the key gate runs before
+    # the body-size limit, and both before FastAPI reads any body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ApiKeyGate, authenticate=store_.authenticate)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
+    assets = _swagger_assets()
+    if assets is not None:
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/static/swagger-ui", StaticFiles(directory=assets), name="swagger-ui")
+
+    # Declared for the OpenAPI schema (the "Authorize" button); ApiKeyGate enforces it.
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
-    async def require_key(key: str | None = Depends(key_header)) -> str:
-        if not key:
-            raise HTTPException(
-                401,
-                f"missing API key: send it in the {API_KEY_HEADER} header",
-                headers={"WWW-Authenticate": "ApiKey"},
-            )
-        info = await run_in_threadpool(store.authenticate, key)
-        if info is None:
-            raise HTTPException(403, "invalid or revoked API key")
-        return info.name
+    def caller(request: Request, _: str | None = Depends(key_header)) -> ApiKeyInfo:
+        info = getattr(request.state, "api_key", None)
+        if info is None:  # pragma: no cover - ApiKeyGate guarantees it under /v1
+            raise HTTPException(401, "missing API key")
+        return info
 
     @app.exception_handler(SigverError)
     async def _sigver_error(request: Request, exc: SigverError) -> JSONResponse:
@@ -180,6 +368,14 @@ def create_app(
         if status >= 500:
             logger.error("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": "internal error (logged on the server)", "error": "internal_error"},
+            status_code=500,
+        )
 
     async def _read_uploads(files: list[UploadFile]) -> list[bytes]:
         if not files:
@@ -211,9 +407,11 @@ def create_app(
                 return ImageError(name, exc.reason)
         return exc
 
+    # -- service -----------------------------------------------------------------
+
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:
-        """Liveness check: model and store facts (no authentication)."""
+        """Liveness: the process answers (no authentication, no store access)."""
         return {
             "status": "ok",
             "version": __version__,
@@ -221,27 +419,80 @@ def create_app(
             "default_threshold": verifier.default_threshold,
         }
 
+    @app.get("/ready", tags=["service"])
+    async def ready() -> JSONResponse:
+        """Readiness: the store answers a query and the model is loaded."""
+        checks: dict[str, Any] = {"model": verifier.extractor is not None}
+        try:
+            await run_in_threadpool(store_.ping)
+            checks["store"] = True
+        except SigverError as exc:
+            checks["store"] = False
+            checks["store_error"] = str(exc)
+        ok = bool(checks["model"] and checks["store"])
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks, "backend": store_.backend},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", tags=["service"], include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition of this worker's metrics."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI from locally served assets (works offline)."""
+        if assets is None:  # pragma: no cover - declared dependency
+            raise HTTPException(503, "swagger-ui-bundle is not installed")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="sigver API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
+
+    # -- users -------------------------------------------------------------------
+
     @app.get("/v1/users", tags=["users"])
-    async def list_users(_: str = Depends(require_key)) -> dict[str, Any]:
-        """All enrolled users."""
-        users = await run_in_threadpool(store.list_users)
-        return {"users": [u.to_dict() for u in users], "count": len(users)}
+    async def list_users(key: ApiKeyInfo = Depends(caller)) -> dict[str, Any]:
+        """The caller's tenant's enrolled users."""
+        users = await run_in_threadpool(store_.list_users, tenant=key.tenant)
+        return {"users": [u.to_dict() for u in users], "count": len(users), "tenant": key.tenant}
 
     @app.get("/v1/users/{user_id}", tags=["users"])
-    async def get_user(user_id: str, _: str = Depends(require_key)) -> dict[str, Any]:
+    async def get_user(user_id: str, key: ApiKeyInfo = Depends(caller)) -> dict[str, Any]:
         """One enrolled user (classifier parameters, counts, image hashes, threshold)."""
         validate_user_id(user_id)
-        user = await run_in_threadpool(store.get_user, user_id)
+        user = await run_in_threadpool(store_.get_user, user_id, tenant=key.tenant)
         body = user.to_dict()
         body["effective_threshold"] = verifier.threshold_for(user)
         return body
 
     @app.delete("/v1/users/{user_id}", tags=["users"])
-    async def delete_user(user_id: str, _: str = Depends(require_key)) -> dict[str, Any]:
+    async def delete_user(user_id: str, key: ApiKeyInfo = Depends(caller)) -> dict[str, Any]:
         """Remove a user and all their data."""
         validate_user_id(user_id)
-        await run_in_threadpool(verifier.remove_user, user_id)
+        await run_in_threadpool(verifier.remove_user, user_id, tenant=key.tenant, key_id=key.key_id)
         return {"deleted": user_id}
+
+    @app.put("/v1/users/{user_id}/threshold", tags=["users"])
+    async def set_threshold(
+        user_id: str,
+        threshold: float | None = Body(..., embed=True, description="null clears the override"),
+        key: ApiKeyInfo = Depends(caller),
+    ) -> dict[str, Any]:
+        """Set (or clear with null) a user's threshold override."""
+        validate_user_id(user_id)
+        user = await run_in_threadpool(
+            verifier.set_threshold, user_id, threshold, tenant=key.tenant, key_id=key.key_id
+        )
+        body = user.to_dict()
+        body["effective_threshold"] = verifier.threshold_for(user)
+        return body
 
     @app.post("/v1/users/{user_id}/enroll", tags=["enrollment"], status_code=201)
     async def enroll(
@@ -251,7 +502,7 @@ def create_app(
         force: bool = Form(False, description="replace an existing enrollment"),
         threshold: float | None = Form(None, description="per-user threshold override"),
         store_images: bool = Form(False, description="keep the images in the store"),
-        _: str = Depends(require_key),
+        key: ApiKeyInfo = Depends(caller),
     ) -> JSONResponse:
         """Enroll (or extend with ``add``, or replace with ``force``) a user."""
         validate_user_id(user_id)
@@ -265,9 +516,12 @@ def create_app(
                 force=force,
                 threshold=threshold,
                 store_images=store_images,
+                tenant=key.tenant,
+                key_id=key.key_id,
             )
         except ImageError as exc:
             raise _rename_image_error(exc, images) from exc
+        metrics.enrollments.inc()
         status = 201 if result.user.revision == 1 else 200
         return JSONResponse(result.to_dict(), status_code=status)
 
@@ -276,14 +530,16 @@ def create_app(
         user_id: str,
         images: list[UploadFile] | None = File(None, description="questioned signatures"),
         image: UploadFile | None = File(None, description="one questioned signature"),
-        _: str = Depends(require_key),
+        key: ApiKeyInfo = Depends(caller),
     ) -> dict[str, Any]:
         """Verify questioned signature(s) against a user's enrollment."""
         validate_user_id(user_id)
         files = list(images or []) + ([image] if image is not None else [])
         blobs = await _read_uploads(files)
         try:
-            results = await run_in_threadpool(verifier.verify_batch, user_id, blobs)
+            results = await run_in_threadpool(
+                verifier.verify_batch, user_id, blobs, tenant=key.tenant, key_id=key.key_id
+            )
         except ImageError as exc:
             raise _rename_image_error(exc, files) from exc
         items = []
@@ -291,20 +547,108 @@ def create_app(
             item = res.to_dict()
             item["filename"] = name
             items.append(item)
+            metrics.decisions.labels("accept" if res.accepted else "reject").inc()
         return {
             "user_id": user_id,
             "accepted": all(r.accepted for r in results),
             "results": items,
         }
 
-    app.include_router(console_router(verifier, require_key))
+    app.include_router(console_router(verifier, caller))
+
+    # -- audit -------------------------------------------------------------------
+
+    @app.get("/v1/audit", tags=["audit"])
+    async def audit(
+        user_id: str | None = Query(None),
+        action: str | None = Query(None, description=f"one of {', '.join(AUDIT_ACTIONS)}"),
+        since: str | None = Query(None, description="ISO-8601, inclusive"),
+        until: str | None = Query(None, description="ISO-8601, exclusive"),
+        limit: int = Query(100, ge=1, le=10_000),
+        tenant: str | None = Query(None, description="admin keys only; '*' for all tenants"),
+        key: ApiKeyInfo = Depends(caller),
+    ) -> dict[str, Any]:
+        """The audit trail, newest first, scoped to the caller's tenant (read-only)."""
+        scope: str | None = key.tenant
+        if tenant is not None and tenant != key.tenant:
+            if not key.is_admin:
+                raise HTTPException(403, "only admin keys may read another tenant's audit trail")
+            scope = None if tenant == "*" else validate_tenant_id(tenant)
+        if user_id is not None:
+            validate_user_id(user_id)
+        if action is not None and action not in AUDIT_ACTIONS:
+            raise HTTPException(422, f"action must be one of {', '.join(AUDIT_ACTIONS)}")
+        for name, value in (("since", since), ("until", until)):
+            if value is not None:
+                try:
+                    datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    raise HTTPException(422, f"{name} must be an ISO-8601 time") from None
+        events = await run_in_threadpool(
+            store_.audit_events,
+            tenant=scope,
+            user_id=user_id,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        return {"events": [e.to_dict() for e in events]}
+
+    # -- admin -------------------------------------------------------------------
+
+    @app.get("/v1/admin/tenants", tags=["admin"])
+    async def list_tenants(_: ApiKeyInfo = Depends(caller)) -> dict[str, Any]:
+        """All tenants with their user and key counts."""
+        return {"tenants": await run_in_threadpool(store_.list_tenants)}
+
+    @app.post("/v1/admin/tenants", tags=["admin"], status_code=201)
+    async def create_tenant(
+        tenant: str = Body(..., embed=True), key: ApiKeyInfo = Depends(caller)
+    ) -> dict[str, Any]:
+        """Create a tenant."""
+        validate_tenant_id(tenant)
+        await run_in_threadpool(store_.create_tenant, tenant, key_id=key.key_id)
+        return {"tenant": tenant}
+
+    @app.get("/v1/admin/keys", tags=["admin"])
+    async def list_keys(
+        tenant: str | None = Query(None), _: ApiKeyInfo = Depends(caller)
+    ) -> dict[str, Any]:
+        """API keys (no secrets), of one tenant or all."""
+        keys = await run_in_threadpool(store_.list_api_keys, tenant=tenant)
+        return {"keys": [k.to_dict() for k in keys]}
+
+    @app.post("/v1/admin/keys", tags=["admin"], status_code=201)
+    async def create_key(
+        name: str = Body(...),
+        tenant: str = Body(...),
+        scope: str = Body("tenant"),
+        key: ApiKeyInfo = Depends(caller),
+    ) -> dict[str, Any]:
+        """Create a key for an existing tenant; the plaintext is in the answer, once."""
+        try:
+            info, plaintext = await run_in_threadpool(
+                store_.create_api_key, name, tenant=tenant, scope=scope, key_id=key.key_id
+            )
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {**info.to_dict(), "key": plaintext}
+
+    @app.delete("/v1/admin/keys/{name_or_id}", tags=["admin"])
+    async def revoke_key(name_or_id: str, key: ApiKeyInfo = Depends(caller)) -> dict[str, Any]:
+        """Revoke a key by key id or (active) name."""
+        info = await run_in_threadpool(store_.revoke_api_key, name_or_id, key_id=key.key_id)
+        return info.to_dict()
+
     return app
 
 
 def app_from_env() -> FastAPI:
     """Application factory for ASGI servers (``uvicorn --factory``).
 
-    Reads ``SIGVER_HOME`` and ``SIGVER_MODEL`` (and the limit variables of
-    :class:`~enrollment.config.Settings`); each worker process calls it once.
+    Reads ``SIGVER_STORE`` / ``SIGVER_HOME``, ``SIGVER_MODEL``, ``SIGVER_THREADS``
+    and the limit variables of :class:`~enrollment.config.Settings`; each
+    worker process calls it once.
     """
     return create_app()

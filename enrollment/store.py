@@ -1,66 +1,104 @@
-"""The user store: an embedded SQLite database of enrolled users and API keys.
+"""The user store: enrolled users, API keys, tenants and the audit trail.
 
-Layout (schema version 1)::
+Two backends share one interface (:class:`BaseStore`):
 
-    users(user_id PK, model_id, model_sha256, feature_dim, n_references, n_negatives,
-          threshold NULL, classifier BLOB (npz, no pickle), classifier_params JSON,
-          created_at, updated_at, revision)
-    user_references(user_id FK, position, image_sha256, features BLOB (float32 LE),
-                    image BLOB NULL, created_at)
-    api_keys(key_id PK, name UNIQUE, salt, digest, created_at, revoked_at NULL)
+* :class:`UserStore` — an embedded SQLite database ``<home>/users.sqlite3``
+  (the default; one host);
+* :class:`PostgresStore` — a PostgreSQL database reached through a
+  ``psycopg`` connection pool (several API processes on several hosts).
+
+:func:`open_store` picks one from a URL (``postgresql://...``), a
+``sqlite:///path`` URL or a folder; ``$SIGVER_STORE`` provides the default.
+
+Layout (schema version 2)::
+
+    tenants(tenant_id PK, created_at)
+    users(tenant_id, user_id, model_id, model_sha256, feature_dim, n_references,
+          n_negatives, threshold NULL, classifier BLOB (npz, no pickle),
+          classifier_params JSON, created_at, updated_at, revision, mac,
+          PK (tenant_id, user_id))
+    user_references(tenant_id, user_id, position, image_sha256, features BLOB
+                    (float32 LE), image BLOB NULL, created_at, model_sha256,
+                    sample_key, PK (tenant_id, user_id, position))
+    api_keys(key_id PK, name (unique among active keys), tenant_id, scope,
+             salt, digest, created_at, revoked_at NULL)
+    audit(event_id, time, tenant_id, key_id, user_id, action, decision, score,
+          threshold, operating_point, model_id, image_sha256, detail JSON)
 
 Design choices:
 
-* User ids are only ever bound as SQL parameters, never used as paths; they
-  are validated by :func:`validate_user_id` anyway so that they stay
-  printable and URL-safe.
-* Every write is one ``BEGIN IMMEDIATE`` transaction: an enrollment either
-  commits completely or leaves the previous state untouched, even if the
-  process is killed mid-way (SQLite's journal rolls the partial write back).
-* WAL mode lets readers (verification) run while a writer (enrollment)
-  commits; writers wait up to ``busy_timeout_s`` for each other and are
-  retried a few times on ``SQLITE_BUSY``.
-* Each operation opens its own short-lived connection, so the store is safe to
-  share between threads and forked worker processes.
+* User and tenant ids are only ever bound as SQL parameters, never used as
+  paths; they are validated anyway so that they stay printable and URL-safe.
+* Every write is one transaction: an enrollment (and its audit event) either
+  commits completely or leaves the previous state untouched.
+* Users are namespaced by tenant: every user query carries the tenant.
+* Each stored classifier carries an HMAC-SHA256 (``mac``) over its blob,
+  threshold and identity, keyed by a secret kept *outside* the database
+  (``<home>/store.key`` or ``$SIGVER_STORE_SECRET``); a classifier edited in
+  the database (say an intercept set to +inf) is refused, never scored.
+* Negatives are sampled in the database: each reference row has a random
+  ``sample_key`` (indexed), and a sample is a range scan from a seeded start,
+  so enrollment reads ``limit`` rows whatever the size of the store.
+* The audit table is append-only: triggers abort any ``UPDATE`` or ``DELETE``.
 * Arrays are stored as raw little-endian float32 or as ``.npz`` blobs read
   back with ``allow_pickle=False``: nothing in the database is unpickled.
+* Schema migrations are versioned per backend (``meta.schema_version``); a
+  first-release store (version 1) is migrated in place when opened.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import io
 import json
 import logging
+import math
 import os
 import re
+import secrets
 import sqlite3
+import threading
 import time
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from enrollment import auth
-from enrollment.config import resolve_home
+from enrollment.config import ENV_STORE, ENV_STORE_SECRET, resolve_home
 from enrollment.errors import (
+    AlreadyExistsError,
+    ApiKeyNotFoundError,
     ConcurrentUpdateError,
     InvalidUserIdError,
     StoreError,
+    TenantNotFoundError,
     UserExistsError,
     UserNotFoundError,
 )
 
 __all__ = [
+    "AUDIT_ACTIONS",
     "DB_FILENAME",
+    "DEFAULT_TENANT",
     "SCHEMA_VERSION",
+    "AuditEvent",
+    "BaseStore",
     "EnrollmentRecord",
+    "PostgresStore",
     "ReferenceRecord",
     "UserRecord",
     "UserStore",
     "decode_arrays",
     "encode_arrays",
+    "open_store",
+    "validate_tenant_id",
     "validate_user_id",
 ]
 
@@ -68,18 +106,34 @@ logger = logging.getLogger(__name__)
 
 #: File name of the database inside the home folder.
 DB_FILENAME = "users.sqlite3"
+#: File name of the classifier-integrity secret inside the home folder.
+SECRET_FILENAME = "store.key"
 #: Version written to ``meta``; a store with a newer version is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Tenant of everything created without naming one (and of first-release stores).
+DEFAULT_TENANT = "default"
+#: Actions recorded in the audit trail.
+AUDIT_ACTIONS = (
+    "enroll",
+    "verify",
+    "set_threshold",
+    "remove",
+    "key_create",
+    "key_revoke",
+    "tenant_create",
+)
+#: Scopes of API keys: ``tenant`` keys see their tenant's users; ``admin`` keys
+#: also manage tenants and keys and read every tenant's audit trail.
+KEY_SCOPES = ("tenant", "admin")
 
-_USER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _FLOAT32_LE = np.dtype("<f4")
 _BUSY_RETRIES = 5
+_SAMPLE_KEY_MAX = 2**62
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
+# -- schema -------------------------------------------------------------------
+
+_SQLITE_V1 = """
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
     model_id TEXT NOT NULL,
@@ -115,6 +169,99 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """
 
+# Version 2, written so that the same text works on SQLite and PostgreSQL
+# after the type substitutions of _ddl().
+_V2_TABLES = """
+CREATE TABLE tenants (
+    tenant_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE users2 (
+    tenant_id TEXT NOT NULL REFERENCES tenants(tenant_id),
+    user_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    feature_dim INTEGER NOT NULL CHECK (feature_dim > 0),
+    n_references INTEGER NOT NULL CHECK (n_references > 0),
+    n_negatives INTEGER NOT NULL,
+    threshold DOUBLE PRECISION,
+    classifier {blob} NOT NULL,
+    classifier_params TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 1,
+    mac TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+);
+CREATE TABLE user_references2 (
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    features {blob} NOT NULL,
+    image {blob},
+    created_at TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    sample_key BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, user_id, position),
+    UNIQUE (tenant_id, user_id, image_sha256),
+    FOREIGN KEY (tenant_id, user_id) REFERENCES users(tenant_id, user_id) ON DELETE CASCADE
+);
+CREATE TABLE api_keys2 (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tenant_id TEXT NOT NULL REFERENCES tenants(tenant_id),
+    scope TEXT NOT NULL CHECK (scope IN ('tenant', 'admin')),
+    salt {blob} NOT NULL,
+    digest {blob} NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE audit (
+    event_id {serial},
+    time TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    key_id TEXT,
+    user_id TEXT,
+    action TEXT NOT NULL,
+    decision TEXT,
+    score DOUBLE PRECISION,
+    threshold DOUBLE PRECISION,
+    operating_point TEXT,
+    model_id TEXT,
+    image_sha256 TEXT,
+    detail TEXT
+)
+"""
+
+_V2_INDEXES = """
+CREATE INDEX users_by_model ON users(tenant_id, model_sha256);
+CREATE INDEX refs_by_sample ON user_references(tenant_id, model_sha256, sample_key);
+CREATE UNIQUE INDEX api_keys_active_name ON api_keys(name) WHERE revoked_at IS NULL;
+CREATE INDEX audit_by_tenant_time ON audit(tenant_id, time);
+CREATE INDEX audit_by_user ON audit(tenant_id, user_id, time)
+"""
+
+_SQLITE_AUDIT_GUARDS = """
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END
+"""
+
+_PG_AUDIT_GUARDS = """
+CREATE FUNCTION sigver_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
+CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON audit
+FOR EACH STATEMENT EXECUTE FUNCTION sigver_audit_append_only()
+"""
+
+
+def _statements(text: str) -> list[str]:
+    """Split DDL on ``;`` at line ends (trigger bodies keep their inner ``;``)."""
+    parts = re.split(r";\s*\n(?=CREATE|ALTER|INSERT|DROP)", text.strip())
+    return [p.strip().rstrip(";") for p in parts if p.strip()]
+
 
 def validate_user_id(user_id: object) -> str:
     """Return ``user_id`` if it is acceptable, else raise :class:`InvalidUserIdError`.
@@ -123,13 +270,22 @@ def validate_user_id(user_id: object) -> str:
     letter or digit. This rules out empty ids, path separators, ``..`` at
     the start, NUL and other control characters, whitespace and over-long ids.
     """
-    if not isinstance(user_id, str) or _USER_ID_RE.fullmatch(user_id) is None:
-        shown = repr(user_id) if not isinstance(user_id, str) or len(user_id) <= 80 else "<long>"
+    return _validate_id(user_id, "user id")
+
+
+def validate_tenant_id(tenant: object) -> str:
+    """Like :func:`validate_user_id`, for tenant ids."""
+    return _validate_id(tenant, "tenant id")
+
+
+def _validate_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else "<long>"
         raise InvalidUserIdError(
-            f"invalid user id {shown}: use 1-64 letters, digits, '.', '_', '@' or '-', "
+            f"invalid {what} {shown}: use 1-64 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit"
         )
-    return user_id
+    return value
 
 
 def _now() -> str:
@@ -150,11 +306,18 @@ def encode_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def decode_arrays(blob: bytes) -> dict[str, np.ndarray]:
-    """Inverse of :func:`encode_arrays`; never unpickles."""
+    """Inverse of :func:`encode_arrays`; never unpickles.
+
+    Raises
+    ------
+    StoreError
+        On anything but a well-formed pickle-free ``.npz`` (corrupt zip, CRC
+        error, truncated member...).
+    """
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        with np.load(io.BytesIO(bytes(blob)), allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise StoreError(f"stored classifier is unreadable: {exc}") from exc
 
 
@@ -163,7 +326,7 @@ def _features_to_blob(vector: np.ndarray) -> bytes:
 
 
 def _blob_to_features(blob: bytes, dim: int) -> np.ndarray:
-    vector = np.frombuffer(blob, dtype=_FLOAT32_LE)
+    vector = np.frombuffer(bytes(blob), dtype=_FLOAT32_LE)
     if vector.size != dim:
         raise StoreError(f"stored feature vector has {vector.size} values, expected {dim}")
     return vector.astype(np.float32)
@@ -207,6 +370,8 @@ class EnrollmentRecord:
         Negatives used for training.
     threshold : float or None
         Per-user threshold override (``None`` = global default).
+    tenant : str
+        Namespace of the user.
     """
 
     user_id: str
@@ -217,6 +382,64 @@ class EnrollmentRecord:
     classifier_params: Mapping[str, object]
     n_negatives: int
     threshold: float | None = None
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One entry of the append-only audit trail.
+
+    Attributes
+    ----------
+    action : str
+        One of :data:`AUDIT_ACTIONS`.
+    tenant : str
+    key_id : str or None
+        API key that made the request (``None`` for local CLI / Python calls).
+    user_id : str or None
+    decision : str or None
+        ``"accept"`` / ``"reject"`` for verifications.
+    score, threshold : float or None
+    operating_point : str or None
+        Named operating point the threshold came from, where known.
+    model_id : str or None
+    image_sha256 : str or None
+        The questioned image (verify) or the enrolled images, comma-separated.
+    detail : mapping, optional
+        Extra JSON facts (enrollment mode, counts...).
+    time : str
+        ISO-8601 UTC; filled in when written.
+    """
+
+    action: str
+    tenant: str = DEFAULT_TENANT
+    key_id: str | None = None
+    user_id: str | None = None
+    decision: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    operating_point: str | None = None
+    model_id: str | None = None
+    image_sha256: str | None = None
+    detail: Mapping[str, Any] | None = None
+    time: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON view (the ``/v1/audit`` item)."""
+        return {
+            "time": self.time,
+            "tenant": self.tenant,
+            "key_id": self.key_id,
+            "user_id": self.user_id,
+            "action": self.action,
+            "decision": self.decision,
+            "score": self.score,
+            "threshold": self.threshold,
+            "operating_point": self.operating_point,
+            "model_id": self.model_id,
+            "image_sha256": self.image_sha256,
+            "detail": dict(self.detail) if self.detail else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -238,6 +461,9 @@ class UserRecord:
         Hashes of the enrolled images, in enrollment order.
     stored_images : int
         How many references have their image stored.
+    tenant : str
+    mac : str
+        Integrity tag of the stored classifier (part of the cache key).
     """
 
     user_id: str
@@ -253,16 +479,21 @@ class UserRecord:
     revision: int
     image_sha256: tuple[str, ...] = field(default_factory=tuple)
     stored_images: int = 0
+    tenant: str = DEFAULT_TENANT
+    mac: str = ""
 
     @property
-    def cache_key(self) -> tuple[str, str, int]:
+    def cache_key(self) -> tuple[object, ...]:
         """Key under which a loaded classifier may be cached."""
-        return (self.user_id, self.updated_at, self.revision)
+        # The threshold is part of it: a threshold edited behind sigver's back
+        # misses the cache, and the reload fails the integrity check.
+        return (self.tenant, self.user_id, self.updated_at, self.revision, self.mac, self.threshold)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly view."""
         return {
             "user_id": self.user_id,
+            "tenant": self.tenant,
             "model_id": self.model_id,
             "model_sha256": self.model_sha256,
             "feature_dim": self.feature_dim,
@@ -280,32 +511,859 @@ class UserRecord:
 
 _USER_COLUMNS = (
     "user_id, model_id, model_sha256, feature_dim, n_references, n_negatives, threshold, "
-    "classifier_params, created_at, updated_at, revision"
+    "classifier_params, created_at, updated_at, revision, tenant_id, mac"
+)
+_AUDIT_COLUMNS = (
+    "time, tenant_id, key_id, user_id, action, decision, score, threshold, operating_point, "
+    "model_id, image_sha256, detail"
 )
 
 
 def _user_from_row(
     row: Sequence[object], hashes: Sequence[str] = (), stored_images: int = 0
 ) -> UserRecord:
+    """Build a record, turning any malformed column into a :class:`StoreError`."""
     try:
         params = json.loads(str(row[7]))
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"corrupt classifier parameters for user {row[0]!r}") from exc
-    return UserRecord(
-        user_id=str(row[0]),
-        model_id=str(row[1]),
-        model_sha256=str(row[2]),
-        feature_dim=int(row[3]),  # type: ignore[arg-type]
-        n_references=int(row[4]),  # type: ignore[arg-type]
-        n_negatives=int(row[5]),  # type: ignore[arg-type]
-        threshold=None if row[6] is None else float(row[6]),  # type: ignore[arg-type]
-        classifier_params=params,
-        created_at=str(row[8]),
-        updated_at=str(row[9]),
-        revision=int(row[10]),  # type: ignore[arg-type]
-        image_sha256=tuple(hashes),
-        stored_images=stored_images,
+        if not isinstance(params, dict):
+            raise ValueError("classifier parameters are not a JSON object")
+        threshold = None if row[6] is None else float(row[6])  # type: ignore[arg-type]
+        if threshold is not None and not math.isfinite(threshold):
+            raise ValueError(f"threshold {threshold} is not finite")
+        record = UserRecord(
+            user_id=str(row[0]),
+            model_id=str(row[1]),
+            model_sha256=str(row[2]),
+            feature_dim=int(row[3]),  # type: ignore[arg-type]
+            n_references=int(row[4]),  # type: ignore[arg-type]
+            n_negatives=int(row[5]),  # type: ignore[arg-type]
+            threshold=threshold,
+            classifier_params=params,
+            created_at=str(row[8]),
+            updated_at=str(row[9]),
+            revision=int(row[10]),  # type: ignore[arg-type]
+            image_sha256=tuple(hashes),
+            stored_images=stored_images,
+            tenant=str(row[11]),
+            mac=str(row[12] or ""),
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise StoreError(f"corrupt stored record for user {row[0]!r}: {exc}") from exc
+    if record.feature_dim <= 0:
+        raise StoreError(f"corrupt stored record for user {row[0]!r}: feature_dim <= 0")
+    return record
+
+
+def _mac_message(
+    tenant: str,
+    user_id: str,
+    model_sha256: str,
+    feature_dim: int,
+    threshold: float | None,
+    classifier_blob: bytes,
+) -> bytes:
+    parts = [
+        "sigver-classifier-v1",
+        tenant,
+        user_id,
+        model_sha256,
+        str(int(feature_dim)),
+        "none" if threshold is None else float(threshold).hex(),
+        hashlib.sha256(bytes(classifier_blob)).hexdigest(),
+    ]
+    return "\x00".join(parts).encode()
+
+
+def _audit_from_row(row: Sequence[Any]) -> AuditEvent:
+    detail = None
+    if row[11]:
+        with contextlib.suppress(ValueError):
+            detail = json.loads(str(row[11]))
+    return AuditEvent(
+        time=str(row[0]),
+        tenant=str(row[1]),
+        key_id=row[2],
+        user_id=row[3],
+        action=str(row[4]),
+        decision=row[5],
+        score=None if row[6] is None else float(row[6]),
+        threshold=None if row[7] is None else float(row[7]),
+        operating_point=row[8],
+        model_id=row[9],
+        image_sha256=row[10],
+        detail=detail,
     )
+
+
+class _Conn:
+    """A connection with ``?`` placeholders on either backend."""
+
+    def __init__(self, raw: Any, paramstyle: str) -> None:
+        self.raw = raw
+        self._pg = paramstyle == "format"
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self._pg:
+            # No parameters: let psycopg skip placeholder parsing (DDL bodies).
+            return self.raw.execute(sql.replace("?", "%s"), tuple(params) if params else None)
+        return self.raw.execute(sql, tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._pg:
+            with self.raw.cursor() as cur:
+                cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+        else:
+            self.raw.executemany(sql, [tuple(r) for r in rows])
+
+
+class BaseStore:
+    """The store interface, independent of the database engine.
+
+    Subclasses provide ``_read()`` / ``_write()`` context managers yielding a
+    :class:`_Conn`, ``_migrate()`` and ``location``. Every user method takes a
+    ``tenant`` keyword (default :data:`DEFAULT_TENANT`).
+    """
+
+    backend = "abstract"
+    home: Path | None = None
+    _secret: bytes = b""
+
+    # -- engine hooks ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[_Conn]:  # pragma: no cover - abstract
+        raise NotImplementedError
+        yield
+
+    @contextlib.contextmanager
+    def _write(self, *, serialize: bool = True) -> Iterator[_Conn]:  # pragma: no cover
+        raise NotImplementedError
+        yield
+
+    @property
+    def location(self) -> str:  # pragma: no cover - abstract
+        """Where the store lives (for messages; no password)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release pooled connections (no-op for SQLite)."""
+
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless the database answers a query."""
+        with self._read() as conn:
+            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+
+    def schema_version(self) -> int:
+        """Version recorded in the database."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0])
+
+    # -- integrity -----------------------------------------------------------------
+
+    def _mac(
+        self,
+        tenant: str,
+        user_id: str,
+        model_sha256: str,
+        feature_dim: int,
+        threshold: float | None,
+        blob: bytes,
+    ) -> str:
+        msg = _mac_message(tenant, user_id, model_sha256, feature_dim, threshold, blob)
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    def _check_mac(self, record: UserRecord, blob: bytes) -> None:
+        expected = self._mac(
+            record.tenant,
+            record.user_id,
+            record.model_sha256,
+            record.feature_dim,
+            record.threshold,
+            blob,
+        )
+        if not hmac.compare_digest(expected, record.mac):
+            raise StoreError(
+                f"stored classifier of user {record.user_id!r} failed its integrity check "
+                "(modified outside sigver, or the store secret changed); re-enroll the user"
+            )
+
+    # -- tenants -------------------------------------------------------------------
+
+    def create_tenant(
+        self, tenant: str, *, exist_ok: bool = False, key_id: str | None = None
+    ) -> str:
+        """Create a tenant (:class:`StoreError` if it exists, unless ``exist_ok``)."""
+        validate_tenant_id(tenant)
+        with self._write() as conn:
+            row = conn.execute("SELECT 1 FROM tenants WHERE tenant_id = ?", (tenant,)).fetchone()
+            if row is not None:
+                if exist_ok:
+                    return tenant
+                raise AlreadyExistsError(f"tenant {tenant!r} already exists")
+            conn.execute(
+                "INSERT INTO tenants (tenant_id, created_at) VALUES (?, ?)", (tenant, _now())
+            )
+            self._insert_audit(conn, [AuditEvent("tenant_create", tenant=tenant, key_id=key_id)])
+        return tenant
+
+    def list_tenants(self) -> list[dict[str, object]]:
+        """Tenants with their user and active-key counts."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT t.tenant_id, t.created_at, "
+                "(SELECT COUNT(*) FROM users u WHERE u.tenant_id = t.tenant_id), "
+                "(SELECT COUNT(*) FROM api_keys k WHERE k.tenant_id = t.tenant_id "
+                "AND k.revoked_at IS NULL) FROM tenants t ORDER BY t.tenant_id"
+            ).fetchall()
+        return [
+            {"tenant": str(r[0]), "created_at": str(r[1]), "users": int(r[2]), "keys": int(r[3])}
+            for r in rows
+        ]
+
+    def _require_tenant(self, conn: _Conn, tenant: str) -> None:
+        if conn.execute("SELECT 1 FROM tenants WHERE tenant_id = ?", (tenant,)).fetchone() is None:
+            raise TenantNotFoundError(tenant)
+
+    # -- users ---------------------------------------------------------------------
+
+    def find_user(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord | None:
+        """The stored user, or ``None`` if not enrolled."""
+        validate_user_id(user_id)
+        validate_tenant_id(tenant)
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND user_id = ?",
+                (tenant, user_id),
+            ).fetchone()
+            if row is None:
+                return None
+            refs = conn.execute(
+                "SELECT image_sha256, image IS NOT NULL FROM user_references "
+                "WHERE tenant_id = ? AND user_id = ? ORDER BY position",
+                (tenant, user_id),
+            ).fetchall()
+        return _user_from_row(row, [r[0] for r in refs], sum(int(r[1]) for r in refs))
+
+    def get_user(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord:
+        """The stored user; raises :class:`UserNotFoundError` if not enrolled."""
+        record = self.find_user(user_id, tenant=tenant)
+        if record is None:
+            raise UserNotFoundError(user_id)
+        return record
+
+    def user_summary(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord:
+        """Like :meth:`get_user` but without the per-image hashes (one cheap query)."""
+        validate_user_id(user_id)
+        validate_tenant_id(tenant)
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND user_id = ?",
+                (tenant, user_id),
+            ).fetchone()
+        if row is None:
+            raise UserNotFoundError(user_id)
+        return _user_from_row(row)
+
+    def list_users(self, *, tenant: str = DEFAULT_TENANT) -> list[UserRecord]:
+        """The tenant's users, sorted by id (hashes omitted)."""
+        validate_tenant_id(tenant)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY user_id",
+                (tenant,),
+            ).fetchall()
+        return [_user_from_row(row) for row in rows]
+
+    def count_users(self, *, tenant: str | None = None) -> int:
+        """Number of enrolled users (of one tenant, or of all with ``None``)."""
+        with self._read() as conn:
+            if tenant is None:
+                return int(conn.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+            return int(
+                conn.execute(
+                    "SELECT COUNT(*) FROM users WHERE tenant_id = ?", (tenant,)
+                ).fetchone()[0]
+            )
+
+    def load_classifier(
+        self, user_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> tuple[UserRecord, dict[str, np.ndarray]]:
+        """User record and classifier arrays, read in one snapshot and integrity-checked.
+
+        Raises
+        ------
+        UserNotFoundError
+        StoreError
+            Corrupt or tampered classifier.
+        """
+        validate_user_id(user_id)
+        validate_tenant_id(tenant)
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS}, classifier FROM users "
+                "WHERE tenant_id = ? AND user_id = ?",
+                (tenant, user_id),
+            ).fetchone()
+        if row is None:
+            raise UserNotFoundError(user_id)
+        record = _user_from_row(row[:-1])
+        blob = bytes(row[-1])
+        self._check_mac(record, blob)
+        return record, decode_arrays(blob)
+
+    def load_references(
+        self, user_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> tuple[np.ndarray, list[str]]:
+        """Reference features ``(n, d)`` float32 and their image hashes."""
+        validate_user_id(user_id)
+        validate_tenant_id(tenant)
+        with self._read() as conn:
+            user = conn.execute(
+                "SELECT feature_dim FROM users WHERE tenant_id = ? AND user_id = ?",
+                (tenant, user_id),
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT image_sha256, features FROM user_references "
+                "WHERE tenant_id = ? AND user_id = ? ORDER BY position",
+                (tenant, user_id),
+            ).fetchall()
+        if user is None:
+            raise UserNotFoundError(user_id)
+        if not rows:
+            raise StoreError(f"user {user_id!r} has no stored references")
+        dim = int(user[0])
+        feats = np.stack([_blob_to_features(r[1], dim) for r in rows])
+        return feats, [str(r[0]) for r in rows]
+
+    def load_reference_images(
+        self, user_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> list[tuple[str, bytes]]:
+        """Stored images ``(sha256, bytes)`` of a user (only those stored on request)."""
+        validate_user_id(user_id)
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT image_sha256, image FROM user_references "
+                "WHERE tenant_id = ? AND user_id = ? AND image IS NOT NULL ORDER BY position",
+                (tenant, user_id),
+            ).fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    def other_references(
+        self,
+        exclude_user: str,
+        model_sha256: str,
+        *,
+        limit: int | None = None,
+        seed: int = 0,
+        tenant: str = DEFAULT_TENANT,
+        dim: int | None = None,
+    ) -> np.ndarray:
+        """Reference features of the tenant's other users enrolled with the same extractor.
+
+        With ``limit`` the sample is drawn *in the database*: rows are visited
+        in ``sample_key`` order (random, indexed) from a start derived from
+        ``seed``, wrapping around, so at most about ``limit`` rows are read
+        however many users are stored. The same seed on the same data gives
+        the same sample.
+
+        Rows whose feature blob does not have ``dim`` values (or the modal size
+        of the sample when ``dim`` is omitted) are skipped with a warning, so
+        one corrupt row cannot break everybody else's enrollment.
+
+        Parameters
+        ----------
+        exclude_user : str
+            The user being enrolled.
+        model_sha256 : str
+            Only users enrolled with this extractor contribute (other extractors'
+            features live in a different space).
+        limit : int, optional
+            Keep at most this many vectors.
+        seed : int
+            Seed of the sample, so that re-enrolling is reproducible.
+        tenant : str
+            Negatives never cross tenants.
+        dim : int, optional
+            Expected feature size.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, d)`` float32, possibly with ``n == 0``.
+        """
+        validate_tenant_id(tenant)
+        base = (
+            "SELECT features FROM user_references WHERE tenant_id = ? AND model_sha256 = ? "
+            "AND user_id != ?"
+        )
+        args: tuple[Any, ...] = (tenant, model_sha256, exclude_user)
+        with self._read() as conn:
+            if limit is None:
+                rows = conn.execute(base + " ORDER BY user_id, position", args).fetchall()
+            else:
+                start = int(np.random.default_rng(seed).integers(0, _SAMPLE_KEY_MAX))
+                rows = conn.execute(
+                    base + " AND sample_key >= ? ORDER BY sample_key LIMIT ?",
+                    (*args, start, int(limit)),
+                ).fetchall()
+                if len(rows) < limit:
+                    rows += conn.execute(
+                        base + " AND sample_key < ? ORDER BY sample_key LIMIT ?",
+                        (*args, start, int(limit) - len(rows)),
+                    ).fetchall()
+        blobs = [bytes(r[0]) for r in rows]
+        if not blobs:
+            return np.zeros((0, 0 if dim is None else dim), dtype=np.float32)
+        if dim is None:
+            sizes, counts = np.unique([len(b) for b in blobs], return_counts=True)
+            dim = int(sizes[np.argmax(counts)]) // _FLOAT32_LE.itemsize
+        good = [b for b in blobs if len(b) == dim * _FLOAT32_LE.itemsize]
+        if len(good) < len(blobs):
+            logger.warning(
+                "skipped %d corrupt reference row(s) while sampling negatives",
+                len(blobs) - len(good),
+            )
+        if not good:
+            return np.zeros((0, dim), dtype=np.float32)
+        return np.frombuffer(b"".join(good), dtype=_FLOAT32_LE).reshape(-1, dim).astype(np.float32)
+
+    def _write_user_row(
+        self, conn: _Conn, rec: EnrollmentRecord, created_at: str, revision: int
+    ) -> str:
+        now = _now()
+        dim = int(np.asarray(rec.references[0].features).size)
+        blob = encode_arrays(rec.classifier)
+        threshold = None if rec.threshold is None else float(rec.threshold)
+        conn.execute(
+            "INSERT INTO users (tenant_id, user_id, model_id, model_sha256, feature_dim, "
+            "n_references, n_negatives, threshold, classifier, classifier_params, created_at, "
+            "updated_at, revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rec.tenant,
+                rec.user_id,
+                rec.model_id,
+                rec.model_sha256,
+                dim,
+                len(rec.references),
+                int(rec.n_negatives),
+                threshold,
+                blob,
+                json.dumps(dict(rec.classifier_params), sort_keys=True),
+                created_at,
+                now,
+                revision,
+                self._mac(rec.tenant, rec.user_id, rec.model_sha256, dim, threshold, blob),
+            ),
+        )
+        return now
+
+    def _write_reference(
+        self, conn: _Conn, rec: EnrollmentRecord, position: int, ref: ReferenceRecord, now: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO user_references (tenant_id, user_id, position, image_sha256, features, "
+            "image, created_at, model_sha256, sample_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rec.tenant,
+                rec.user_id,
+                position,
+                ref.image_sha256,
+                _features_to_blob(ref.features),
+                ref.image,
+                now,
+                rec.model_sha256,
+                secrets.randbelow(_SAMPLE_KEY_MAX),
+            ),
+        )
+
+    def save_enrollment(
+        self,
+        record: EnrollmentRecord,
+        *,
+        mode: str = "new",
+        expected_revision: int | None = None,
+        audit: AuditEvent | None = None,
+    ) -> UserRecord:
+        """Write a complete enrollment atomically (with its audit event).
+
+        Parameters
+        ----------
+        record : EnrollmentRecord
+            The full new state of the user (all references, the classifier...).
+        mode : {"new", "add", "replace"}
+            ``"new"`` fails with :class:`UserExistsError` if the user exists;
+            ``"add"`` requires the user to exist at ``expected_revision``;
+            ``"replace"`` overwrites whatever is there.
+        expected_revision : int, optional
+            For ``"add"``: the revision the new state was computed from; if another
+            process changed the user meanwhile, :class:`ConcurrentUpdateError`.
+        audit : AuditEvent, optional
+            Written in the same transaction.
+
+        Returns
+        -------
+        UserRecord
+            The stored user.
+        """
+        validate_user_id(record.user_id)
+        validate_tenant_id(record.tenant)
+        if mode not in ("new", "add", "replace"):
+            raise ValueError(f"unknown mode {mode!r}")
+        if not record.references:
+            raise StoreError("an enrollment needs at least one reference")
+        dims = {int(np.asarray(r.features).size) for r in record.references}
+        if len(dims) != 1:
+            raise StoreError(f"references have different feature sizes {sorted(dims)}")
+        with self._write() as conn:
+            self._require_tenant(conn, record.tenant)
+            row = conn.execute(
+                "SELECT created_at, revision FROM users WHERE tenant_id = ? AND user_id = ?",
+                (record.tenant, record.user_id),
+            ).fetchone()
+            if row is not None and mode == "new":
+                raise UserExistsError(record.user_id)
+            if mode == "add":
+                if row is None:
+                    raise UserNotFoundError(record.user_id)
+                if expected_revision is not None and int(row[1]) != expected_revision:
+                    raise ConcurrentUpdateError(
+                        f"user {record.user_id!r} was modified by another process during "
+                        "enrollment; retry"
+                    )
+            created_at = _now() if row is None else str(row[0])
+            revision = 1 if row is None else int(row[1]) + 1
+            if row is not None:
+                conn.execute(
+                    "DELETE FROM users WHERE tenant_id = ? AND user_id = ?",
+                    (record.tenant, record.user_id),
+                )
+            now = self._write_user_row(conn, record, created_at, revision)
+            for position, ref in enumerate(record.references):
+                self._write_reference(conn, record, position, ref, now)
+            if audit is not None:
+                self._insert_audit(conn, [audit])
+        logger.debug("stored user %s/%s (revision %d)", record.tenant, record.user_id, revision)
+        return self.get_user(record.user_id, tenant=record.tenant)
+
+    def set_threshold(
+        self,
+        user_id: str,
+        threshold: float | None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        audit: AuditEvent | None = None,
+    ) -> UserRecord:
+        """Set (or clear with ``None``) a user's threshold override."""
+        validate_user_id(user_id)
+        validate_tenant_id(tenant)
+        if threshold is not None and not math.isfinite(float(threshold)):
+            raise StoreError(f"threshold must be finite, got {threshold}")
+        value = None if threshold is None else float(threshold)
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS}, classifier FROM users "
+                "WHERE tenant_id = ? AND user_id = ?",
+                (tenant, user_id),
+            ).fetchone()
+            if row is None:
+                raise UserNotFoundError(user_id)
+            current = _user_from_row(row[:-1])
+            blob = bytes(row[-1])
+            # Re-signing a tampered classifier would launder it: check first.
+            self._check_mac(current, blob)
+            mac = self._mac(tenant, user_id, current.model_sha256, current.feature_dim, value, blob)
+            conn.execute(
+                "UPDATE users SET threshold = ?, updated_at = ?, revision = revision + 1, "
+                "mac = ? WHERE tenant_id = ? AND user_id = ?",
+                (value, _now(), mac, tenant, user_id),
+            )
+            if audit is not None:
+                self._insert_audit(conn, [audit])
+        return self.get_user(user_id, tenant=tenant)
+
+    def remove_user(
+        self, user_id: str, *, tenant: str = DEFAULT_TENANT, audit: AuditEvent | None = None
+    ) -> None:
+        """Delete a user and all their references; :class:`UserNotFoundError` if absent."""
+        validate_user_id(user_id)
+        validate_tenant_id(tenant)
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM user_references WHERE tenant_id = ? AND user_id = ?",
+                (tenant, user_id),
+            )
+            cur = conn.execute(
+                "DELETE FROM users WHERE tenant_id = ? AND user_id = ?", (tenant, user_id)
+            )
+            if cur.rowcount == 0:
+                raise UserNotFoundError(user_id)
+            if audit is not None:
+                self._insert_audit(conn, [audit])
+        logger.info("removed user %s/%s", tenant, user_id)
+
+    def integrity_check(self) -> str:
+        """Consistency checks (``"ok"`` when fine)."""
+        with self._read() as conn:
+            problems = conn.execute(
+                "SELECT u.user_id FROM users u LEFT JOIN user_references r "
+                "ON r.tenant_id = u.tenant_id AND r.user_id = u.user_id "
+                "GROUP BY u.tenant_id, u.user_id "
+                "HAVING COUNT(r.user_id) != MAX(u.n_references)"
+            ).fetchall()
+            orphans = conn.execute(
+                "SELECT COUNT(*) FROM user_references r LEFT JOIN users u "
+                "ON u.tenant_id = r.tenant_id AND u.user_id = r.user_id WHERE u.user_id IS NULL"
+            ).fetchone()[0]
+        if problems:
+            return f"reference count mismatch for users {[p[0] for p in problems]}"
+        if orphans:
+            return f"{orphans} orphan references"
+        return "ok"
+
+    # -- audit ---------------------------------------------------------------------
+
+    def _insert_audit(self, conn: _Conn, events: Sequence[AuditEvent]) -> None:
+        now = _now()
+        rows = []
+        for ev in events:
+            if ev.action not in AUDIT_ACTIONS:
+                raise StoreError(f"unknown audit action {ev.action!r}")
+            rows.append(
+                (
+                    ev.time or now,
+                    ev.tenant,
+                    ev.key_id,
+                    ev.user_id,
+                    ev.action,
+                    ev.decision,
+                    None if ev.score is None else float(ev.score),
+                    None if ev.threshold is None else float(ev.threshold),
+                    ev.operating_point,
+                    ev.model_id,
+                    ev.image_sha256,
+                    None if not ev.detail else json.dumps(dict(ev.detail), sort_keys=True),
+                )
+            )
+        conn.executemany(
+            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append events to the audit trail (one transaction)."""
+        if events:
+            # An insert-only transaction: it need not queue behind enrollments
+            # (PostgreSQL), which matters because every verification writes one.
+            with self._write(serialize=False) as conn:
+                self._insert_audit(conn, events)
+
+    def audit_events(
+        self,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        user_id: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Audit events, newest first.
+
+        Parameters
+        ----------
+        tenant : str or None
+            Only this tenant's events (``None``: all tenants, for admins).
+        user_id, action : str, optional
+            Exact filters.
+        since, until : str, optional
+            ISO-8601 bounds on the event time (``since`` inclusive, ``until`` exclusive).
+        limit : int
+            At most this many events (1..10000).
+        """
+        if not 1 <= int(limit) <= 10_000:
+            raise StoreError(f"limit must be in 1..10000, got {limit}")
+        clauses, args = [], []
+        for column, value in (("tenant_id", tenant), ("user_id", user_id), ("action", action)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        for op, value in ((">=", since), ("<", until)):
+            if value is not None:
+                clauses.append(f"time {op} ?")
+                args.append(_normalise_time(value))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_AUDIT_COLUMNS} FROM audit {where} ORDER BY event_id DESC LIMIT ?",
+                (*args, int(limit)),
+            ).fetchall()
+        return [_audit_from_row(r) for r in rows]
+
+    # -- API keys ------------------------------------------------------------------
+
+    def create_api_key(
+        self,
+        name: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        scope: str = "tenant",
+        create_tenant: bool = False,
+        key_id: str | None = None,
+    ) -> tuple[auth.ApiKeyInfo, str]:
+        """Create a key; returns its description and the plaintext (shown once).
+
+        A revoked key's name may be reused; active names are unique.
+        """
+        auth.validate_key_name(name)
+        validate_tenant_id(tenant)
+        if scope not in KEY_SCOPES:
+            raise StoreError(f"scope must be one of {KEY_SCOPES}, got {scope!r}")
+        if create_tenant:
+            self.create_tenant(tenant, exist_ok=True)
+        key = auth.generate_key()
+        now = _now()
+        with self._write() as conn:
+            self._require_tenant(conn, tenant)
+            exists = conn.execute(
+                "SELECT 1 FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)
+            ).fetchone()
+            if exists is not None:
+                raise AlreadyExistsError(f"an active API key named {name!r} already exists")
+            conn.execute(
+                "INSERT INTO api_keys (key_id, name, tenant_id, scope, salt, digest, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key.key_id, name, tenant, scope, key.salt, key.digest, now),
+            )
+            self._insert_audit(
+                conn,
+                [
+                    AuditEvent(
+                        "key_create",
+                        tenant=tenant,
+                        key_id=key_id,
+                        detail={"key": key.key_id, "name": name, "scope": scope},
+                    )
+                ],
+            )
+        return auth.ApiKeyInfo(key.key_id, name, now, None, tenant, scope), key.plaintext
+
+    def list_api_keys(self, *, tenant: str | None = None) -> list[auth.ApiKeyInfo]:
+        """Keys, active and revoked (no secrets), of one tenant or all."""
+        sql = "SELECT key_id, name, created_at, revoked_at, tenant_id, scope FROM api_keys"
+        args: tuple[Any, ...] = ()
+        if tenant is not None:
+            sql += " WHERE tenant_id = ?"
+            args = (tenant,)
+        with self._read() as conn:
+            rows = conn.execute(sql + " ORDER BY created_at, key_id", args).fetchall()
+        return [
+            auth.ApiKeyInfo(str(r[0]), str(r[1]), str(r[2]), r[3], str(r[4]), str(r[5]))
+            for r in rows
+        ]
+
+    def revoke_api_key(
+        self, name_or_id: str, *, tenant: str | None = None, key_id: str | None = None
+    ) -> auth.ApiKeyInfo:
+        """Revoke a key by key id, or by name (the active key of that name).
+
+        Parameters
+        ----------
+        name_or_id : str
+        tenant : str, optional
+            Only a key of this tenant may be revoked.
+        key_id : str, optional
+            Key making the request (for the audit trail).
+        """
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT key_id, name, created_at, revoked_at, tenant_id, scope FROM api_keys "
+                "WHERE key_id = ? OR (name = ? AND revoked_at IS NULL) "
+                "ORDER BY (key_id = ?) DESC",
+                (name_or_id, name_or_id, name_or_id),
+            ).fetchall()
+            rows = [r for r in rows if tenant is None or r[4] == tenant]
+            if not rows:
+                raise ApiKeyNotFoundError(f"no API key named {name_or_id!r}")
+            row = rows[0]
+            revoked = row[3] or _now()
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (revoked, row[0]))
+            self._insert_audit(
+                conn,
+                [
+                    AuditEvent(
+                        "key_revoke",
+                        tenant=str(row[4]),
+                        key_id=key_id,
+                        detail={"key": str(row[0]), "name": str(row[1])},
+                    )
+                ],
+            )
+        return auth.ApiKeyInfo(
+            str(row[0]), str(row[1]), str(row[2]), revoked, str(row[4]), str(row[5])
+        )
+
+    def has_active_api_keys(self) -> bool:
+        """Whether at least one key can authenticate."""
+        with self._read() as conn:
+            row = conn.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1")
+            return row.fetchone() is not None
+
+    def authenticate(self, presented: str | None) -> auth.ApiKeyInfo | None:
+        """The active key matching ``presented``, or ``None`` (constant-time compare)."""
+        parsed = auth.parse_key(presented)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT key_id, name, created_at, revoked_at, salt, digest, tenant_id, scope "
+                "FROM api_keys WHERE key_id = ?",
+                (key_id,),
+            ).fetchone()
+        if row is None:
+            auth.secrets_match(secret, None, None)
+            return None
+        if not auth.secrets_match(secret, bytes(row[4]), bytes(row[5])) or row[3] is not None:
+            return None
+        return auth.ApiKeyInfo(
+            str(row[0]), str(row[1]), str(row[2]), None, str(row[6]), str(row[7])
+        )
+
+
+def _normalise_time(value: str) -> str:
+    """An ISO-8601 bound in the stored form (UTC, microseconds), so text order = time order."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise StoreError(f"not an ISO-8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _load_or_create_secret(home: Path) -> bytes:
+    """The integrity secret: ``$SIGVER_STORE_SECRET``, else ``<home>/store.key`` (created 0600)."""
+    env = os.environ.get(ENV_STORE_SECRET)
+    if env:
+        return env.encode()
+    path = home / SECRET_FILENAME
+    token = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Existing secret, or another process creating it right now: give it a moment.
+        for _ in range(40):
+            data = path.read_bytes().strip()
+            if len(data) >= 32:
+                return data
+            time.sleep(0.05)
+        raise StoreError(f"{path} is too short to be a store secret") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(token)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return token
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -313,8 +1371,8 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-class UserStore:
-    """Enrolled users and API keys in ``<home>/users.sqlite3``.
+class UserStore(BaseStore):
+    """Enrolled users, keys, tenants and audit trail in ``<home>/users.sqlite3``.
 
     Parameters
     ----------
@@ -330,6 +1388,8 @@ class UserStore:
         If the folder cannot be created or the database is not a sigver store.
     """
 
+    backend = "sqlite"
+
     def __init__(
         self, home: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 30.0
     ) -> None:
@@ -340,39 +1400,51 @@ class UserStore:
             self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(f"cannot create store folder {self.home}: {exc}") from exc
+        self._secret = _load_or_create_secret(self.home)
         self._initialise()
 
     def __repr__(self) -> str:
         return f"UserStore({str(self.home)!r})"
 
+    @property
+    def location(self) -> str:
+        """Path of the database file."""
+        return str(self.path)
+
     # -- connection handling -------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, foreign_keys: bool = True) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open user store {self.path}: {exc}") from exc
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         # FULL: an acknowledged enrollment survives power loss, and enrollments
         # are rare enough that the extra fsync does not matter.
         conn.execute("PRAGMA synchronous = FULL")
         return conn
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[_Conn]:
         conn = self._connect()
         try:
-            yield conn
+            # One snapshot for all the statements of the block.
+            conn.execute("BEGIN")
+            yield _Conn(conn, "qmark")
+            conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"user store {self.path}: {exc}") from exc
         finally:
             conn.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
-        conn = self._connect()
+    def _write(self, *, foreign_keys: bool = True, serialize: bool = True) -> Iterator[_Conn]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error.
+
+        (SQLite serialises every writer anyway; ``serialize`` is for the interface.)
+        """
+        conn = self._connect(foreign_keys=foreign_keys)
         try:
             for attempt in range(_BUSY_RETRIES):
                 try:
@@ -383,7 +1455,7 @@ class UserStore:
                         raise StoreError(f"user store {self.path} is busy: {exc}") from exc
                     time.sleep(0.05 * (attempt + 1))
             try:
-                yield conn
+                yield _Conn(conn, "qmark")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -414,357 +1486,277 @@ class UserStore:
         if created:
             with contextlib.suppress(OSError):
                 os.chmod(self.path, 0o600)
-        with self._write() as conn:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        # Table rebuilds need foreign keys off (SQLite's documented ALTER procedure);
+        # the result is checked with foreign_key_check before committing.
+        with self._write(foreign_keys=False) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
+            version = 0 if row is None else _parse_version(row[0], self.path)
+            if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"user store {self.path} has schema version {row[0]}, newer than this "
+                    f"user store {self.path} has schema version {version}, newer than this "
                     f"sigver supports ({SCHEMA_VERSION}); upgrade sigver"
                 )
-
-    # -- users ---------------------------------------------------------------
-
-    def find_user(self, user_id: str) -> UserRecord | None:
-        """The stored user, or ``None`` if not enrolled."""
-        validate_user_id(user_id)
-        with self._read() as conn:
-            conn.execute("BEGIN")
-            row = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,)
-            ).fetchone()
-            if row is None:
-                conn.execute("COMMIT")
-                return None
-            refs = conn.execute(
-                "SELECT image_sha256, image IS NOT NULL FROM user_references "
-                "WHERE user_id = ? ORDER BY position",
-                (user_id,),
-            ).fetchall()
-            conn.execute("COMMIT")
-        return _user_from_row(row, [r[0] for r in refs], sum(int(r[1]) for r in refs))
-
-    def get_user(self, user_id: str) -> UserRecord:
-        """The stored user; raises :class:`UserNotFoundError` if not enrolled."""
-        record = self.find_user(user_id)
-        if record is None:
-            raise UserNotFoundError(user_id)
-        return record
-
-    def user_summary(self, user_id: str) -> UserRecord:
-        """Like :meth:`get_user` but without the per-image hashes (one cheap query)."""
-        validate_user_id(user_id)
-        with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,)
-            ).fetchone()
-        if row is None:
-            raise UserNotFoundError(user_id)
-        return _user_from_row(row)
-
-    def list_users(self) -> list[UserRecord]:
-        """All users, sorted by id (hashes omitted)."""
-        with self._read() as conn:
-            rows = conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY user_id").fetchall()
-        return [_user_from_row(row) for row in rows]
-
-    def count_users(self) -> int:
-        """Number of enrolled users."""
-        with self._read() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM users").fetchone()[0])
-
-    def load_classifier(self, user_id: str) -> tuple[UserRecord, dict[str, np.ndarray]]:
-        """User record and classifier arrays, read in one snapshot."""
-        validate_user_id(user_id)
-        with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_USER_COLUMNS}, classifier FROM users WHERE user_id = ?", (user_id,)
-            ).fetchone()
-        if row is None:
-            raise UserNotFoundError(user_id)
-        return _user_from_row(row[:-1]), decode_arrays(row[-1])
-
-    def load_references(self, user_id: str) -> tuple[np.ndarray, list[str]]:
-        """Reference features ``(n, d)`` float32 and their image hashes."""
-        validate_user_id(user_id)
-        with self._read() as conn:
-            conn.execute("BEGIN")
-            user = conn.execute(
-                "SELECT feature_dim FROM users WHERE user_id = ?", (user_id,)
-            ).fetchone()
-            rows = conn.execute(
-                "SELECT image_sha256, features FROM user_references WHERE user_id = ? "
-                "ORDER BY position",
-                (user_id,),
-            ).fetchall()
-            conn.execute("COMMIT")
-        if user is None:
-            raise UserNotFoundError(user_id)
-        dim = int(user[0])
-        feats = np.stack([_blob_to_features(r[1], dim) for r in rows]) if rows else None
-        if feats is None:
-            raise StoreError(f"user {user_id!r} has no stored references")
-        return feats, [str(r[0]) for r in rows]
-
-    def load_reference_images(self, user_id: str) -> list[tuple[str, bytes]]:
-        """Stored images ``(sha256, bytes)`` of a user (only those stored on request)."""
-        validate_user_id(user_id)
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT image_sha256, image FROM user_references "
-                "WHERE user_id = ? AND image IS NOT NULL ORDER BY position",
-                (user_id,),
-            ).fetchall()
-        return [(str(r[0]), bytes(r[1])) for r in rows]
-
-    def other_references(
-        self,
-        exclude_user: str,
-        model_sha256: str,
-        *,
-        limit: int | None = None,
-        seed: int = 0,
-    ) -> np.ndarray:
-        """Reference features of the other users enrolled with the same extractor.
-
-        Parameters
-        ----------
-        exclude_user : str
-            The user being enrolled.
-        model_sha256 : str
-            Only users enrolled with this extractor contribute (other extractors'
-            features live in a different space).
-        limit : int, optional
-            Keep at most this many vectors, chosen at random with ``seed``.
-        seed : int
-            Seed of the subsampling, so that re-enrolling is reproducible.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(n, d)`` float32, possibly with ``n == 0``.
-        """
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT r.features, u.feature_dim FROM user_references r "
-                "JOIN users u ON u.user_id = r.user_id "
-                "WHERE u.user_id != ? AND u.model_sha256 = ? ORDER BY r.user_id, r.position",
-                (exclude_user, model_sha256),
-            ).fetchall()
-        if not rows:
-            return np.zeros((0, 0), dtype=np.float32)
-        if limit is not None and len(rows) > limit:
-            keep = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
-            rows = [rows[i] for i in keep]
-        return np.stack([_blob_to_features(blob, int(dim)) for blob, dim in rows])
-
-    def _write_user_row(
-        self, conn: sqlite3.Connection, rec: EnrollmentRecord, created_at: str, revision: int
-    ) -> str:
-        now = _now()
-        dim = int(np.asarray(rec.references[0].features).size)
-        conn.execute(
-            "INSERT INTO users (user_id, model_id, model_sha256, feature_dim, n_references, "
-            "n_negatives, threshold, classifier, classifier_params, created_at, updated_at, "
-            "revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                rec.user_id,
-                rec.model_id,
-                rec.model_sha256,
-                dim,
-                len(rec.references),
-                int(rec.n_negatives),
-                None if rec.threshold is None else float(rec.threshold),
-                encode_arrays(rec.classifier),
-                json.dumps(dict(rec.classifier_params), sort_keys=True),
-                created_at,
-                now,
-                revision,
-            ),
-        )
-        return now
-
-    def _write_reference(
-        self, conn: sqlite3.Connection, user_id: str, position: int, ref: ReferenceRecord, now: str
-    ) -> None:
-        conn.execute(
-            "INSERT INTO user_references (user_id, position, image_sha256, features, image, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                user_id,
-                position,
-                ref.image_sha256,
-                _features_to_blob(ref.features),
-                ref.image,
-                now,
-            ),
-        )
-
-    def save_enrollment(
-        self, record: EnrollmentRecord, *, mode: str = "new", expected_revision: int | None = None
-    ) -> UserRecord:
-        """Write a complete enrollment atomically.
-
-        Parameters
-        ----------
-        record : EnrollmentRecord
-            The full new state of the user (all references, the classifier...).
-        mode : {"new", "add", "replace"}
-            ``"new"`` fails with :class:`UserExistsError` if the user exists;
-            ``"add"`` requires the user to exist at ``expected_revision``;
-            ``"replace"`` overwrites whatever is there.
-        expected_revision : int, optional
-            For ``"add"``: the revision the new state was computed from; if another
-            process changed the user meanwhile, :class:`ConcurrentUpdateError`.
-
-        Returns
-        -------
-        UserRecord
-            The stored user.
-        """
-        validate_user_id(record.user_id)
-        if mode not in ("new", "add", "replace"):
-            raise ValueError(f"unknown mode {mode!r}")
-        if not record.references:
-            raise StoreError("an enrollment needs at least one reference")
-        dims = {int(np.asarray(r.features).size) for r in record.references}
-        if len(dims) != 1:
-            raise StoreError(f"references have different feature sizes {sorted(dims)}")
-        with self._write() as conn:
-            row = conn.execute(
-                "SELECT created_at, revision FROM users WHERE user_id = ?", (record.user_id,)
-            ).fetchone()
-            if row is not None and mode == "new":
-                raise UserExistsError(record.user_id)
-            if mode == "add":
-                if row is None:
-                    raise UserNotFoundError(record.user_id)
-                if expected_revision is not None and int(row[1]) != expected_revision:
-                    raise ConcurrentUpdateError(
-                        f"user {record.user_id!r} was modified by another process during "
-                        "enrollment; retry"
-                    )
-            created_at = _now() if row is None else str(row[0])
-            revision = 1 if row is None else int(row[1]) + 1
-            if row is not None:
-                conn.execute("DELETE FROM users WHERE user_id = ?", (record.user_id,))
-            now = self._write_user_row(conn, record, created_at, revision)
-            for position, ref in enumerate(record.references):
-                self._write_reference(conn, record.user_id, position, ref, now)
-        logger.debug("stored user %s (revision %d)", record.user_id, revision)
-        return self.get_user(record.user_id)
-
-    def set_threshold(self, user_id: str, threshold: float | None) -> UserRecord:
-        """Set (or clear with ``None``) a user's threshold override."""
-        validate_user_id(user_id)
-        with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE users SET threshold = ?, updated_at = ?, revision = revision + 1 "
-                "WHERE user_id = ?",
-                (None if threshold is None else float(threshold), _now(), user_id),
-            )
-            if cur.rowcount == 0:
-                raise UserNotFoundError(user_id)
-        return self.get_user(user_id)
-
-    def remove_user(self, user_id: str) -> None:
-        """Delete a user and all their references; :class:`UserNotFoundError` if absent."""
-        validate_user_id(user_id)
-        with self._write() as conn:
-            cur = conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
-            if cur.rowcount == 0:
-                raise UserNotFoundError(user_id)
-        logger.info("removed user %s", user_id)
-
-    def integrity_check(self) -> str:
-        """Result of ``PRAGMA integrity_check`` plus consistency checks (``"ok"`` when fine)."""
-        with self._read() as conn:
-            result = str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-            if result != "ok":
-                return result
-            problems = conn.execute(
-                "SELECT u.user_id FROM users u LEFT JOIN user_references r "
-                "ON r.user_id = u.user_id GROUP BY u.user_id "
-                "HAVING COUNT(r.user_id) != MAX(u.n_references)"
-            ).fetchall()
-            orphans = conn.execute(
-                "SELECT COUNT(*) FROM user_references r LEFT JOIN users u "
-                "ON u.user_id = r.user_id WHERE u.user_id IS NULL"
-            ).fetchone()[0]
-        if problems:
-            return f"reference count mismatch for users {[p[0] for p in problems]}"
-        if orphans:
-            return f"{orphans} orphan references"
-        return "ok"
-
-    # -- API keys ------------------------------------------------------------
-
-    def create_api_key(self, name: str) -> tuple[auth.ApiKeyInfo, str]:
-        """Create a key; returns its description and the plaintext (shown once)."""
-        auth.validate_key_name(name)
-        key = auth.generate_key()
-        now = _now()
-        with self._write() as conn:
-            exists = conn.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone()
-            if exists is not None:
-                raise StoreError(f"an API key named {name!r} already exists")
+            if version < 1:
+                for statement in _statements(_SQLITE_V1):
+                    conn.execute(statement)
+                version = 1
+            if version < 2:
+                self._migrate_v1_to_v2(conn)
+                version = 2
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"migration of {self.path} left dangling rows: {broken[:5]}")
             conn.execute(
-                "INSERT INTO api_keys (key_id, name, salt, digest, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (key.key_id, name, key.salt, key.digest, now),
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(version),),
             )
-        return auth.ApiKeyInfo(key.key_id, name, now, None), key.plaintext
 
-    def list_api_keys(self) -> list[auth.ApiKeyInfo]:
-        """All keys, active and revoked (no secrets)."""
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT key_id, name, created_at, revoked_at FROM api_keys ORDER BY created_at"
-            ).fetchall()
-        return [auth.ApiKeyInfo(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
+    def _migrate_v1_to_v2(self, conn: _Conn) -> None:
+        """First-release layout -> tenants, MACs, sample keys, audit (in the open transaction)."""
+        n_users = int(conn.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+        if n_users:
+            logger.info(
+                "migrating user store %s to schema version 2 (%d users)", self.path, n_users
+            )
+        ddl = _V2_TABLES.format(blob="BLOB", serial="INTEGER PRIMARY KEY AUTOINCREMENT")
+        for statement in _statements(ddl):
+            conn.execute(statement)
+        now = _now()
+        conn.execute(
+            "INSERT INTO tenants (tenant_id, created_at) VALUES (?, ?)", (DEFAULT_TENANT, now)
+        )
+        rows = conn.execute(
+            "SELECT user_id, model_id, model_sha256, feature_dim, n_references, n_negatives, "
+            "threshold, classifier, classifier_params, created_at, updated_at, revision FROM users"
+        ).fetchall()
+        for r in rows:
+            # Trust on first migration: the first release kept no integrity tag.
+            try:
+                threshold = None if r[6] is None else float(r[6])
+                mac = self._mac(
+                    DEFAULT_TENANT, str(r[0]), str(r[2]), int(r[3]), threshold, bytes(r[7])
+                )
+            except (TypeError, ValueError):
+                mac = "unverifiable"  # malformed row: it will be refused when used
+            conn.execute(
+                "INSERT INTO users2 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (DEFAULT_TENANT, *r, mac),
+            )
+        refs = conn.execute(
+            "SELECT r.user_id, r.position, r.image_sha256, r.features, r.image, r.created_at, "
+            "u.model_sha256 FROM user_references r JOIN users u ON u.user_id = r.user_id"
+        ).fetchall()
+        conn.executemany(
+            "INSERT INTO user_references2 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(DEFAULT_TENANT, *r, secrets.randbelow(_SAMPLE_KEY_MAX)) for r in refs],
+        )
+        conn.execute(
+            "INSERT INTO api_keys2 SELECT key_id, name, ?, 'tenant', salt, digest, created_at, "
+            "revoked_at FROM api_keys",
+            (DEFAULT_TENANT,),
+        )
+        for old in ("user_references", "users", "api_keys"):
+            conn.execute(f"DROP TABLE {old}")
+        for new in ("users", "user_references", "api_keys"):
+            conn.execute(f"ALTER TABLE {new}2 RENAME TO {new}")
+        for statement in _statements(_V2_INDEXES) + _statements(_SQLITE_AUDIT_GUARDS):
+            conn.execute(statement)
 
-    def revoke_api_key(self, name_or_id: str) -> auth.ApiKeyInfo:
-        """Revoke a key by name or key id."""
-        with self._write() as conn:
-            row = conn.execute(
-                "SELECT key_id, name, created_at, revoked_at FROM api_keys "
-                "WHERE name = ? OR key_id = ?",
-                (name_or_id, name_or_id),
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"no API key named {name_or_id!r}")
-            revoked = row[3] or _now()
-            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (revoked, row[0]))
-        return auth.ApiKeyInfo(str(row[0]), str(row[1]), str(row[2]), revoked)
 
-    def has_active_api_keys(self) -> bool:
-        """Whether at least one key can authenticate."""
-        with self._read() as conn:
-            row = conn.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1")
-            return row.fetchone() is not None
+def _parse_version(value: object, where: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise StoreError(f"{where}: corrupt schema version {value!r}") from None
 
-    def authenticate(self, presented: str | None) -> auth.ApiKeyInfo | None:
-        """The active key matching ``presented``, or ``None`` (constant-time compare)."""
-        parsed = auth.parse_key(presented)
-        if parsed is None:
-            return None
-        key_id, secret = parsed
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT key_id, name, created_at, revoked_at, salt, digest FROM api_keys "
-                "WHERE key_id = ?",
-                (key_id,),
-            ).fetchone()
-        if row is None:
-            auth.secrets_match(secret, None, None)
-            return None
-        if not auth.secrets_match(secret, bytes(row[4]), bytes(row[5])) or row[3] is not None:
-            return None
-        return auth.ApiKeyInfo(str(row[0]), str(row[1]), str(row[2]), None)
+
+class PostgresStore(BaseStore):
+    """The same store on PostgreSQL, through a ``psycopg_pool`` connection pool.
+
+    Parameters
+    ----------
+    url : str
+        ``postgresql://user:password@host:port/dbname`` (libpq conninfo).
+    min_size, max_size : int
+        Pool size per process.
+    secret : bytes, optional
+        Integrity secret; default ``$SIGVER_STORE_SECRET``. Without one a
+        secret is generated and kept in the database's ``meta`` table, which
+        still catches corruption but not a deliberate edit by someone who can
+        write the database: set ``SIGVER_STORE_SECRET`` on every host.
+    """
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        secret: bytes | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool, PoolTimeout
+        except ImportError as exc:  # pragma: no cover - dependency declared
+            raise StoreError("PostgreSQL stores need psycopg[binary,pool] installed") from exc
+        self._psycopg = psycopg
+        self._pool_timeout = PoolTimeout
+        self.url = url
+        self.home = None
+        self._pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout_s,
+            open=False,
+            kwargs={"autocommit": True},
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout_s)
+        except Exception as exc:
+            self._pool.close()
+            raise StoreError(f"cannot connect to {self.location}: {exc}") from exc
+        self._initialise(secret)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        """The URL without its password."""
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
+
+    @contextlib.contextmanager
+    def _tx(self, write: bool, serialize: bool = True) -> Iterator[_Conn]:
+        psycopg = self._psycopg
+        try:
+            with self._pool.connection() as raw:
+                with raw.transaction():
+                    if write:
+                        if serialize:
+                            # Writers are rare (enrollments, key changes): serialise them
+                            # like SQLite's BEGIN IMMEDIATE so read-modify-write checks
+                            # stay simple.
+                            raw.execute("SELECT pg_advisory_xact_lock(775533)")
+                    else:
+                        raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    yield _Conn(raw, "format")
+        except (psycopg.Error, self._pool_timeout) as exc:
+            raise StoreError(f"user store {self.location}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[_Conn]:
+        with self._tx(False) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self, *, serialize: bool = True) -> Iterator[_Conn]:
+        with self._tx(True, serialize) as conn:
+            yield conn
+
+    def _initialise(self, secret: bytes | None) -> None:
+        with self._tx(True) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(775534)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = 0 if row is None else _parse_version(row[0], self.location)
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"user store {self.location} has schema version {version}, newer than "
+                    f"this sigver supports ({SCHEMA_VERSION}); upgrade sigver"
+                )
+            # PostgreSQL stores start at version 2 (the first release had no PostgreSQL).
+            if version < 2:
+                ddl = _V2_TABLES.format(blob="BYTEA", serial="BIGSERIAL PRIMARY KEY")
+                ddl = ddl.replace("users2", "users").replace("user_references2", "user_references")
+                ddl = ddl.replace("api_keys2", "api_keys")
+                for statement in _statements(ddl) + _statements(_V2_INDEXES):
+                    conn.execute(statement)
+                for statement in _statements(_PG_AUDIT_GUARDS):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO tenants (tenant_id, created_at) VALUES (?, ?)",
+                    (DEFAULT_TENANT, _now()),
+                )
+                version = 2
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(version),),
+            )
+            env = os.environ.get(ENV_STORE_SECRET)
+            if secret is not None or env:
+                self._secret = secret if secret is not None else str(env).encode()
+            else:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'mac_secret'").fetchone()
+                if row is None:
+                    token = secrets.token_hex(32)
+                    conn.execute("INSERT INTO meta(key, value) VALUES ('mac_secret', ?)", (token,))
+                    row = (token,)
+                logger.warning(
+                    "%s is not set: the classifier integrity secret is kept in the database, "
+                    "which detects corruption but not deliberate edits",
+                    ENV_STORE_SECRET,
+                )
+                self._secret = str(row[0]).encode()
+
+
+_POOLS_LOCK = threading.Lock()
+
+
+def open_store(
+    store: str | os.PathLike[str] | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    busy_timeout_s: float = 30.0,
+    pool_size: int = 4,
+) -> BaseStore:
+    """Open the store named by ``store`` (URL or folder), ``$SIGVER_STORE``, or ``home``.
+
+    Parameters
+    ----------
+    store : str or path-like, optional
+        ``postgresql://...`` / ``postgres://...`` for PostgreSQL;
+        ``sqlite:///abs/folder`` or a folder for SQLite.
+    home : path-like, optional
+        SQLite folder used when ``store`` is not given (it then wins over
+        ``$SIGVER_STORE``, which applies when neither is given).
+    busy_timeout_s : float
+        SQLite lock wait / PostgreSQL pool wait.
+    pool_size : int
+        PostgreSQL connections per process.
+
+    Returns
+    -------
+    BaseStore
+    """
+    target = store if store not in (None, "") else None
+    if target is None and home in (None, ""):
+        # An explicit home (``--home``) wins over the environment, like ``$SIGVER_HOME``.
+        target = os.environ.get(ENV_STORE) or None
+    if target is None:
+        return UserStore(home, busy_timeout_s=busy_timeout_s)
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        with _POOLS_LOCK:
+            return PostgresStore(text, max_size=pool_size, timeout_s=busy_timeout_s)
+    if text.startswith("sqlite://"):
+        text = text[len("sqlite://") :]
+        if text.startswith("/") and text.startswith("//"):
+            text = text[1:]
+    elif "://" in text:
+        raise StoreError(f"unsupported store URL {text!r} (use postgresql://... or a folder)")
+    return UserStore(text, busy_timeout_s=busy_timeout_s)

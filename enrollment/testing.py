@@ -32,6 +32,10 @@ __all__ = [
     "headless_chromium",
     "serve_in_thread",
     "write_synthetic_writer",
+    "draw_signature",
+    "encode_png",
+    "postgres_unavailable_reason",
+    "temporary_postgres",
 ]
 
 #: Canvas used by the tiny model's preprocessing preset; small, so that
@@ -311,3 +315,100 @@ def write_synthetic_writer(
             write_png(folder / f"forgery-{i:02d}.png", img) for i, img in enumerate(forgeries)
         ],
     }
+
+
+def _postgres_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+def postgres_unavailable_reason() -> str | None:
+    """Why :func:`temporary_postgres` cannot run here, or ``None`` if it can."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        return "psycopg[binary,pool] is not installed"
+    if _postgres_bin("initdb") is None or _postgres_bin("pg_ctl") is None:
+        return "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql"
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        import pwd
+        import shutil
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no 'postgres' user to run the server as"
+        if shutil.which("runuser") is None:
+            return "running as root without runuser to drop privileges"
+    return None
+
+
+class temporary_postgres:  # noqa: N801 - used like a function: ``with temporary_postgres() as url``
+    """A throwaway PostgreSQL cluster in a temporary folder (tests and benchmarks).
+
+    ``initdb`` + ``pg_ctl start`` on a free loopback port with trust
+    authentication; stopped and deleted on exit. As root, the server runs as
+    the ``postgres`` user (PostgreSQL refuses to run as root).
+
+    Yields
+    ------
+    str
+        ``postgresql://sigver@127.0.0.1:<port>/postgres``
+    """
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._dir: Path | None = None
+
+    def _run(self, *args: str) -> None:
+        import subprocess
+
+        cmd = list(args)
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+    def __enter__(self) -> str:
+        import socket
+        import tempfile
+
+        reason = postgres_unavailable_reason()
+        if reason:
+            raise RuntimeError(reason)
+        self._dir = Path(tempfile.mkdtemp(prefix="sigver-pg-"))
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam("postgres")
+            os.chown(self._dir, entry.pw_uid, entry.pw_gid)
+        data = self._dir / "data"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self._run(str(_postgres_bin("initdb")), "-D", str(data), "-A", "trust", "-U", "sigver",
+                  "-E", "UTF8", "--no-sync")  # fmt: skip
+        options = f"-p {port} -k {self._dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(_postgres_bin("pg_ctl")), "-D", str(data), "-o", options, "-w",
+                  "-l", str(self._dir / "log"), "start")  # fmt: skip
+        self.url = f"postgresql://sigver@127.0.0.1:{port}/postgres"
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        import shutil
+
+        if self._dir is None:
+            return
+        try:
+            self._run(str(_postgres_bin("pg_ctl")), "-D", str(self._dir / "data"), "-m",
+                      "immediate", "-w", "stop")  # fmt: skip
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)

@@ -19,14 +19,18 @@ score with the user's threshold (or the model's calibrated global default).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import logging
 import math
+import numbers
 import os
 import threading
 import time
+import zipfile
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,17 +42,22 @@ from enrollment.errors import (
     EnrollmentError,
     InsufficientReferencesError,
     ModelMismatchError,
+    StoreError,
     UserExistsError,
     UserNotFoundError,
 )
 from enrollment.store import (
+    DEFAULT_TENANT,
+    AuditEvent,
+    BaseStore,
     EnrollmentRecord,
     ReferenceRecord,
     UserRecord,
-    UserStore,
+    open_store,
+    validate_tenant_id,
     validate_user_id,
 )
-from sigver.errors import ImageError, ModelError
+from sigver.errors import DatasetError, ImageError, ModelError
 
 __all__ = [
     "EnrollmentResult",
@@ -69,6 +78,41 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
 DEFAULT_CLASSIFIER_PARAMS: dict[str, Any] = {"kernel": "rbf", "C": 1.0, "gamma": 2.0**-11}
 
 _CACHE_SIZE = 1024
+#: Most reference images accepted by one enrollment call.
+_MAX_ENROLL_IMAGES = 1000
+#: Fewest references any enrollment may use, whatever ``min_references`` says:
+#: one positive makes a degenerate SVM.
+_MIN_REFERENCES_FLOOR = 2
+
+
+def _finite_threshold(value: object, what: str = "threshold") -> float | None:
+    """``None`` or a finite float; :class:`EnrollmentError` for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str, np.floating)):
+        raise EnrollmentError(f"{what} must be a number, got {type(value).__name__}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise EnrollmentError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise EnrollmentError(f"{what} must be a finite number, got {value!r}")
+    return number
+
+
+def _image_list(images: object, limit: int) -> list[Any]:
+    """Materialise ``images`` (any iterable) with a bound; refuse a bare path or buffer."""
+    if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray)):
+        raise EnrollmentError(
+            "images must be a list of images (paths, bytes or arrays), not a single "
+            f"{type(images).__name__}"
+        )
+    if not isinstance(images, Iterable):
+        raise EnrollmentError(f"images must be a list of images, got {type(images).__name__}")
+    items = list(itertools.islice(images, limit + 1))
+    if len(items) > limit:
+        raise EnrollmentError(f"too many images; at most {limit}")
+    return items
 
 
 @dataclass(frozen=True)
@@ -220,9 +264,22 @@ def load_extractor(model: str | os.PathLike[str] | None = None) -> tuple[Any, Pa
 
 
 def _sha256_of_array(arr: np.ndarray) -> str:
+    # Callers check the array's size first: this copies non-contiguous views.
     digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
-    digest.update(np.ascontiguousarray(arr).tobytes())
+    digest.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int | None) -> Iterator[None]:
+    """Limit BLAS threads around the small per-user products (threads cost more than they save)."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 class Verifier:
@@ -243,8 +300,9 @@ class Verifier:
         the model (absent = only other users' references serve as negatives).
     settings : Settings, optional
         Limits and defaults (from the environment when omitted).
-    store : UserStore, optional
-        An open store (overrides ``home``).
+    store : BaseStore or str, optional
+        An open store, or a store URL / folder for :func:`~enrollment.store.open_store`
+        (overrides ``home``; default ``$SIGVER_STORE``, else the SQLite store in ``home``).
     classifier_params : mapping, optional
         Keyword arguments of the per-user classifier.
     """
@@ -257,11 +315,14 @@ class Verifier:
         extractor: Any | None = None,
         background: str | os.PathLike[str] | np.ndarray | None = None,
         settings: Settings | None = None,
-        store: UserStore | None = None,
+        store: BaseStore | str | None = None,
         classifier_params: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.store = store or UserStore(home, busy_timeout_s=self.settings.busy_timeout_s)
+        if store is None or isinstance(store, (str, os.PathLike)):
+            store = open_store(store, home=home, busy_timeout_s=self.settings.busy_timeout_s)
+        self.store = store
+        self._decode_slots = threading.BoundedSemaphore(self.settings.max_concurrent_decodes)
         model_path: Path | None = None
         if extractor is None:
             extractor, model_path = load_extractor(model)
@@ -283,11 +344,14 @@ class Verifier:
         self.classifier_params = dict(classifier_params or DEFAULT_CLASSIFIER_PARAMS)
         self.default_threshold, self.threshold_source = self._global_threshold()
         self._background = self._load_background(background)
-        self._cache: OrderedDict[str, tuple[tuple[str, str, int], Any]] = OrderedDict()
+        self._background_sha256 = hashlib.sha256(
+            np.ascontiguousarray(self._background, dtype="<f4").tobytes()
+        ).hexdigest()
+        self._cache: OrderedDict[tuple[str, str], tuple[tuple[object, ...], Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Verifier(home={str(self.store.home)!r}, model_id={self.model_id!r})"
+        return f"Verifier(store={self.store.location!r}, model_id={self.model_id!r})"
 
     # -- set-up ----------------------------------------------------------------
 
@@ -325,7 +389,13 @@ class Verifier:
             path = Path(background)
         from sigver.featureset import load_features
 
-        featureset = load_features(path)
+        try:
+            featureset = load_features(path)
+            features = np.asarray(featureset.features, dtype=np.float32)
+        except (DatasetError, OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"background set {path} is unreadable: {exc}") from exc
+        if features.ndim != 2 or not np.all(np.isfinite(features)):
+            raise ModelError(f"background set {path} is corrupt (shape or non-finite values)")
         meta = getattr(featureset, "meta", {}) or {}
         expected = meta.get("model_sha256") if isinstance(meta, Mapping) else None
         if expected and str(expected) != self.model_sha256:
@@ -333,7 +403,6 @@ class Verifier:
                 f"background set {path} was extracted with model {expected}, not "
                 f"{self.model_sha256}; regenerate it"
             )
-        features = np.asarray(featureset.features, dtype=np.float32)
         logger.debug("loaded %d background negatives from %s", len(features), path)
         return features
 
@@ -345,48 +414,56 @@ class Verifier:
     # -- images and features -----------------------------------------------------
 
     def _load_image(self, source: ImageSource, index: int) -> _LoadedImage:
+        from sigver._util import read_file_limited
         from sigver.preprocessing import read_image
 
+        limits = self.settings
         encoded: bytes | None
         if isinstance(source, (str, os.PathLike)):
             name = str(source)
-            path = Path(source)
-            try:
-                size = path.stat().st_size
-                if size > self.settings.max_file_bytes:
-                    raise ImageError(
-                        name, f"file is {size} bytes, over the {self.settings.max_file_bytes} limit"
-                    )
-                encoded = path.read_bytes()
-            except FileNotFoundError:
-                raise ImageError(name, "file not found") from None
-            except IsADirectoryError:
-                raise ImageError(name, "is a directory, not an image") from None
-            except PermissionError:
-                raise ImageError(name, "permission denied") from None
+            # Never trust st_size: /dev/zero says 0 and FIFOs block; read at most the limit.
+            encoded = read_file_limited(source, limits.max_file_bytes, name=name)
             sha = hashlib.sha256(encoded).hexdigest()
             data: bytes | np.ndarray = encoded
         elif isinstance(source, (bytes, bytearray, memoryview)):
             name = f"<image {index}>"
+            size = memoryview(source).nbytes
+            if size > limits.max_file_bytes:  # checked before any copy
+                raise ImageError(
+                    name, f"data is {size} bytes, over the {limits.max_file_bytes} limit"
+                )
             encoded = bytes(source)
             sha = hashlib.sha256(encoded).hexdigest()
             data = encoded
         elif isinstance(source, np.ndarray):
             name = f"<array {index}>"
+            # Size checks before hashing: hashing copies a non-contiguous view.
+            pixels = source.shape[0] * source.shape[1] if source.ndim >= 2 else source.size
+            if pixels > limits.max_pixels or source.nbytes > limits.max_decoded_bytes:
+                raise ImageError(
+                    name,
+                    f"array of shape {source.shape} ({source.nbytes} bytes) is over the limits "
+                    f"({limits.max_pixels} pixels, {limits.max_decoded_bytes} bytes)",
+                )
             encoded = None
             sha = _sha256_of_array(source)
             data = source
         else:
             raise ImageError(f"<image {index}>", f"unsupported image type {type(source).__name__}")
         try:
-            pixels = read_image(
-                data,
-                max_pixels=self.settings.max_pixels,
-                max_bytes=self.settings.max_file_bytes,
-            )
+            # Bounded concurrency x bounded bytes per image = bounded decode memory.
+            with self._decode_slots:
+                pixels_u8 = read_image(
+                    data,
+                    max_pixels=limits.max_pixels,
+                    max_bytes=limits.max_file_bytes,
+                    max_decoded_bytes=limits.max_decoded_bytes,
+                )
         except ImageError as exc:
             raise ImageError(name, exc.reason) from exc
-        return _LoadedImage(name=name, sha256=sha, encoded=encoded, pixels=pixels)
+        except MemoryError:
+            raise ImageError(name, "not enough memory to decode the image") from None
+        return _LoadedImage(name=name, sha256=sha, encoded=encoded, pixels=pixels_u8)
 
     def _normalise(self, item: _LoadedImage) -> np.ndarray:
         from sigver.preprocessing import preprocess_signature
@@ -437,19 +514,23 @@ class Verifier:
 
     def extract(self, images: Iterable[ImageSource]) -> np.ndarray:
         """Features ``(n, d)`` of raw images (paths, bytes or arrays)."""
-        loaded = [self._load_image(img, i) for i, img in enumerate(images)]
+        items = _image_list(images, _MAX_ENROLL_IMAGES)
+        loaded = [self._load_image(img, i) for i, img in enumerate(items)]
         if not loaded:
             return np.zeros((0, int(getattr(self.extractor, "feature_dim", 0))), np.float32)
         return self._features(loaded)
 
     # -- enrollment --------------------------------------------------------------
 
-    def _negatives(self, user_id: str) -> np.ndarray:
+    def _negatives(self, user_id: str, tenant: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(all negatives, the other users' part)``: background rows first, then others."""
         others = self.store.other_references(
             user_id,
             self.model_sha256,
             limit=self.settings.max_user_negatives,
             seed=int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:4], "little"),
+            tenant=tenant,
+            dim=dim,
         )
         parts = [p for p in (self._background, others) if p.size]
         if not parts:
@@ -458,7 +539,82 @@ class Verifier:
                 "user is enrolled with it; enroll with a model that ships "
                 "<model>.background.npz"
             )
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        others = others if others.size else np.zeros((0, dim), np.float32)
+        return np.concatenate(parts).astype(np.float32, copy=False), others
+
+    def _compact_arrays(self, clf: Any, n_pos: int, others: np.ndarray) -> dict[str, np.ndarray]:
+        """Classifier arrays with support vectors stored as references where possible.
+
+        A support vector is a scaled copy of a training row: of the user's own
+        references (stored anyway), of the background set (shipped with the
+        model) or of another user's reference. Only the last kind is kept
+        inline (float32, unscaled); the others become ``(source, index)``
+        pairs. Rebuilt vectors are bit-identical (``row.astype(float64) /
+        scale`` is what the SVM was trained on); if they are not, the full
+        vectors are stored as before.
+        """
+        arrays = clf.to_arrays()
+        support = getattr(clf, "support_", None)
+        if support is None:
+            return arrays
+        n_bg = self.n_background
+        source = np.where(support < n_pos, 0, np.where(support < n_pos + n_bg, 1, 2)).astype(
+            np.int8
+        )
+        index = np.where(source == 0, support, support - n_pos).astype(np.int64)
+        inline_rows = support[source == 2] - n_pos - n_bg
+        index[source == 2] = np.arange(inline_rows.size)
+        inline = others[inline_rows].astype(np.float32) if inline_rows.size else None
+        compact = {
+            **{k: v for k, v in arrays.items() if k != "support_vectors"},
+            "sv_source": source,
+            "sv_index": index.astype(np.int32),
+            "sv_inline": inline
+            if inline is not None
+            else np.zeros((0, arrays["scale"].shape[0]), np.float32),
+            "background_sha256": np.asarray(self._background_sha256),
+        }
+        return compact
+
+    def _expand_arrays(
+        self, arrays: dict[str, np.ndarray], references: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`_compact_arrays` (full ``support_vectors`` back)."""
+        source = np.asarray(arrays["sv_source"]).reshape(-1)
+        index = np.asarray(arrays["sv_index"]).reshape(-1).astype(np.int64)
+        inline = np.asarray(arrays["sv_inline"], dtype=np.float32)
+        scale = np.asarray(arrays["scale"], dtype=np.float64)
+        if str(np.asarray(arrays["background_sha256"]).reshape(())) != self._background_sha256:
+            raise StoreError(
+                "the classifier was trained against another background set than the model's; "
+                "re-enroll the user"
+            )
+        if source.shape != index.shape or scale.ndim != 1:
+            raise StoreError("classifier support-vector references are malformed")
+        d = scale.shape[0]
+        rows = np.empty((source.size, d), dtype=np.float32)
+        pools = {
+            0: references if references is not None else np.zeros((0, d), np.float32),
+            1: self._background,
+            2: inline,
+        }
+        for kind, pool in pools.items():
+            mask = source == kind
+            if not mask.any():
+                continue
+            if (
+                pool.ndim != 2
+                or pool.shape[1] != d
+                or index[mask].min() < 0
+                or (index[mask].max() >= pool.shape[0])
+            ):
+                raise StoreError("classifier support-vector references point outside their rows")
+            rows[mask] = pool[index[mask]]
+        if not np.isin(source, (0, 1, 2)).all():
+            raise StoreError("classifier support-vector references are malformed")
+        full = dict(arrays)
+        full["support_vectors"] = rows.astype(np.float64) / scale
+        return full
 
     def _train(self, positives: np.ndarray, negatives: np.ndarray) -> Any:
         from sigver.classifier import WriterDependentClassifier
@@ -477,13 +633,15 @@ class Verifier:
     def enroll(
         self,
         user_id: str,
-        images: Sequence[ImageSource],
+        images: Iterable[ImageSource],
         *,
         add: bool = False,
         force: bool = False,
         threshold: float | None = None,
         store_images: bool = False,
         min_references: int | None = None,
+        tenant: str = DEFAULT_TENANT,
+        key_id: str | None = None,
     ) -> EnrollmentResult:
         """Enroll a user from genuine reference signatures.
 
@@ -506,7 +664,11 @@ class Verifier:
             Keep the encoded images in the store (off by default: only features
             and hashes are kept).
         min_references : int, optional
-            Fewest distinct references (default ``settings.min_references``).
+            Fewest distinct references (default ``settings.min_references``; at least 2).
+        tenant : str
+            Namespace of the user (the HTTP service passes the API key's tenant).
+        key_id : str, optional
+            API key making the request, for the audit trail.
 
         Returns
         -------
@@ -527,15 +689,20 @@ class Verifier:
         """
         start = time.perf_counter()
         validate_user_id(user_id)
+        validate_tenant_id(tenant)
         if add and force:
             raise EnrollmentError("choose either add or force, not both")
-        if threshold is not None and not math.isfinite(float(threshold)):
-            raise EnrollmentError(f"threshold must be a finite number, got {threshold}")
-        minimum = self.settings.min_references if min_references is None else int(min_references)
-        if len(images) > 1000:
-            raise EnrollmentError(f"too many reference images ({len(images)}); at most 1000")
+        threshold = _finite_threshold(threshold)
+        minimum = self.settings.min_references if min_references is None else min_references
+        if isinstance(minimum, bool) or not isinstance(minimum, numbers.Integral):
+            raise EnrollmentError(f"min_references must be an integer, got {minimum!r}")
+        if minimum < _MIN_REFERENCES_FLOOR:
+            raise EnrollmentError(
+                f"min_references must be at least {_MIN_REFERENCES_FLOOR}, got {minimum}"
+            )
+        images = _image_list(images, _MAX_ENROLL_IMAGES)
 
-        existing = self.store.find_user(user_id)
+        existing = self.store.find_user(user_id, tenant=tenant)
         if existing is not None and not (add or force):
             raise UserExistsError(user_id)
         if add:
@@ -547,8 +714,8 @@ class Verifier:
         loaded = [self._load_image(img, i) for i, img in enumerate(images)]
         old_refs: list[ReferenceRecord] = []
         if add and existing is not None:
-            old_feats, old_hashes = self.store.load_references(user_id)
-            stored = dict(self.store.load_reference_images(user_id))
+            old_feats, old_hashes = self.store.load_references(user_id, tenant=tenant)
+            stored = dict(self.store.load_reference_images(user_id, tenant=tenant))
             old_refs = [
                 ReferenceRecord(h, f, stored.get(h))
                 for h, f in zip(old_hashes, old_feats, strict=True)
@@ -582,8 +749,14 @@ class Verifier:
         ]
         references = old_refs + new_refs
         positives = np.stack([np.asarray(r.features, np.float32) for r in references])
-        negatives = self._negatives(user_id)
+        negatives, others = self._negatives(user_id, tenant, positives.shape[1])
         clf = self._train(positives, negatives)
+        stored_arrays = self._compact_arrays(clf, positives.shape[0], others)
+        if "sv_source" in stored_arrays:
+            check = self._expand_arrays(stored_arrays, positives)["support_vectors"]
+            if not np.array_equal(check, clf.support_vectors_):
+                logger.warning("support vectors did not rebuild exactly; storing them in full")
+                stored_arrays = clf.to_arrays()
 
         if threshold is None and add and existing is not None:
             threshold = existing.threshold
@@ -592,20 +765,37 @@ class Verifier:
             model_id=self.model_id,
             model_sha256=self.model_sha256,
             references=references,
-            classifier=clf.to_arrays(),
+            classifier=stored_arrays,
             classifier_params={**self.classifier_params, "classifier": type(clf).__name__},
             n_negatives=int(len(negatives)),
             threshold=None if threshold is None else float(threshold),
+            tenant=tenant,
         )
         mode = "add" if add else "replace" if force else "new"
+        audit = AuditEvent(
+            "enroll",
+            tenant=tenant,
+            key_id=key_id,
+            user_id=user_id,
+            threshold=record.threshold,
+            model_id=self.model_id,
+            image_sha256=",".join(r.image_sha256 for r in new_refs),
+            detail={
+                "mode": mode,
+                "added": len(new_refs),
+                "n_references": len(references),
+                "n_negatives": int(len(negatives)),
+            },
+        )
         user = self.store.save_enrollment(
             record,
             mode=mode,
             expected_revision=existing.revision if (add and existing is not None) else None,
+            audit=audit,
         )
         with self._cache_lock:
-            self._cache[user_id] = (user.cache_key, clf)
-            self._cache.move_to_end(user_id)
+            self._cache[(tenant, user_id)] = (user.cache_key, clf)
+            self._cache.move_to_end((tenant, user_id))
             self._trim_cache()
         seconds = time.perf_counter() - start
         logger.info(
@@ -646,38 +836,63 @@ class Verifier:
         while len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    def _classifier_for(self, user_id: str) -> tuple[UserRecord, Any]:
+    def _classifier_for(self, user_id: str, tenant: str) -> tuple[UserRecord, Any]:
         validate_user_id(user_id)
-        user = self.store.user_summary(user_id)
+        validate_tenant_id(tenant)
+        user = self.store.user_summary(user_id, tenant=tenant)
         if user.model_sha256 != self.model_sha256:
             raise ModelMismatchError(user_id, user.model_id, self.model_id)
+        key = (tenant, user_id)
         with self._cache_lock:
-            hit = self._cache.get(user_id)
+            hit = self._cache.get(key)
+            # The cache key holds the integrity tag and the threshold: an edited row
+            # never reuses a classifier verified before the edit.
             if hit is not None and hit[0] == user.cache_key:
-                self._cache.move_to_end(user_id)
+                self._cache.move_to_end(key)
                 return user, hit[1]
         from sigver.classifier import WriterDependentClassifier
 
-        user, arrays = self.store.load_classifier(user_id)
+        user, arrays = self.store.load_classifier(user_id, tenant=tenant)
         if user.model_sha256 != self.model_sha256:
             raise ModelMismatchError(user_id, user.model_id, self.model_id)
-        clf = WriterDependentClassifier.from_arrays(arrays)
+        if "sv_source" in arrays:
+            own = None
+            if np.any(np.asarray(arrays["sv_source"]) == 0):
+                own = self.store.load_references(user_id, tenant=tenant)[0]
+            arrays = self._expand_arrays(arrays, own)
+        try:
+            clf = WriterDependentClassifier.from_arrays(arrays)
+        except ModelError as exc:
+            raise StoreError(f"stored classifier of user {user_id!r} is corrupt: {exc}") from exc
+        dim = getattr(self.extractor, "feature_dim", None)
+        if clf.n_features_in_ != user.feature_dim or (dim and clf.n_features_in_ != int(dim)):
+            raise StoreError(
+                f"stored classifier of user {user_id!r} expects {clf.n_features_in_} features, "
+                f"the user record says {user.feature_dim} and the model produces {dim}"
+            )
         with self._cache_lock:
-            self._cache[user_id] = (user.cache_key, clf)
-            self._cache.move_to_end(user_id)
+            self._cache[key] = (user.cache_key, clf)
+            self._cache.move_to_end(key)
             self._trim_cache()
         return user, clf
 
-    def check_user(self, user_id: str) -> UserRecord:
+    def check_user(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord:
         """The user's record if they can be verified with this model.
 
         Raises
         ------
         InvalidUserIdError, UserNotFoundError, ModelMismatchError
         """
-        return self._classifier_for(user_id)[0]
+        return self._classifier_for(user_id, tenant)[0]
 
-    def verify(self, user_id: str, image: ImageSource) -> VerificationResult:
+    def verify(
+        self,
+        user_id: str,
+        image: ImageSource,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        key_id: str | None = None,
+    ) -> VerificationResult:
         """Verify one questioned signature against a user's enrollment.
 
         Parameters
@@ -695,23 +910,34 @@ class Verifier:
         ------
         UserNotFoundError, ModelMismatchError, ImageError
         """
-        return self.verify_batch(user_id, [image])[0]
+        return self.verify_batch(user_id, [image], tenant=tenant, key_id=key_id)[0]
 
-    def verify_batch(self, user_id: str, images: Sequence[ImageSource]) -> list[VerificationResult]:
+    def verify_batch(
+        self,
+        user_id: str,
+        images: Iterable[ImageSource],
+        *,
+        tenant: str = DEFAULT_TENANT,
+        key_id: str | None = None,
+    ) -> list[VerificationResult]:
         """Verify several signatures of one claimed user in a single forward pass.
 
         Results are in input order and identical to calling :meth:`verify` on
         each image. If any image is unreadable, :class:`ImageError` names it
-        and no result is returned.
+        and no result is returned. Each decision is appended to the audit trail.
         """
-        user, clf = self._classifier_for(user_id)
-        if not images:
+        items = _image_list(images, _MAX_ENROLL_IMAGES)
+        user, clf = self._classifier_for(user_id, tenant)
+        if not items:
             return []
-        loaded = [self._load_image(img, i) for i, img in enumerate(images)]
+        loaded = [self._load_image(img, i) for i, img in enumerate(items)]
         features = self._features(loaded)
-        scores = np.asarray(clf.decision_function(features), dtype=np.float64).reshape(-1)
+        with _blas_threads(self.settings.blas_threads):
+            scores = np.asarray(clf.decision_function(features), dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(scores)):
+            raise StoreError(f"stored classifier of user {user_id!r} gives non-finite scores")
         threshold = self.threshold_for(user)
-        return [
+        results = [
             VerificationResult(
                 user_id=user_id,
                 score=float(score),
@@ -722,28 +948,62 @@ class Verifier:
             )
             for item, score in zip(loaded, scores, strict=True)
         ]
+        self.store.append_audit(
+            [
+                AuditEvent(
+                    "verify",
+                    tenant=tenant,
+                    key_id=key_id,
+                    user_id=user_id,
+                    decision="accept" if r.accepted else "reject",
+                    score=r.score,
+                    threshold=r.threshold,
+                    model_id=r.model_id,
+                    image_sha256=r.image_sha256,
+                )
+                for r in results
+            ]
+        )
+        return results
 
     # -- user management ----------------------------------------------------------
 
-    def get_user(self, user_id: str) -> UserRecord:
+    def get_user(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord:
         """Stored record of a user (raises :class:`UserNotFoundError`)."""
-        return self.store.get_user(user_id)
+        return self.store.get_user(user_id, tenant=tenant)
 
-    def list_users(self) -> list[UserRecord]:
-        """All enrolled users."""
-        return self.store.list_users()
+    def list_users(self, *, tenant: str = DEFAULT_TENANT) -> list[UserRecord]:
+        """The tenant's enrolled users."""
+        return self.store.list_users(tenant=tenant)
 
-    def remove_user(self, user_id: str) -> None:
+    def remove_user(
+        self, user_id: str, *, tenant: str = DEFAULT_TENANT, key_id: str | None = None
+    ) -> None:
         """Delete a user (raises :class:`UserNotFoundError`)."""
-        self.store.remove_user(user_id)
+        audit = AuditEvent("remove", tenant=tenant, key_id=key_id, user_id=user_id)
+        self.store.remove_user(user_id, tenant=tenant, audit=audit)
         with self._cache_lock:
-            self._cache.pop(user_id, None)
+            self._cache.pop((tenant, user_id), None)
 
-    def set_threshold(self, user_id: str, threshold: float | None) -> UserRecord:
+    def set_threshold(
+        self,
+        user_id: str,
+        threshold: float | None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        key_id: str | None = None,
+    ) -> UserRecord:
         """Set or clear (``None``) a user's threshold override."""
-        if threshold is not None and not math.isfinite(float(threshold)):
-            raise EnrollmentError(f"threshold must be a finite number, got {threshold}")
-        return self.store.set_threshold(user_id, threshold)
+        value = _finite_threshold(threshold)
+        audit = AuditEvent(
+            "set_threshold",
+            tenant=tenant,
+            key_id=key_id,
+            user_id=user_id,
+            threshold=value,
+            model_id=self.model_id,
+        )
+        return self.store.set_threshold(user_id, value, tenant=tenant, audit=audit)
 
     def describe(self) -> dict[str, object]:
         """Model and store facts for ``/health`` and ``users list``."""
@@ -753,5 +1013,7 @@ class Verifier:
             "default_threshold": self.default_threshold,
             "threshold_source": self.threshold_source,
             "background_negatives": self.n_background,
-            "home": str(self.store.home),
+            "home": None if self.store.home is None else str(self.store.home),
+            "store": self.store.location,
+            "store_backend": self.store.backend,
         }

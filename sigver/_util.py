@@ -10,6 +10,7 @@ import math
 import os
 import platform
 import shlex
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -31,11 +32,67 @@ __all__ = [
     "format_machine_info",
     "json_safe",
     "machine_info",
+    "read_file_limited",
     "str_vector",
     "to_strict_json",
     "write_json",
     "write_png",
 ]
+
+
+# -- bounded reads -----------------------------------------------------------------
+
+
+def read_file_limited(
+    path: str | os.PathLike[str], max_bytes: int, *, name: str | None = None
+) -> bytes:
+    """Read a regular file of at most ``max_bytes`` bytes.
+
+    ``st_size`` is not trusted: ``/dev/zero`` reports 0 and never ends, a FIFO
+    blocks ``open``. The file is opened non-blocking, checked with ``fstat``
+    on the open descriptor (no race with a swapped path) and read at most
+    ``max_bytes + 1`` bytes, so a file that grows is refused too.
+
+    Raises
+    ------
+    ImageError
+        Missing, unreadable, not a regular file, or too large.
+    """
+    shown = str(path) if name is None else name
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ImageError(shown, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(shown, "is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(shown, "permission denied") from None
+    except OSError as exc:
+        raise ImageError(shown, f"cannot open file ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(shown, "is a directory, not an image")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(shown, "not a regular file (device, FIFO or socket)")
+        if info.st_size > max_bytes:
+            raise ImageError(shown, f"file is {info.st_size} bytes, over the {max_bytes} limit")
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:
+            raise ImageError(shown, f"file is over the {max_bytes}-byte limit")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ImageError(shown, f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
 
 
 # -- atomic writes -----------------------------------------------------------------

@@ -162,6 +162,9 @@ class WriterDependentClassifier(ClassifierMixin, BaseEstimator):
         Per-feature scale of the scaler (std over the training set, 1 where it is 0).
     support_vectors_ : ndarray, shape (n_sv, n_features)
         Support vectors in the scaled space.
+    support_ : ndarray, shape (n_sv,)
+        Training rows the support vectors come from (``X[support_] / scale_``);
+        absent on classifiers rebuilt with :meth:`from_arrays`.
     dual_coef_ : ndarray, shape (n_sv,)
         Signed dual coefficients.
     intercept_ : float
@@ -237,6 +240,9 @@ class WriterDependentClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.scale_ = np.asarray(scaler.scale_, dtype=np.float64)
         self.support_vectors_ = np.asarray(svc.support_vectors_, dtype=np.float64)
+        # Rows of X the support vectors are (scaled) copies of: lets a store keep
+        # references to training rows instead of the vectors themselves.
+        self.support_ = np.asarray(svc.support_, dtype=np.int64)
         self.dual_coef_ = np.asarray(svc.dual_coef_[0], dtype=np.float64)
         self.intercept_ = float(svc.intercept_[0])
         self.gamma_ = float(self.gamma)
@@ -333,14 +339,26 @@ class WriterDependentClassifier(ClassifierMixin, BaseEstimator):
             raise ModelError("classifier arrays disagree: dual_coef / support vectors / classes")
         if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ModelError("classifier scale must be finite and positive")
-        gamma = float(np.asarray(arrays["gamma"]).reshape(()))
-        C = float(np.asarray(arrays.get("C", 1.0)).reshape(()))
+        try:
+            gamma = float(np.asarray(arrays["gamma"]).reshape(()))
+            C = float(np.asarray(arrays.get("C", 1.0)).reshape(()))
+            intercept = float(np.asarray(arrays["intercept"]).reshape(()))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"classifier scalars are malformed: {exc}") from exc
+        # A non-finite coefficient (say an intercept of +inf) would accept or
+        # reject everything; refuse it rather than score with it.
+        if not all(np.all(np.isfinite(a)) for a in (sv, dual)) or not all(
+            np.isfinite(v) for v in (gamma, C, intercept)
+        ):
+            raise ModelError("classifier arrays contain non-finite values")
+        if gamma <= 0:
+            raise ModelError(f"classifier gamma must be positive, got {gamma}")
         clf = cls(kernel=kernel, C=C, gamma=gamma)
         clf.classes_ = classes
         clf.scale_ = scale
         clf.support_vectors_ = sv
         clf.dual_coef_ = dual
-        clf.intercept_ = float(np.asarray(arrays["intercept"]).reshape(()))
+        clf.intercept_ = intercept
         clf.gamma_ = gamma
         clf.kernel_ = kernel
         clf.n_features_in_ = int(scale.shape[0])

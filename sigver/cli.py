@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "sigver.commands.verify",
     "sigver.commands.users",
     "sigver.commands.keys",
+    "sigver.commands.audit",
     "sigver.commands.serve",
     "sigver.commands.demo",
 )

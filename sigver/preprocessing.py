@@ -99,6 +99,8 @@ CANVAS_SIZES: dict[str, tuple[int, int]] = {
 DEFAULT_MAX_PIXELS = 50_000_000
 #: Largest accepted file / buffer, in bytes.
 DEFAULT_MAX_BYTES = 128 * 1024 * 1024
+#: Pixels converted to gray at once (bounds the float32 temporaries).
+_CONVERT_STRIP_PIXELS = 1 << 20
 #: Minimum difference, in grey levels, between the mean paper and mean ink
 #: levels found by Otsu. Real scans measure > 100; a blank page with scanner
 #: or JPEG noise measures < 10.
@@ -386,6 +388,16 @@ def _to_gray_u8(img: np.ndarray, name: str) -> np.ndarray:
         scale = 1.0
     else:
         raise ImageError(name, f"unsupported sample type {img.dtype}")
+    # Convert in strips: a float32 copy of a whole 16-bit RGBA scan would cost
+    # 16 bytes a pixel on top of the decoded image.
+    out = np.empty(img.shape[:2], dtype=np.uint8)
+    step = max(1, _CONVERT_STRIP_PIXELS // img.shape[1])
+    for r0 in range(0, img.shape[0], step):
+        out[r0 : r0 + step] = _strip_to_gray_u8(img[r0 : r0 + step], scale)
+    return out
+
+
+def _strip_to_gray_u8(img: np.ndarray, scale: float) -> np.ndarray:
     x = img.astype(np.float32) * np.float32(1.0 / scale)
     if x.ndim == 3:
         channels = x.shape[2]
@@ -402,11 +414,25 @@ def _to_gray_u8(img: np.ndarray, name: str) -> np.ndarray:
     return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _decoded_bytes_per_pixel(fmt: str, view: Any) -> int:
+    """Upper bound of the decoder's bytes per pixel, from the header where it says.
+
+    PNG's IHDR gives bit depth and colour type exactly; for the other formats
+    the worst case the decoder can return is assumed.
+    """
+    if fmt == "PNG" and len(view) >= 26:
+        depth, colour = int(view[24]), int(view[25])
+        channels = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}.get(colour, 4)
+        return channels * (2 if depth > 8 else 1)
+    return {"JPEG": 3, "BMP": 4, "WebP": 4, "PNM": 6}.get(fmt, 8)
+
+
 def read_image(
     source: ImageSource,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_decoded_bytes: int | None = None,
 ) -> np.ndarray:
     """Read an image as 2-D uint8 grayscale (dark ink on light paper).
 
@@ -422,6 +448,11 @@ def read_image(
         allocates its pixel buffer.
     max_bytes : int
         Files or buffers larger than this are refused before being read.
+    max_decoded_bytes : int, optional
+        Memory budget of the decoded image: refused *before decoding* when
+        height x width x (bytes per pixel the header implies) exceeds it. A
+        16-bit RGBA PNG costs 8 bytes a pixel, so ``max_pixels`` alone does
+        not bound memory.
 
     Returns
     -------
@@ -450,6 +481,11 @@ def read_image(
                 name,
                 f"image has {source.shape[0]}x{source.shape[1]} pixels, "
                 f"more than the limit of {max_pixels}",
+            )
+        if max_decoded_bytes is not None and source.nbytes > max_decoded_bytes:
+            raise ImageError(
+                name,
+                f"image array is {source.nbytes} bytes, more than the limit of {max_decoded_bytes}",
             )
         return _to_gray_u8(source, name)
     if isinstance(source, (str, os.PathLike)):
@@ -496,6 +532,14 @@ def read_image(
             f"{fmt} header declares {width}x{height} pixels, more than the limit of "
             f"{max_pixels} (corrupt file or decompression bomb)",
         )
+    if max_decoded_bytes is not None:
+        cost = height * width * _decoded_bytes_per_pixel(fmt, view)
+        if cost > max_decoded_bytes:
+            raise ImageError(
+                name,
+                f"{fmt} image of {width}x{height} pixels would take {cost} bytes to decode, "
+                f"more than the limit of {max_decoded_bytes} (reduce its size or bit depth)",
+            )
     if fmt == "JPEG":
         # libjpeg decodes a truncated file with a warning and grey filler; refuse it instead.
         # 0xFFD9 cannot occur inside entropy-coded data, so it must follow the last scan.

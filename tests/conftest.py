@@ -28,3 +28,39 @@ def sigcomp_path() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not available at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """URL of a throwaway PostgreSQL server for the session; skips with the reason if none.
+
+    ``$SIGVER_TEST_POSTGRES`` may name an existing server instead (its
+    ``postgres`` database must allow ``CREATE DATABASE``).
+    """
+    url = os.environ.get("SIGVER_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    from enrollment.testing import postgres_unavailable_reason, temporary_postgres
+
+    reason = postgres_unavailable_reason()
+    if reason:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with temporary_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base, _, _ = postgres_server.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

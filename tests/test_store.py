@@ -1,4 +1,8 @@
-"""Tests of the SQLite user store (no model needed: features are hand-made arrays)."""
+"""Tests of the user store on both backends (no model needed: features are hand-made arrays).
+
+Every test taking the ``store`` fixture runs on SQLite and on a real
+PostgreSQL server (skipped, with the reason, where none can be started).
+"""
 
 from __future__ import annotations
 
@@ -18,16 +22,26 @@ from enrollment.errors import (
 )
 from enrollment.store import (
     DB_FILENAME,
+    AuditEvent,
     EnrollmentRecord,
     ReferenceRecord,
     UserStore,
     decode_arrays,
     encode_arrays,
+    open_store,
     validate_user_id,
 )
 
 
-def _record(user: str, n: int = 3, *, sha: str = "m" * 64, dim: int = 4, base: float = 0.0):
+def _record(
+    user: str,
+    n: int = 3,
+    *,
+    sha: str = "m" * 64,
+    dim: int = 4,
+    base: float = 0.0,
+    tenant: str = "default",
+):
     refs = [
         ReferenceRecord(f"{user}-{i}".ljust(64, "0"), np.arange(dim, dtype=np.float32) + base + i)
         for i in range(n)
@@ -40,12 +54,35 @@ def _record(user: str, n: int = 3, *, sha: str = "m" * 64, dim: int = 4, base: f
         classifier={"w": np.array([1.5, -2.0]), "kernel": np.asarray("rbf")},
         classifier_params={"C": 1.0},
         n_negatives=7,
+        tenant=tenant,
     )
 
 
-@pytest.fixture
-def store(tmp_path):
-    return UserStore(tmp_path / "home")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGVER_STORE_SECRET", "test-secret-" + "x" * 32)
+    if request.param == "sqlite":
+        opened = UserStore(tmp_path / "home")
+    else:
+        opened = open_store(request.getfixturevalue("postgres_url"))
+    yield opened
+    opened.close()
+
+
+def _raw(store, statement, params=()):
+    """Run SQL on the store's database behind its back (``?`` placeholders)."""
+    if store.backend == "sqlite":
+        conn = sqlite3.connect(store.path)
+        try:
+            conn.execute(statement, params)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        conn.execute(statement.replace("?", "%s"), params)
 
 
 @pytest.mark.parametrize(
@@ -129,18 +166,14 @@ def test_threshold_remove_and_list(store):
         store.remove_user("alice")
     with pytest.raises(UserNotFoundError):
         store.set_threshold("alice", 1.0)
-    conn = sqlite3.connect(store.path)
-    assert conn.execute(
-        "SELECT COUNT(*) FROM user_references WHERE user_id='alice'"
-    ).fetchone() == (0,)
-    conn.close()
+    assert store.other_references("nobody", "m" * 64).shape == (3, 4)  # bob's only
     assert store.integrity_check() == "ok"
 
 
 def test_failure_mid_transaction_leaves_store_untouched(store, monkeypatch):
     store.save_enrollment(_record("alice", 3))
     calls = {"n": 0}
-    original = UserStore._write_reference
+    original = type(store)._write_reference
 
     def failing(self, *args, **kwargs):
         calls["n"] += 1
@@ -148,7 +181,7 @@ def test_failure_mid_transaction_leaves_store_untouched(store, monkeypatch):
             raise RuntimeError("disk on fire")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(UserStore, "_write_reference", failing)
+    monkeypatch.setattr(type(store), "_write_reference", failing)
     with pytest.raises(RuntimeError):
         store.save_enrollment(_record("bob", 3))
     assert store.find_user("bob") is None
@@ -195,13 +228,14 @@ def test_api_keys_hashed_checked_and_revoked(store):
     assert parse_key(key) is not None and parse_key(key)[0] == info.key_id
     assert store.authenticate(key).name == "ops"
     secret = key.rsplit("_", 1)[1]
-    assert secret.encode() not in store.path.read_bytes()
+    if store.backend == "sqlite":
+        assert secret.encode() not in store.path.read_bytes()
     wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
     assert store.authenticate(wrong) is None
     assert store.authenticate("sv_000000000000_" + secret) is None  # unknown id
     assert store.authenticate("") is None and store.authenticate(None) is None
     assert store.authenticate("garbage") is None
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError):  # active names are unique
         store.create_api_key("ops")
     with pytest.raises(ValueError):
         store.create_api_key("../bad")
@@ -212,3 +246,202 @@ def test_api_keys_hashed_checked_and_revoked(store):
     assert [k.active for k in store.list_api_keys()] == [False]
     with pytest.raises(StoreError):
         store.revoke_api_key("nope")
+
+
+# -- schema v2: tenants, audit, keys, sampling, integrity, migration -------------------------
+
+
+def test_users_are_namespaced_by_tenant(store):
+    store.create_tenant("bank-b")
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_tenant("bank-b")
+    from enrollment.errors import TenantNotFoundError
+
+    with pytest.raises(TenantNotFoundError):
+        store.save_enrollment(_record("alice", tenant="nowhere"))
+    store.save_enrollment(_record("alice", 2, base=0))
+    store.save_enrollment(_record("alice", 3, base=50, tenant="bank-b"))  # same id, other tenant
+    store.save_enrollment(_record("bob", 4, base=10, tenant="bank-b"))
+    assert [u.user_id for u in store.list_users()] == ["alice"]
+    assert [u.user_id for u in store.list_users(tenant="bank-b")] == ["alice", "bob"]
+    assert store.get_user("alice").n_references == 2
+    assert store.get_user("alice", tenant="bank-b").n_references == 3
+    assert store.find_user("bob") is None
+    # negatives never cross tenants
+    np.testing.assert_array_equal(
+        store.other_references("x", "m" * 64)[:, 0], [0, 1]
+    )  # default: alice only
+    assert store.other_references("alice", "m" * 64, tenant="bank-b").shape == (4, 4)
+    store.remove_user("alice", tenant="bank-b")
+    assert store.get_user("alice").n_references == 2
+    with pytest.raises(UserNotFoundError):
+        store.remove_user("bob")
+    counts = {t["tenant"]: t["users"] for t in store.list_tenants()}
+    assert counts == {"bank-b": 1, "default": 1}
+
+
+def test_sampling_is_in_database_deterministic_and_bounded(store):
+    for i in range(30):
+        store.save_enrollment(_record(f"u{i:02d}", 4, base=10 * i))
+    a = store.other_references("new", "m" * 64, limit=25, seed=7)
+    b = store.other_references("new", "m" * 64, limit=25, seed=7)
+    c = store.other_references("new", "m" * 64, limit=25, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (25, 4) and not np.array_equal(a, c)
+    assert len({tuple(r) for r in a}) == 25  # no duplicates
+    everything = store.other_references("new", "m" * 64, limit=1000, seed=1)
+    assert everything.shape == (120, 4)  # wraps around, each row once
+    excluded = store.other_references("u00", "m" * 64, limit=1000, seed=1)
+    assert excluded.shape == (116, 4) and not np.any(excluded[:, 0] < 10)
+
+
+def test_corrupt_reference_rows_are_skipped(store):
+    store.save_enrollment(_record("alice", 3, base=0))
+    store.save_enrollment(_record("bob", 3, base=10))
+    _raw(
+        store,
+        "UPDATE user_references SET features = ? WHERE user_id = 'bob' AND position = 1",
+        (b"\x01\x02\x03",),
+    )
+    others = store.other_references("carol", "m" * 64, limit=100, dim=4)
+    assert others.shape == (5, 4)
+
+
+def test_audit_trail_filters_and_is_append_only(store):
+    store.save_enrollment(
+        _record("alice"), audit=AuditEvent("enroll", user_id="alice", key_id="k1")
+    )
+    store.append_audit(
+        [
+            AuditEvent("verify", user_id="alice", decision="accept", score=0.5, threshold=0.1),
+            AuditEvent("verify", user_id="alice", decision="reject", score=-1.0, threshold=0.1),
+        ]
+    )
+    store.create_tenant("other")
+    store.append_audit([AuditEvent("verify", tenant="other", user_id="alice", score=2.0)])
+    events = store.audit_events()
+    assert [e.action for e in events] == ["verify", "verify", "enroll"]
+    assert events[0].decision == "reject" and events[1].score == 0.5  # newest first
+    assert all(e.tenant == "default" for e in events)
+    assert len(store.audit_events(action="verify")) == 2
+    assert len(store.audit_events(tenant=None, action="verify")) == 3
+    assert store.audit_events(user_id="bob") == []
+    assert len(store.audit_events(limit=1)) == 1
+    first = store.audit_events(action="enroll")[0]
+    assert first.key_id == "k1"
+    assert store.audit_events(action="enroll", since=first.time)[0] == first
+    assert store.audit_events(action="enroll", until=first.time) == []
+    with pytest.raises(StoreError, match="ISO-8601"):
+        store.audit_events(since="yesterday")
+    # Nothing can rewrite history, even with SQL behind sigver's back.
+    for statement in ("UPDATE audit SET decision = 'accept'", "DELETE FROM audit"):
+        with pytest.raises(Exception, match="append-only"):
+            _raw(store, statement)
+    assert len(store.audit_events(tenant=None, limit=100)) >= 4
+
+
+def test_revoked_key_name_can_be_reused_and_keys_carry_tenant(store):
+    info, key = store.create_api_key("ops")
+    assert (info.tenant, info.scope) == ("default", "tenant")
+    store.revoke_api_key("ops")
+    info2, key2 = store.create_api_key("ops")
+    assert info2.key_id != info.key_id
+    assert store.authenticate(key) is None and store.authenticate(key2).key_id == info2.key_id
+    store.revoke_api_key("ops")  # the active one
+    assert store.authenticate(key2) is None
+    admin, akey = store.create_api_key("root", tenant="bank-b", scope="admin", create_tenant=True)
+    assert store.authenticate(akey).is_admin and store.authenticate(akey).tenant == "bank-b"
+    assert [k.name for k in store.list_api_keys(tenant="bank-b")] == ["root"]
+    with pytest.raises(StoreError):
+        store.revoke_api_key(admin.key_id, tenant="default")  # not that tenant's key
+    with pytest.raises(StoreError, match="scope"):
+        store.create_api_key("x", scope="god")
+    actions = [e.action for e in store.audit_events(tenant=None, limit=50)]
+    assert actions.count("key_create") == 3 and actions.count("key_revoke") == 2
+
+
+def test_tampered_classifier_or_threshold_fails_integrity(store):
+    store.save_enrollment(_record("alice"))
+    store.load_classifier("alice")
+    _raw(store, "UPDATE users SET threshold = -1000000000.0 WHERE user_id = 'alice'")
+    with pytest.raises(StoreError, match="integrity"):
+        store.load_classifier("alice")
+    with pytest.raises(StoreError, match="integrity"):
+        store.set_threshold("alice", 1.0)  # a tampered row is not re-signed
+    store.save_enrollment(_record("bob"))
+    blob = encode_arrays({"w": np.array([1e300, -2.0]), "kernel": np.asarray("rbf")})
+    _raw(store, "UPDATE users SET classifier = ? WHERE user_id = 'bob'", (blob,))
+    with pytest.raises(StoreError, match="integrity"):
+        store.load_classifier("bob")
+
+
+def test_store_url_selection(tmp_path, monkeypatch):
+    monkeypatch.delenv("SIGVER_STORE", raising=False)
+    assert isinstance(open_store(tmp_path / "a"), UserStore)
+    assert open_store(f"sqlite://{tmp_path}/b").home == (tmp_path / "b").resolve()
+    monkeypatch.setenv("SIGVER_STORE", str(tmp_path / "c"))
+    assert open_store(None).home == (tmp_path / "c").resolve()
+    assert open_store(None, home=tmp_path / "d").home == (tmp_path / "d").resolve()  # explicit
+    with pytest.raises(StoreError, match="unsupported"):
+        open_store("mysql://x")
+
+
+_V1_SCRIPT = """
+import sys, importlib.util
+spec = importlib.util.spec_from_file_location("store_v1", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+sys.modules["store_v1"] = mod
+spec.loader.exec_module(mod)
+import numpy as np
+store = mod.UserStore(sys.argv[2])
+for user, base in (("alice", 0.0), ("bob", 10.0)):
+    refs = [mod.ReferenceRecord(f"{user}{i}".ljust(64, "0"),
+                                np.arange(4, dtype=np.float32) + base + i) for i in range(3)]
+    store.save_enrollment(mod.EnrollmentRecord(user, "toy-1", "m" * 64, refs,
+                          {"w": np.array([1.5, -2.0])}, {"C": 1.0}, 7, threshold=0.25))
+info, key = store.create_api_key("ops")
+store.create_api_key("old")
+store.revoke_api_key("old")
+print(key)
+"""
+
+
+def test_first_release_store_is_migrated(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    old = subprocess.run(
+        ["git", "show", "43478e2:enrollment/store.py"], cwd=repo, capture_output=True, text=True
+    )
+    if old.returncode != 0:
+        pytest.skip("first-release store.py not reachable in git history")
+    v1 = tmp_path / "store_v1.py"
+    v1.write_text(old.stdout)
+    home = tmp_path / "home"
+    made = subprocess.run(
+        [sys.executable, "-c", _V1_SCRIPT, str(v1), str(home)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    conn = sqlite3.connect(home / DB_FILENAME)
+    assert conn.execute("SELECT value FROM meta").fetchone() == ("1",)
+    conn.close()
+
+    store = UserStore(home)
+    assert store.schema_version() == 2
+    assert [u.user_id for u in store.list_users()] == ["alice", "bob"]
+    alice = store.get_user("alice")
+    assert alice.tenant == "default" and alice.threshold == 0.25 and alice.n_references == 3
+    _, arrays = store.load_classifier("alice")  # signed on migration
+    np.testing.assert_array_equal(arrays["w"], [1.5, -2.0])
+    assert store.authenticate(key).name == "ops"
+    assert store.create_api_key("old")[0].name == "old"  # revoked name reusable
+    assert store.other_references("alice", "m" * 64, limit=10).shape == (3, 4)
+    assert store.integrity_check() == "ok"
+    assert UserStore(home).schema_version() == 2  # reopening is a no-op

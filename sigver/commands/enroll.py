@@ -75,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
         + f"), {result.n_negatives} negatives, model {user.model_id}"
     )
     source = "user override" if user.threshold is not None else verifier.threshold_source
-    print(f"threshold {result.threshold:+.4f} ({source}); store {verifier.store.path}")
+    print(f"threshold {result.threshold:+.4f} ({source}); store {verifier.store.location}")
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from enrollment._cli import add_home_argument, format_table, print_json
+from enrollment._cli import add_store_argument, format_table, open_store_from_args, print_json
 
 NAME = "users"
 HELP = "list, show or remove enrolled users, or set a user's threshold"
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p_thr.add_argument("user", metavar="ID")
     p_thr.add_argument("threshold", metavar="T|default")
     for sub in (p_list, p_show, p_remove, p_thr):
-        add_home_argument(sub)
+        add_store_argument(sub)
         sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
@@ -34,17 +35,25 @@ def _threshold_text(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action (reads the store only; the model is not loaded)."""
-    from enrollment.errors import EnrollmentError
-    from enrollment.store import UserStore, validate_user_id
+    store = open_store_from_args(args)
+    try:
+        return _run(args, store)
+    finally:
+        store.close()
 
-    store = UserStore(args.home)
+
+def _run(args: argparse.Namespace, store: Any) -> int:
+    from enrollment.errors import EnrollmentError
+    from enrollment.store import AuditEvent, validate_tenant_id, validate_user_id
+
+    tenant = validate_tenant_id(args.tenant)
     if args.action == "list":
-        users = store.list_users()
+        users = store.list_users(tenant=tenant)
         if args.json:
             print_json([u.to_dict() for u in users])
             return 0
         if not users:
-            print(f"no users enrolled in {store.path}")
+            print(f"no users enrolled in {store.location} (tenant {tenant})")
             return 0
         rows = [
             (u.user_id, u.n_references, _threshold_text(u.threshold), u.model_id, u.updated_at)
@@ -55,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     validate_user_id(args.user)
     if args.action == "show":
-        user = store.get_user(args.user)
+        user = store.get_user(args.user, tenant=tenant)
         if args.json:
             print_json(user.to_dict())
             return 0
@@ -71,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"image       sha256:{digest}")
         return 0
     if args.action == "remove":
-        store.remove_user(args.user)
+        store.remove_user(
+            args.user, tenant=tenant, audit=AuditEvent("remove", tenant=tenant, user_id=args.user)
+        )
         if args.json:
             print_json({"removed": args.user})
         else:
@@ -90,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
             ) from None
         if threshold != threshold or threshold in (float("inf"), float("-inf")):
             raise EnrollmentError(f"threshold must be finite, got {text!r}")
-    user = store.set_threshold(args.user, threshold)
+    audit = AuditEvent("set_threshold", tenant=tenant, user_id=args.user, threshold=threshold)
+    user = store.set_threshold(args.user, threshold, tenant=tenant, audit=audit)
     if args.json:
         print_json(user.to_dict())
     else:
