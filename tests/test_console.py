@@ -343,6 +343,9 @@ def _verify(site, user, path):
     Select(_by_id(driver, "verify-user")).select_by_value(user)
     _by_id(driver, "verify-file").send_keys(str(path))
     _wait(driver, _text_in("verify-check", "readable"))
+    # Blank the previous decision first: it may name the same file, and the wait
+    # below must see this request's answer, not the last one's.
+    driver.execute_script("document.getElementById('verify-decision').textContent = ''")
     _by_id(driver, "verify-submit").click()
     _wait(driver, _visible("verify-result"))
     _wait(driver, _text_in("verify-decision", path.name))
