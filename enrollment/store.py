@@ -308,6 +308,13 @@ def _user_from_row(
     )
 
 
+def _add_operating_point_column(conn: sqlite3.Connection) -> None:
+    """Upgrade a store created before per-user operating points (nullable column)."""
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(users)").fetchall()}
+    if "operating_point" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN operating_point TEXT")
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -429,6 +436,7 @@ class UserStore:
                     f"user store {self.path} has schema version {row[0]}, newer than this "
                     f"sigver supports ({SCHEMA_VERSION}); upgrade sigver"
                 )
+            _add_operating_point_column(conn)
 
     # -- users ---------------------------------------------------------------
 
@@ -639,7 +647,8 @@ class UserStore:
             raise StoreError(f"references have different feature sizes {sorted(dims)}")
         with self._write() as conn:
             row = conn.execute(
-                "SELECT created_at, revision FROM users WHERE user_id = ?", (record.user_id,)
+                "SELECT created_at, revision, operating_point FROM users WHERE user_id = ?",
+                (record.user_id,),
             ).fetchone()
             if row is not None and mode == "new":
                 raise UserExistsError(record.user_id)
@@ -658,6 +667,12 @@ class UserStore:
             now = self._write_user_row(conn, record, created_at, revision)
             for position, ref in enumerate(record.references):
                 self._write_reference(conn, record.user_id, position, ref, now)
+            if mode == "add" and row is not None and row[2] is not None:
+                # Adding references keeps the user's operating point, as it keeps the threshold.
+                conn.execute(
+                    "UPDATE users SET operating_point = ? WHERE user_id = ?",
+                    (row[2], record.user_id),
+                )
         logger.debug("stored user %s (revision %d)", record.user_id, revision)
         return self.get_user(record.user_id)
 
@@ -673,6 +688,36 @@ class UserStore:
             if cur.rowcount == 0:
                 raise UserNotFoundError(user_id)
         return self.get_user(user_id)
+
+    # -- per-user operating point (issue 10: nullable column, upgraded in place) --
+
+    def set_operating_point(self, user_id: str, name: str | None) -> UserRecord:
+        """Set (or clear with ``None``) a user's named operating point.
+
+        The name is stored verbatim; :meth:`enrollment.Verifier.set_operating_point`
+        checks it against the model's calibration first.
+        """
+        validate_user_id(user_id)
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE users SET operating_point = ?, updated_at = ?, revision = revision + 1 "
+                "WHERE user_id = ?",
+                (name, _now(), user_id),
+            )
+            if cur.rowcount == 0:
+                raise UserNotFoundError(user_id)
+        return self.get_user(user_id)
+
+    def operating_point_of(self, user_id: str) -> str | None:
+        """A user's named operating point (``None``: the store-wide default)."""
+        validate_user_id(user_id)
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT operating_point FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        if row is None:
+            raise UserNotFoundError(user_id)
+        return None if row[0] is None else str(row[0])
 
     def remove_user(self, user_id: str) -> None:
         """Delete a user and all their references; :class:`UserNotFoundError` if absent."""
