@@ -69,6 +69,9 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
 
 _CACHE_SIZE = 1024
 
+#: Environment variable naming the store-wide operating point (``sigver serve`` workers).
+ENV_OPERATING_POINT = "SIGVER_OPERATING_POINT"
+
 
 @dataclass(frozen=True)
 class VerificationResult:
@@ -304,7 +307,7 @@ class Verifier:
         self.model_id = str(extractor.model_id)
         self.model_sha256 = str(extractor.sha256)
         self.classifier_params = dict(classifier_params or DEFAULT_CLASSIFIER_PARAMS)
-        self._init_operating_points(operating_point)
+        self._init_operating_points(operating_point or os.environ.get(ENV_OPERATING_POINT) or None)
         self._background = self._load_background(background)
         self._background, self._cohort = self._split_cohort(self._background)
         self._cache: OrderedDict[str, tuple[tuple[str, str, int], Any]] = OrderedDict()
@@ -346,10 +349,10 @@ class Verifier:
 
     def _split_cohort(self, background: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Hold out the impostor cohort from the background when the normaliser needs it."""
-        from sigver.normalization import NEEDS_COHORT
+        from sigver.normalization import NEEDS_COHORT, family
         from sigver.usermodel import DEFAULT_COHORT_FRACTION, split_cohort
 
-        if self.normalization not in NEEDS_COHORT:
+        if family(self.normalization) not in NEEDS_COHORT:
             return background, None
         writers = getattr(self, "_background_writers", None)
         if writers is None or len(writers) != len(background):

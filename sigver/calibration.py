@@ -86,6 +86,7 @@ __all__ = [
     "foreign_mask",
     "operating_points",
     "parse_operating_point",
+    "plot_calibration",
     "resolve_operating_point",
     "stored_calibration",
     "parse_target",
@@ -954,6 +955,70 @@ def resolve_operating_point(
             f"the model's calibration has no operating point {name!r} (available: {available})"
         )
     return float(points[key]["threshold"]), key, dict(points[key])
+
+
+def plot_calibration(
+    calibration: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    chosen: str | None = None,
+    measured: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plot a calibration curve (FRR, FAR_skilled, FAR_random vs threshold) to a PNG.
+
+    Parameters
+    ----------
+    calibration : mapping
+        :meth:`Calibration.to_dict` output with a ``curve``.
+    path : path-like
+    chosen : str, optional
+        Operating point to mark (default: the calibration's default).
+    measured : mapping, optional
+        ``FRR``, ``FAR_skilled`` (and ``FAR_random``) measured elsewhere at the
+        chosen threshold, e.g. on a population not used for calibration; drawn
+        as hollow markers next to the calibrated rates.
+    title : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from sigver.plots import _pyplot, _save
+
+    curve = calibration.get("curve") or {}
+    if not curve.get("threshold"):
+        raise CalibrationError("the calibration holds no curve to plot")
+    t, name, rates = resolve_operating_point(calibration, chosen)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = np.asarray(curve["threshold"], dtype=np.float64)
+    for key, label, style in (
+        ("FRR", "FRR (genuine rejected)", "-"),
+        ("FAR_skilled", "FAR skilled", "--"),
+        ("FAR_random", "FAR random", ":"),
+    ):
+        y = np.array([np.nan if v is None else v for v in curve.get(key, [])], dtype=np.float64)
+        if y.size == x.size:
+            ax.plot(x, 100 * y, style, label=label)
+    ax.axvline(t, color="k", lw=0.8)
+    for key, marker in (("FRR", "o"), ("FAR_skilled", "s")):
+        if rates.get(key) is not None:
+            ax.plot([t], [100 * float(rates[key])], marker, color="k")
+        if measured and measured.get(key) is not None:
+            ax.plot([t], [100 * float(measured[key])], marker, mfc="none", color="tab:red", ms=9)
+    ax.set_xlabel(f"threshold ({calibration.get('normalization', 'none')} score)")
+    ax.set_ylabel("error rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(
+        title
+        or f"calibration curve, operating point {name!r} at T={t:.3f}"
+        + (" (hollow: measured elsewhere)" if measured else ""),
+        fontsize=9,
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, Path(path))
 
 
 def stored_threshold(metrics: Mapping[str, Any] | None) -> float | None:

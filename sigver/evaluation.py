@@ -745,11 +745,10 @@ def simulate_deployment(
     from tqdm.auto import tqdm
 
     from sigver.calibration import foreign_mask
-    from sigver.normalization import METHODS, NEEDS_COHORT
+    from sigver.normalization import NEEDS_COHORT, family
     from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS, DEFAULT_COHORT_FRACTION, split_cohort
 
-    if normalization not in METHODS:
-        raise SigverError(f"unknown normalisation {normalization!r}; one of {', '.join(METHODS)}")
+    family(normalization)  # a clear error for an unknown method, before any training
     fraction = DEFAULT_COHORT_FRACTION if cohort_fraction is None else float(cohort_fraction)
     params = dict(params or DEFAULT_CLASSIFIER_PARAMS)
     config = ProtocolConfig(
@@ -772,7 +771,7 @@ def simulate_deployment(
         feats = background.features[keep]
         in_cohort = (
             split_cohort(writers, fraction)
-            if (statistics or normalization in NEEDS_COHORT)
+            if (statistics or family(normalization) in NEEDS_COHORT)
             else np.zeros(len(writers), dtype=bool)
         )
         bg, cohort = feats[~in_cohort], feats[in_cohort]
@@ -781,7 +780,7 @@ def simulate_deployment(
     else:
         bg, cohort = np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
         dropped = n_cohort_writers = 0
-    if normalization in NEEDS_COHORT and not len(cohort):
+    if family(normalization) in NEEDS_COHORT and not len(cohort):
         raise SigverError(f"{normalization} needs a background set to draw the cohort from")
     raw, loo, coh = [], [], []
     n_users = len(ids)

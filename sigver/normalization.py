@@ -25,13 +25,19 @@ signatures of *other* writers — never from the user's forgeries:
 ``"two-point"``
     ``loc`` = cohort mean, ``scale`` = LOO genuine mean - cohort mean: the
     typical impostor maps to 0 and the typical genuine to 1 for every user.
+``"loo-lcb=K"`` (``"loo-lcb"``: K = 1)
+    A lower confidence bound of the user's genuine scores: ``loc`` = mean -
+    K standard deviations of the LOO reference scores, ``scale = 1``. A global
+    threshold ``t`` is the user-specific raw threshold ``loc_u + t``: users
+    whose own signatures vary more, or score lower, get a lower threshold.
 
 Every normaliser is a strictly increasing affine map per user, so per-user
 rankings (and hence per-user ROC curves, AUCs and user-threshold EERs) are
 unchanged, while the pooled global-threshold EER and the transfer of one
 threshold between users and populations change. The normalised scores of
 ``cohort-znorm``, ``loo-znorm`` and ``two-point`` are invariant to a positive
-affine change ``a * s + b`` of the raw scores (tests check this). Which method
+affine change ``a * s + b`` of the raw scores, those of ``loo-lcb`` to a shift
+``s + b`` (tests check this). Which method
 is the product default is chosen by experiment
 (``scripts/threshold_transfer.py``).
 """
@@ -48,7 +54,10 @@ import numpy as np
 from sigver.errors import SigverError
 
 __all__ = [
+    "FAMILIES",
     "METHODS",
+    "family",
+    "parse_method",
     "NEEDS_COHORT",
     "NEEDS_LOO",
     "NormalizationError",
@@ -56,12 +65,24 @@ __all__ = [
     "fit_normalizer",
 ]
 
-#: Normalisation methods, in the order reports list them.
-METHODS = ("none", "cohort-znorm", "loo-znorm", "two-point")
-#: Methods that need scores of a held-out impostor cohort.
+#: Normalisation families (``loo-lcb`` takes ``=K``).
+FAMILIES = ("none", "cohort-znorm", "loo-znorm", "two-point", "loo-lcb")
+#: The candidates the research script compares, in the order reports list them.
+METHODS = (
+    "none",
+    "cohort-znorm",
+    "loo-znorm",
+    "two-point",
+    "loo-lcb=0",
+    "loo-lcb=0.5",
+    "loo-lcb=1",
+    "loo-lcb=1.5",
+    "loo-lcb=2",
+)
+#: Families that need scores of a held-out impostor cohort.
 NEEDS_COHORT = frozenset({"cohort-znorm", "two-point"})
-#: Methods that need leave-one-out scores of the user's references.
-NEEDS_LOO = frozenset({"loo-znorm", "two-point"})
+#: Families that need leave-one-out scores of the user's references.
+NEEDS_LOO = frozenset({"loo-znorm", "two-point", "loo-lcb"})
 
 #: Smallest scale allowed, relative to the raw score unit: a degenerate
 #: cohort or reference set (all scores equal) must not divide by zero.
@@ -72,11 +93,39 @@ class NormalizationError(SigverError, ValueError):
     """Unknown method, or statistics missing / unusable for it."""
 
 
-def _check_method(method: str) -> str:
-    if method not in METHODS:
+def parse_method(method: str) -> tuple[str, float | None]:
+    """Family and parameter of a method name (``"loo-lcb=0.5"`` -> ``("loo-lcb", 0.5)``).
+
+    Raises
+    ------
+    NormalizationError
+        Unknown family or invalid parameter.
+    """
+    text = str(method).strip().lower()
+    family, _, arg = text.partition("=")
+    if family not in FAMILIES or (arg and family != "loo-lcb"):
         raise NormalizationError(
-            f"unknown score normalisation {method!r}; choose one of {', '.join(METHODS)}"
+            f"unknown score normalisation {method!r}; choose one of {', '.join(FAMILIES)} "
+            "(loo-lcb=K with K >= 0 standard deviations)"
         )
+    if family != "loo-lcb":
+        return family, None
+    try:
+        k = float(arg) if arg else 1.0
+    except ValueError:
+        raise NormalizationError(f"invalid K in {method!r}") from None
+    if not (math.isfinite(k) and k >= 0):
+        raise NormalizationError(f"K of {method!r} must be a finite number >= 0")
+    return family, k
+
+
+def family(method: str) -> str:
+    """The family of a method name (``"loo-lcb=0.5"`` -> ``"loo-lcb"``)."""
+    return parse_method(method)[0]
+
+
+def _check_method(method: str) -> str:
+    parse_method(method)
     return method
 
 
@@ -165,15 +214,18 @@ def fit_normalizer(
     >>> fit_normalizer("cohort-znorm", cohort=np.array([-1.0, -2.0, -3.0])).transform(0.0)
     array(2.)
     """
-    _check_method(method)
-    if method == "none":
+    kind, k = parse_method(method)
+    if kind == "none":
         return ScoreNormalizer()
-    if method == "cohort-znorm":
+    if kind == "loo-lcb":
+        mean, std = _mean_std(loo_genuine, "leave-one-out reference", method)
+        return ScoreNormalizer(method, mean - float(k) * std, 1.0)  # type: ignore[arg-type]
+    if kind == "cohort-znorm":
         loc, scale = _mean_std(cohort, "cohort", method)
         # The floor is relative to the spread of the raw scores, so the affine invariance
         # holds except for degenerate (constant) cohorts.
         return ScoreNormalizer(method, loc, max(scale, MIN_SCALE * max(abs(loc), 1e-12)))
-    if method == "loo-znorm":
+    if kind == "loo-znorm":
         loc, scale = _mean_std(loo_genuine, "leave-one-out reference", method)
         return ScoreNormalizer(method, loc, max(scale, MIN_SCALE * max(abs(loc), 1e-12)))
     mu_c, _ = _mean_std(cohort, "cohort", method)

@@ -31,10 +31,10 @@ import numpy as np
 from sigver.classifier import WriterDependentClassifier
 from sigver.errors import ModelError, SigverError
 from sigver.normalization import (
-    METHODS,
     NEEDS_COHORT,
     NEEDS_LOO,
     ScoreNormalizer,
+    family,
     fit_normalizer,
 )
 
@@ -157,7 +157,7 @@ def train_user_model(
         :class:`~sigver.classifier.WriterDependentClassifier` keyword arguments
         (:data:`DEFAULT_CLASSIFIER_PARAMS` when omitted).
     normalization : str
-        One of :data:`sigver.normalization.METHODS`.
+        A method of :mod:`sigver.normalization` (e.g. ``"loo-lcb=1"``).
     cohort : ndarray, shape (n_cohort, d), optional
         Held-out impostor features (needed by cohort methods; never trained on).
     statistics : bool
@@ -176,8 +176,7 @@ def train_user_model(
     ModelError
         Feature dimensions disagree.
     """
-    if normalization not in METHODS:
-        fit_normalizer(normalization)  # raises the clear error
+    family(normalization)  # a clear error for an unknown method, before any training
     positives = np.asarray(positives, dtype=np.float32)
     parts = [np.asarray(p, dtype=np.float32) for p in (background, others) if p is not None]
     parts = [p for p in parts if p.size]
@@ -192,8 +191,8 @@ def train_user_model(
     negatives = np.concatenate(parts)
     params = dict(params or DEFAULT_CLASSIFIER_PARAMS)
     clf = _fit(positives, negatives, params)
-    want_loo = statistics or normalization in NEEDS_LOO
-    want_cohort = statistics or normalization in NEEDS_COHORT
+    want_loo = statistics or family(normalization) in NEEDS_LOO
+    want_cohort = statistics or family(normalization) in NEEDS_COHORT
     loo = np.zeros(0)
     if want_loo and len(positives) >= 3:
         keep = np.ones(len(positives), dtype=bool)

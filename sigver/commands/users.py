@@ -1,10 +1,10 @@
-"""``sigver users``: list, show and remove enrolled users; set their thresholds."""
+"""``sigver users``: list, show and remove enrolled users; set thresholds / operating points."""
 
 from __future__ import annotations
 
 import argparse
 
-from enrollment._cli import add_home_argument, format_table, print_json
+from enrollment._cli import add_home_argument, add_model_argument, format_table, print_json
 
 NAME = "users"
 HELP = "list, show or remove enrolled users, or set a user's threshold"
@@ -23,7 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p_thr.add_argument("user", metavar="ID")
     p_thr.add_argument("threshold", metavar="T|default")
-    for sub in (p_list, p_show, p_remove, p_thr):
+    p_op = actions.add_parser(
+        "set-operating-point",
+        help="set a user's named operating point ('default' clears it; checked against the model)",
+    )
+    p_op.add_argument("user", metavar="ID")
+    p_op.add_argument("operating_point", metavar="NAME|default")
+    add_model_argument(p_op)
+    for sub in (p_list, p_show, p_remove, p_thr, p_op):
         add_home_argument(sub)
         sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -64,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"references  {user.n_references} ({user.stored_images} images stored)")
         print(f"negatives   {user.n_negatives}")
         print(f"threshold   {_threshold_text(user.threshold)}")
+        print(f"op. point   {store.operating_point_of(user.user_id) or 'store default'}")
         print(f"classifier  {user.classifier_params}")
         print(f"created     {user.created_at}")
         print(f"updated     {user.updated_at} (revision {user.revision})")
@@ -76,6 +84,21 @@ def run(args: argparse.Namespace) -> int:
             print_json({"removed": args.user})
         else:
             print(f"removed {args.user}")
+        return 0
+    if args.action == "set-operating-point":
+        from enrollment._cli import make_verifier
+
+        name = str(args.operating_point).strip()
+        # The model is loaded here (unlike the other actions) to check the name against
+        # its calibration.
+        user = make_verifier(args).set_operating_point(
+            args.user, None if name.lower() in ("default", "none", "clear") else name
+        )
+        point = store.operating_point_of(user.user_id)
+        if args.json:
+            print_json({**user.to_dict(), "operating_point": point})
+        else:
+            print(f"{user.user_id}: operating point {point or 'store default'}")
         return 0
     # set-threshold
     text = str(args.threshold).strip().lower()
