@@ -146,6 +146,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="per-user score normaliser (default: the one the model was calibrated with)",
     )
     dep.add_argument(
+        "--deployed-model",
+        type=Path,
+        metavar="M",
+        help="with --features: the checkpoint the features come from (its calibration and "
+        "background are used; with --model, that one)",
+    )
+    dep.add_argument(
         "--background",
         type=Path,
         metavar="PATH",
@@ -263,25 +270,36 @@ def run_deployment(args: argparse.Namespace) -> int:
     from sigver.featureset import load_features
     from sigver.models.checkpoint import load_checkpoint
 
-    if args.model is None:
-        raise SigverError("--negatives model needs --model (its background and calibration)")
+    model_path = args.model or args.deployed_model
+    if model_path is None:
+        raise SigverError(
+            "--negatives model needs --model (or --features with --deployed-model): its "
+            "background and calibration"
+        )
     protocol = build_protocol(args)
-    calibration = stored_calibration(load_checkpoint(args.model).meta.metrics)
+    weights = load_checkpoint(model_path)
+    calibration = stored_calibration(weights.meta.metrics)
     normalization = args.normalization or (calibration or {}).get("normalization") or "none"
     fixed = resolve_threshold(args)
     if fixed is not None:
         threshold, source, name, rates = fixed[0], fixed[1], "", {}
     else:
         threshold, name, rates = resolve_operating_point(calibration, args.operating_point)
-        source = f"operating point {name!r} of {args.model.name}"
+        source = f"operating point {name!r} of {model_path.name}"
         if normalization != (calibration or {}).get("normalization", "none"):
             raise SigverError(
                 f"the model's operating points apply to {calibration.get('normalization')!r} "  # type: ignore[union-attr]
                 f"scores, not {normalization!r}; give --threshold T for another normaliser"
             )
-    bg_path = args.background or default_background_path(args.model)
+    bg_path = args.background or default_background_path(model_path)
     background = load_features(bg_path) if Path(bg_path).is_file() else None
     fs = _load_features(args)
+    recorded = fs.meta.get("model_sha256")
+    if recorded and recorded != weights.sha256:
+        raise SigverError(
+            f"the features were extracted with model {str(recorded)[:12]}, not {model_path} "
+            f"({weights.sha256[:12]}); its operating points do not apply to them"
+        )
     run = simulate_deployment(
         fs,
         users=protocol.exp_users,

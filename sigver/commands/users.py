@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="set a user's named operating point ('default' clears it; checked against the model)",
     )
     p_op.add_argument("user", metavar="ID")
-    p_op.add_argument("operating_point", metavar="NAME|default")
+    p_op.add_argument("point_name", metavar="NAME|default")
     add_model_argument(p_op)
     for sub in (p_list, p_show, p_remove, p_thr, p_op):
         add_home_argument(sub)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "set-operating-point":
         from enrollment._cli import make_verifier
 
-        name = str(args.operating_point).strip()
+        name = str(args.point_name).strip()
         # The model is loaded here (unlike the other actions) to check the name against
         # its calibration.
         user = make_verifier(args).set_operating_point(
