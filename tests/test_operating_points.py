@@ -489,3 +489,15 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     assert dep["a_posteriori"]["EER_global"] == pytest.approx(res.summary["EER_global"])
     assert (out / "calibration-curve.png").stat().st_size > 1000
     assert "operating point 'balanced' was calibrated for" in capsys.readouterr().out
+
+
+def test_model_card_shows_operating_points_and_curve(calibrated_model, tmp_path):
+    from sigver.models.card import write_model_card
+
+    path, cal, _, after = calibrated_model
+    card = write_model_card(tmp_path / "tiny.md", after)
+    text = card.read_text()
+    assert "## Operating points" in text and "`balanced` (default)" in text
+    assert "`loo-lcb=1`" in text
+    assert "![calibration curve](tiny.calibration.png)" in text
+    assert (tmp_path / "tiny.calibration.png").stat().st_size > 1000
