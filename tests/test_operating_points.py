@@ -501,3 +501,23 @@ def test_model_card_shows_operating_points_and_curve(calibrated_model, tmp_path)
     assert "`loo-lcb=1`" in text
     assert "![calibration curve](tiny.calibration.png)" in text
     assert (tmp_path / "tiny.calibration.png").stat().st_size > 1000
+
+
+def test_cli_calibrate_with_normalization_writes_operating_points(tmp_path, capsys):
+    from test_calibration import _tiny_dataset
+
+    path = build_tiny_model(tmp_path / "models")
+    data = _tiny_dataset(tmp_path)
+    argv = ["calibrate", "--model", str(path), "--data", str(data), "--users", "001-004"]
+    argv += ["--refs", "3", "--folds", "2", "--jobs", "1", "--no-progress"]
+    argv += ["--normalization", "loo-lcb=0.5", "--default-operating-point", "frr=5%"]
+    argv += ["--plot", str(tmp_path / "curve.png"), "--write"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "operating point   frr=5%" in out and "(default)" in out
+    stored = load_checkpoint(path).meta.metrics["calibration"]
+    assert stored["normalization"] == "loo-lcb=0.5"
+    assert stored["default_operating_point"] == "frr=5%"
+    assert stored["threshold"] == stored["operating_points"]["frr=5%"]["threshold"]
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+    assert Verifier(home=tmp_path / "h", model=path).operating_point == "frr=5%"
