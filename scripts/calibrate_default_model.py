@@ -12,7 +12,7 @@ calibration-curve plot.
 Usage::
 
     python scripts/calibrate_default_model.py --sigcomp ../shared/data/sigcomp2011 \\
-        [--model models/sigver-sigresnet-v1.pt] [--normalization loo-lcb=1] [--dry-run]
+        [--model models/sigver-sigresnet-v1.pt] [--normalization loo-lcb=0.5] [--dry-run]
 
 The new metadata changes the file's sha256 and so its model id: users enrolled with
 the previous file must be re-enrolled.
@@ -52,14 +52,21 @@ def _old_notes(card: Path) -> str:
         return ""
     notes = text.split("## Notes", 1)[1].strip()
     marker = "Operating points recalibrated"
-    return "\n\n".join(p for p in notes.split("\n\n") if not p.startswith(marker))
+    stale = "At the calibrated threshold ("
+    kept = []
+    for p in notes.split("\n\n"):
+        if p.startswith(marker):
+            continue
+        # The first release's figure, at its raw-score threshold, is history now.
+        kept.append(f"Before the recalibration (raw SVM scores): {p}" if p.startswith(stale) else p)
+    return "\n\n".join(kept)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v1.pt")
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
-    parser.add_argument("--normalization", default="loo-lcb=1")
+    parser.add_argument("--normalization", default="loo-lcb=0.5")
     parser.add_argument("--default-operating-point", default="balanced")
     parser.add_argument("--refs", type=int, default=5)
     parser.add_argument("--folds", type=int, default=5)
