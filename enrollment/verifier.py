@@ -328,7 +328,9 @@ class Verifier:
         cal = self.calibration or {}
         #: Per-user score normaliser the model's thresholds apply to.
         self.normalization = str(cal.get("normalization") or "none")
-        self._llr = cal.get("llr") if isinstance(cal.get("llr"), Mapping) else None
+        llr = cal.get("llr")
+        ok = isinstance(llr, Mapping) and {"slope", "intercept"} <= set(llr)
+        self._llr = llr if ok else None
         if operating_point is None and not cal.get("operating_points"):
             self.default_threshold, self.threshold_source = self._global_threshold()
             self.operating_point = str(cal.get("target") or "") if self.calibration else ""
