@@ -339,7 +339,9 @@ def run_deployment(args: argparse.Namespace) -> int:
     print(format_table(result))
     if rates:
         shown = ", ".join(
-            f"{k} {100 * v:.2f} %" for k, v in rates.items() if isinstance(v, (int, float))
+            f"{k} {100 * v:.2f} %"
+            for k, v in rates.items()
+            if k != "threshold" and isinstance(v, (int, float))
         )
         print(f"operating point {name!r} was calibrated for: {shown}")
     print(f"wrote {args.out / 'results.json'}, deployment.json, results.csv, results.md")
