@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     for c, a in HELD_OUT:
         row, cal = _transfer(c, a, winner, pops, product_runs, background, args.operating_point)
         raw_row, _ = _transfer(c, a, "none", pops, product_runs, background, args.operating_point)
-        row["gap_vs_raw"] = row["gap"] / raw_row["gap"]
+        row["gap_vs_raw"] = row["gap"] / raw_row["gap"] if raw_row["gap"] else float("nan")
         product += [raw_row, row]
         plot_calibration(
             cal.to_dict(),
