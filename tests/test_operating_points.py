@@ -521,3 +521,17 @@ def test_cli_calibrate_with_normalization_writes_operating_points(tmp_path, caps
     assert stored["threshold"] == stored["operating_points"]["frr=5%"]["threshold"]
     assert (tmp_path / "curve.png").stat().st_size > 1000
     assert Verifier(home=tmp_path / "h", model=path).operating_point == "frr=5%"
+
+
+def test_protocol_mode_refuses_a_threshold_of_normalised_scores(calibrated_model):
+    import argparse
+
+    from sigver.commands.evaluate import resolve_threshold
+    from sigver.errors import SigverError
+
+    path, cal, _, _ = calibrated_model
+    args = argparse.Namespace(model=path, threshold="model", threshold_source=None)
+    with pytest.raises(SigverError, match="--negatives model"):
+        resolve_threshold(args)
+    t, source = resolve_threshold(args, deployment=True)
+    assert t == cal.threshold and "balanced" in source

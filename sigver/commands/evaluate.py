@@ -195,7 +195,9 @@ def build_protocol(args: argparse.Namespace) -> Any:
     return base.replace(**changes) if changes else base
 
 
-def resolve_threshold(args: argparse.Namespace) -> tuple[float, str] | None:
+def resolve_threshold(
+    args: argparse.Namespace, *, deployment: bool = False
+) -> tuple[float, str] | None:
     """``(T, source)`` from ``--threshold`` / ``--threshold-source``, None without a threshold.
 
     Raises
@@ -223,6 +225,13 @@ def resolve_threshold(args: argparse.Namespace) -> tuple[float, str] | None:
             raise SigverError(
                 f"{args.model} has no calibrated threshold (meta.metrics['calibration']"
                 "['threshold']); run the calibration first or give --threshold T"
+            )
+        norm = metrics["calibration"].get("normalization") or "none"
+        if norm != "none" and not deployment:
+            # The protocol's scores are raw SVM decision values; this threshold is not.
+            raise SigverError(
+                f"the calibrated threshold of {args.model} applies to {norm}-normalised scores; "
+                "evaluate it with --negatives model (the deployment simulation)"
             )
         target = metrics["calibration"].get("target")
         source = f"calibration of {args.model.name}" + (f", {target}" if target else "")
@@ -280,7 +289,7 @@ def run_deployment(args: argparse.Namespace) -> int:
     weights = load_checkpoint(model_path)
     calibration = stored_calibration(weights.meta.metrics)
     normalization = args.normalization or (calibration or {}).get("normalization") or "none"
-    fixed = resolve_threshold(args)
+    fixed = resolve_threshold(args, deployment=True)
     if fixed is not None:
         threshold, source, name, rates = fixed[0], fixed[1], "", {}
     else:
