@@ -54,12 +54,29 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_operating_point_argument(parser: argparse.ArgumentParser) -> None:
+    """``--operating-point NAME``: store-wide named operating point of the model."""
+    parser.add_argument(
+        "--operating-point",
+        metavar="NAME",
+        help="named operating point of the model's calibration (balanced, far-skilled=1%%, "
+        "...; default: $SIGVER_OPERATING_POINT or the calibration's default); a user's own "
+        "operating point or threshold override takes precedence",
+    )
+
+
 def make_verifier(args: argparse.Namespace, **settings: Any) -> Any:
-    """A :class:`~enrollment.verifier.Verifier` from ``--home``/``--model``."""
+    """A :class:`~enrollment.verifier.Verifier` from the home, model and operating-point flags."""
     from enrollment.config import Settings
     from enrollment.verifier import Verifier
 
-    return Verifier(home=args.home, model=args.model, settings=Settings.from_env(**settings))
+    return Verifier(
+        home=args.home,
+        store=getattr(args, "store", None),
+        model=args.model,
+        settings=Settings.from_env(**settings),
+        operating_point=getattr(args, "operating_point", None),
+    )
 
 
 def print_json(data: Any) -> None:

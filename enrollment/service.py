@@ -417,6 +417,7 @@ def create_app(
             "version": __version__,
             "model_id": verifier.model_id,
             "default_threshold": verifier.default_threshold,
+            "operating_point": verifier.operating_point,
         }
 
     @app.get("/ready", tags=["service"])
@@ -469,8 +470,47 @@ def create_app(
         validate_user_id(user_id)
         user = await run_in_threadpool(store_.get_user, user_id, tenant=key.tenant)
         body = user.to_dict()
-        body["effective_threshold"] = verifier.threshold_for(user)
+        threshold, decided_by, rates = verifier.operating_point_for(user)
+        body["effective_threshold"] = threshold
+        body["effective_operating_point"] = decided_by
+        body["calibrated_rates"] = rates
         return body
+
+    @app.get("/v1/operating-points", tags=["users"])
+    async def list_operating_points(_: ApiKeyInfo = Depends(caller)) -> dict[str, Any]:
+        """The model's named operating points with the error rates they were calibrated for."""
+        return {
+            "default": verifier.operating_point,
+            "normalization": verifier.normalization,
+            "operating_points": verifier.operating_points(),
+        }
+
+    @app.put("/v1/users/{user_id}/operating-point", tags=["users"])
+    async def set_operating_point(
+        user_id: str, body: dict[str, Any] = Body(...), key: ApiKeyInfo = Depends(caller)
+    ) -> dict[str, Any]:
+        """Set a user's named operating point (``{"operating_point": "far-skilled=1%"}``;
+        ``null`` returns the user to the store-wide default)."""
+        from sigver.calibration import CalibrationError
+
+        validate_user_id(user_id)
+        name = body.get("operating_point")
+        if name is not None and not isinstance(name, str):
+            raise HTTPException(422, "operating_point must be a string or null")
+        try:
+            user = await run_in_threadpool(
+                verifier.set_operating_point, user_id, name, tenant=key.tenant, key_id=key.key_id
+            )
+        except CalibrationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        threshold, decided_by, rates = verifier.operating_point_for(user)
+        return {
+            "user_id": user_id,
+            "operating_point": user.operating_point,
+            "effective_operating_point": decided_by,
+            "effective_threshold": threshold,
+            "calibrated_rates": rates,
+        }
 
     @app.delete("/v1/users/{user_id}", tags=["users"])
     async def delete_user(user_id: str, key: ApiKeyInfo = Depends(caller)) -> dict[str, Any]:

@@ -117,6 +117,7 @@ AUDIT_ACTIONS = (
     "enroll",
     "verify",
     "set_threshold",
+    "set_operating_point",
     "remove",
     "key_create",
     "key_revoke",
@@ -191,6 +192,7 @@ CREATE TABLE users2 (
     updated_at TEXT NOT NULL,
     revision INTEGER NOT NULL DEFAULT 1,
     mac TEXT NOT NULL,
+    operating_point TEXT,
     PRIMARY KEY (tenant_id, user_id)
 );
 CREATE TABLE user_references2 (
@@ -464,6 +466,9 @@ class UserRecord:
     tenant : str
     mac : str
         Integrity tag of the stored classifier (part of the cache key).
+    operating_point : str or None
+        The user's named operating point of the model's calibration; ``None``
+        means the store-wide one. A threshold override takes precedence.
     """
 
     user_id: str
@@ -481,6 +486,7 @@ class UserRecord:
     stored_images: int = 0
     tenant: str = DEFAULT_TENANT
     mac: str = ""
+    operating_point: str | None = None
 
     @property
     def cache_key(self) -> tuple[object, ...]:
@@ -506,12 +512,13 @@ class UserRecord:
             "revision": self.revision,
             "image_sha256": list(self.image_sha256),
             "stored_images": self.stored_images,
+            "operating_point": self.operating_point,
         }
 
 
 _USER_COLUMNS = (
     "user_id, model_id, model_sha256, feature_dim, n_references, n_negatives, threshold, "
-    "classifier_params, created_at, updated_at, revision, tenant_id, mac"
+    "classifier_params, created_at, updated_at, revision, tenant_id, mac, operating_point"
 )
 _AUDIT_COLUMNS = (
     "time, tenant_id, key_id, user_id, action, decision, score, threshold, operating_point, "
@@ -546,6 +553,7 @@ def _user_from_row(
             stored_images=stored_images,
             tenant=str(row[11]),
             mac=str(row[12] or ""),
+            operating_point=None if row[13] is None else str(row[13]),
         )
     except (ValueError, TypeError, OverflowError) as exc:
         raise StoreError(f"corrupt stored record for user {row[0]!r}: {exc}") from exc
@@ -1018,7 +1026,8 @@ class BaseStore:
         with self._write() as conn:
             self._require_tenant(conn, record.tenant)
             row = conn.execute(
-                "SELECT created_at, revision FROM users WHERE tenant_id = ? AND user_id = ?",
+                "SELECT created_at, revision, operating_point FROM users "
+                "WHERE tenant_id = ? AND user_id = ?",
                 (record.tenant, record.user_id),
             ).fetchone()
             if row is not None and mode == "new":
@@ -1041,6 +1050,12 @@ class BaseStore:
             now = self._write_user_row(conn, record, created_at, revision)
             for position, ref in enumerate(record.references):
                 self._write_reference(conn, record, position, ref, now)
+            if mode == "add" and row is not None and row[2] is not None:
+                # Adding references keeps the user's operating point, as it keeps the threshold.
+                conn.execute(
+                    "UPDATE users SET operating_point = ? WHERE tenant_id = ? AND user_id = ?",
+                    (row[2], record.tenant, record.user_id),
+                )
             if audit is not None:
                 self._insert_audit(conn, [audit])
         logger.debug("stored user %s/%s (revision %d)", record.tenant, record.user_id, revision)
@@ -1081,6 +1096,37 @@ class BaseStore:
             if audit is not None:
                 self._insert_audit(conn, [audit])
         return self.get_user(user_id, tenant=tenant)
+
+    def set_operating_point(
+        self,
+        user_id: str,
+        name: str | None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        audit: AuditEvent | None = None,
+    ) -> UserRecord:
+        """Set (or clear with ``None``) a user's named operating point.
+
+        The name is stored verbatim; :meth:`enrollment.Verifier.set_operating_point`
+        checks it against the model's calibration first.
+        """
+        validate_user_id(user_id)
+        validate_tenant_id(tenant)
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE users SET operating_point = ?, updated_at = ?, revision = revision + 1 "
+                "WHERE tenant_id = ? AND user_id = ?",
+                (name, _now(), tenant, user_id),
+            )
+            if cur.rowcount == 0:
+                raise UserNotFoundError(user_id)
+            if audit is not None:
+                self._insert_audit(conn, [audit])
+        return self.get_user(user_id, tenant=tenant)
+
+    def operating_point_of(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> str | None:
+        """A user's named operating point (``None``: the store-wide default)."""
+        return self.user_summary(user_id, tenant=tenant).operating_point
 
     def remove_user(
         self, user_id: str, *, tenant: str = DEFAULT_TENANT, audit: AuditEvent | None = None
@@ -1543,7 +1589,7 @@ class UserStore(BaseStore):
             except (TypeError, ValueError):
                 mac = "unverifiable"  # malformed row: it will be refused when used
             conn.execute(
-                "INSERT INTO users2 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO users2 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (DEFAULT_TENANT, *r, mac),
             )
         refs = conn.execute(

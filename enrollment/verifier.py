@@ -31,7 +31,7 @@ import time
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,8 @@ from enrollment.store import (
     validate_tenant_id,
     validate_user_id,
 )
-from sigver.errors import DatasetError, ImageError, ModelError
+from sigver.errors import DatasetError, ImageError, ModelError, SigverError
+from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS
 
 __all__ = [
     "EnrollmentResult",
@@ -74,8 +75,6 @@ logger = logging.getLogger(__name__)
 #: encoded file's bytes, or a decoded array (grayscale or BGR).
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
 
-#: Hyper-parameters of the per-user SVM (SigNet paper: RBF, C=1, gamma=2^-11).
-DEFAULT_CLASSIFIER_PARAMS: dict[str, Any] = {"kernel": "rbf", "C": 1.0, "gamma": 2.0**-11}
 
 _CACHE_SIZE = 1024
 #: Most reference images accepted by one enrollment call.
@@ -115,6 +114,10 @@ def _image_list(images: object, limit: int) -> list[Any]:
     return items
 
 
+#: Environment variable naming the store-wide operating point (``sigver serve`` workers).
+ENV_OPERATING_POINT = "SIGVER_OPERATING_POINT"
+
+
 @dataclass(frozen=True)
 class VerificationResult:
     """Outcome of verifying one questioned signature.
@@ -133,6 +136,17 @@ class VerificationResult:
         Identifier of the feature extractor that produced the score.
     image_sha256 : str
         SHA-256 of the image bytes (for arrays: of dtype, shape and raw data).
+    raw_score : float or None
+        The SVM decision value before the user's score normalisation.
+    operating_point : str
+        What decided: a named operating point of the model's calibration, or
+        ``"user threshold override"`` / the uncalibrated default.
+    calibrated_rates : dict
+        FRR, FAR_skilled, FAR_random the operating point was calibrated for
+        (on the model's calibration data; empty for an override).
+    llr : float or None
+        Log-likelihood ratio genuine vs skilled forgery of the score, when the
+        model's calibration holds the map.
     """
 
     user_id: str
@@ -141,6 +155,10 @@ class VerificationResult:
     threshold: float
     model_id: str
     image_sha256: str
+    raw_score: float | None = None
+    operating_point: str = ""
+    calibrated_rates: dict[str, Any] = field(default_factory=dict)
+    llr: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly view (``decision`` spelled out for humans)."""
@@ -152,6 +170,10 @@ class VerificationResult:
             "threshold": self.threshold,
             "model_id": self.model_id,
             "image_sha256": self.image_sha256,
+            "raw_score": self.raw_score,
+            "operating_point": self.operating_point,
+            "calibrated_rates": dict(self.calibrated_rates),
+            "llr": self.llr,
         }
 
 
@@ -305,6 +327,10 @@ class Verifier:
         (overrides ``home``; default ``$SIGVER_STORE``, else the SQLite store in ``home``).
     classifier_params : mapping, optional
         Keyword arguments of the per-user classifier.
+    operating_point : str, optional
+        Store-wide named operating point of the model's calibration
+        (``balanced``, ``far-skilled=1%``...; default: the calibration's default).
+        A user's own operating point or threshold override takes precedence.
     """
 
     def __init__(
@@ -317,6 +343,7 @@ class Verifier:
         settings: Settings | None = None,
         store: BaseStore | str | None = None,
         classifier_params: Mapping[str, Any] | None = None,
+        operating_point: str | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         if store is None or isinstance(store, (str, os.PathLike)):
@@ -342,8 +369,11 @@ class Verifier:
         self.model_id = str(extractor.model_id)
         self.model_sha256 = str(extractor.sha256)
         self.classifier_params = dict(classifier_params or DEFAULT_CLASSIFIER_PARAMS)
-        self.default_threshold, self.threshold_source = self._global_threshold()
+        self._init_operating_points(operating_point or os.environ.get(ENV_OPERATING_POINT) or None)
         self._background = self._load_background(background)
+        self._background, self._cohort = self._split_cohort(self._background)
+        # Hash of the rows classifiers are trained against (cohort held out), which
+        # stored support-vector references point into.
         self._background_sha256 = hashlib.sha256(
             np.ascontiguousarray(self._background, dtype="<f4").tobytes()
         ).hexdigest()
@@ -354,6 +384,102 @@ class Verifier:
         return f"Verifier(store={self.store.location!r}, model_id={self.model_id!r})"
 
     # -- set-up ----------------------------------------------------------------
+
+    # -- operating points (issue 10) -------------------------------------------------
+
+    def _init_operating_points(self, operating_point: str | None) -> None:
+        from sigver.calibration import resolve_operating_point, stored_calibration
+
+        meta = getattr(self.extractor, "meta", None)
+        self.calibration = stored_calibration(getattr(meta, "metrics", None))
+        cal = self.calibration or {}
+        #: Per-user score normaliser the model's thresholds apply to.
+        self.normalization = str(cal.get("normalization") or "none")
+        llr = cal.get("llr")
+        ok = isinstance(llr, Mapping) and {"slope", "intercept"} <= set(llr)
+        self._llr = llr if ok else None
+        if operating_point is None and not cal.get("operating_points"):
+            self.default_threshold, self.threshold_source = self._global_threshold()
+            self.operating_point = str(cal.get("target") or "") if self.calibration else ""
+            self.default_rates: dict[str, Any] = (
+                {
+                    "FRR": cal.get("frr"),
+                    "FAR_skilled": cal.get("far_skilled"),
+                    "FAR_random": cal.get("far_random"),
+                }
+                if self.calibration
+                else {}
+            )
+            return
+        t, name, rates = resolve_operating_point(self.calibration, operating_point)
+        self.default_threshold, self.operating_point = t, name
+        self.default_rates = {k: rates.get(k) for k in ("FRR", "FAR_skilled", "FAR_random")}
+        self.threshold_source = f"operating point {name!r} of the model's calibration"
+
+    def _split_cohort(self, background: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Hold out the impostor cohort from the background when the normaliser needs it."""
+        from sigver.normalization import NEEDS_COHORT, family
+        from sigver.usermodel import DEFAULT_COHORT_FRACTION, split_cohort
+
+        if family(self.normalization) not in NEEDS_COHORT:
+            return background, None
+        writers = getattr(self, "_background_writers", None)
+        if writers is None or len(writers) != len(background):
+            raise ModelError(
+                f"the model's scores are normalised with {self.normalization}, which needs the "
+                "background set's writer ids to hold out the impostor cohort"
+            )
+        fraction = (self.calibration or {}).get("cohort", {}).get("fraction")
+        mask = split_cohort(writers, DEFAULT_COHORT_FRACTION if fraction is None else fraction)
+        return background[~mask], background[mask]
+
+    def operating_point_for(self, user: UserRecord) -> tuple[float, str, dict[str, Any]]:
+        """Threshold, what decided it, and its calibrated rates, for a user.
+
+        Precedence: the user's threshold override, the user's named operating
+        point, the store-wide operating point (``Verifier(operating_point=...)``).
+        """
+        from sigver.calibration import resolve_operating_point
+
+        if user.threshold is not None:
+            return float(user.threshold), "user threshold override", {}
+        name = user.operating_point
+        if name is None:
+            return self.default_threshold, self.operating_point, dict(self.default_rates)
+        t, key, rates = resolve_operating_point(self.calibration, name)
+        return t, key, {k: rates.get(k) for k in ("FRR", "FAR_skilled", "FAR_random")}
+
+    def set_operating_point(
+        self,
+        user_id: str,
+        name: str | None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        key_id: str | None = None,
+    ) -> UserRecord:
+        """Set (or clear with ``None``) a user's named operating point.
+
+        Raises
+        ------
+        CalibrationError
+            The model's calibration has no such operating point.
+        """
+        from sigver.calibration import resolve_operating_point
+
+        key = None if name is None else resolve_operating_point(self.calibration, name)[1]
+        audit = AuditEvent(
+            "set_operating_point",
+            tenant=tenant,
+            key_id=key_id,
+            user_id=user_id,
+            operating_point=key,
+            model_id=self.model_id,
+        )
+        return self.store.set_operating_point(user_id, key, tenant=tenant, audit=audit)
+
+    def operating_points(self) -> dict[str, Any]:
+        """The model's named operating points with their calibrated rates."""
+        return dict((self.calibration or {}).get("operating_points") or {})
 
     def _global_threshold(self) -> tuple[float, str]:
         from sigver.calibration import stored_threshold
@@ -403,6 +529,10 @@ class Verifier:
                 f"background set {path} was extracted with model {expected}, not "
                 f"{self.model_sha256}; regenerate it"
             )
+        try:
+            self._background_writers = np.asarray(featureset.user_ids)[featureset.y]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise ModelError(f"background set {path} is corrupt (writer ids): {exc}") from exc
         logger.debug("loaded %d background negatives from %s", len(features), path)
         return features
 
@@ -522,8 +652,18 @@ class Verifier:
 
     # -- enrollment --------------------------------------------------------------
 
-    def _negatives(self, user_id: str, tenant: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(all negatives, the other users' part)``: background rows first, then others."""
+    def _train_user(
+        self, user_id: str, tenant: str, positives: np.ndarray
+    ) -> tuple[Any, np.ndarray]:
+        """The user's model and the other users' rows it was trained against.
+
+        Training goes through :func:`sigver.usermodel.train_user_model`, the one
+        function the deployment simulation of ``sigver evaluate`` also uses;
+        background rows come first among the negatives, then the other users'.
+        """
+        from sigver.usermodel import train_user_model
+
+        dim = int(positives.shape[1])
         others = self.store.other_references(
             user_id,
             self.model_sha256,
@@ -532,15 +672,22 @@ class Verifier:
             tenant=tenant,
             dim=dim,
         )
-        parts = [p for p in (self._background, others) if p.size]
-        if not parts:
+        if not self._background.size and not others.size:
             raise EnrollmentError(
                 "no negatives to train against: the model has no background set and no other "
                 "user is enrolled with it; enroll with a model that ships "
                 "<model>.background.npz"
             )
         others = others if others.size else np.zeros((0, dim), np.float32)
-        return np.concatenate(parts).astype(np.float32, copy=False), others
+        model = train_user_model(
+            positives,
+            self._background,
+            others,
+            params=self.classifier_params,
+            normalization=self.normalization,
+            cohort=self._cohort,
+        )
+        return model, others
 
     def _compact_arrays(self, clf: Any, n_pos: int, others: np.ndarray) -> dict[str, np.ndarray]:
         """Classifier arrays with support vectors stored as references where possible.
@@ -615,20 +762,6 @@ class Verifier:
         full = dict(arrays)
         full["support_vectors"] = rows.astype(np.float64) / scale
         return full
-
-    def _train(self, positives: np.ndarray, negatives: np.ndarray) -> Any:
-        from sigver.classifier import WriterDependentClassifier
-
-        if negatives.shape[1] != positives.shape[1]:
-            raise ModelError(
-                f"negatives have {negatives.shape[1]} features but the model produces "
-                f"{positives.shape[1]}; the background set does not match the model"
-            )
-        x = np.concatenate([positives, negatives])
-        y = np.concatenate([np.ones(len(positives), int), np.zeros(len(negatives), int)])
-        clf = WriterDependentClassifier(**self.classifier_params)
-        clf.fit(x, y)
-        return clf
 
     def enroll(
         self,
@@ -749,8 +882,8 @@ class Verifier:
         ]
         references = old_refs + new_refs
         positives = np.stack([np.asarray(r.features, np.float32) for r in references])
-        negatives, others = self._negatives(user_id, tenant, positives.shape[1])
-        clf = self._train(positives, negatives)
+        model, others = self._train_user(user_id, tenant, positives)
+        clf = model.classifier
         stored_arrays = self._compact_arrays(clf, positives.shape[0], others)
         if "sv_source" in stored_arrays:
             check = self._expand_arrays(stored_arrays, positives)["support_vectors"]
@@ -766,8 +899,12 @@ class Verifier:
             model_sha256=self.model_sha256,
             references=references,
             classifier=stored_arrays,
-            classifier_params={**self.classifier_params, "classifier": type(clf).__name__},
-            n_negatives=int(len(negatives)),
+            classifier_params={
+                **self.classifier_params,
+                "classifier": type(clf).__name__,
+                "normalization": model.normalizer.to_dict(),
+            },
+            n_negatives=model.n_negatives,
             threshold=None if threshold is None else float(threshold),
             tenant=tenant,
         )
@@ -784,7 +921,7 @@ class Verifier:
                 "mode": mode,
                 "added": len(new_refs),
                 "n_references": len(references),
-                "n_negatives": int(len(negatives)),
+                "n_negatives": model.n_negatives,
             },
         )
         user = self.store.save_enrollment(
@@ -803,14 +940,14 @@ class Verifier:
             user_id,
             user.n_references,
             len(new_refs),
-            len(negatives),
+            model.n_negatives,
             seconds,
         )
         return EnrollmentResult(
             user=user,
             added=len(new_refs),
             duplicates=tuple(duplicates),
-            n_negatives=int(len(negatives)),
+            n_negatives=model.n_negatives,
             threshold=self.threshold_for(user),
             seconds=seconds,
         )
@@ -829,8 +966,8 @@ class Verifier:
     # -- verification ------------------------------------------------------------
 
     def threshold_for(self, user: UserRecord) -> float:
-        """Threshold applied to a user: their override, else the global default."""
-        return self.default_threshold if user.threshold is None else float(user.threshold)
+        """Threshold applied to a user (see :meth:`operating_point_for`)."""
+        return self.operating_point_for(user)[0]
 
     def _trim_cache(self) -> None:
         while len(self._cache) > _CACHE_SIZE:
@@ -932,11 +1069,21 @@ class Verifier:
             return []
         loaded = [self._load_image(img, i) for i, img in enumerate(items)]
         features = self._features(loaded)
+        from sigver.normalization import ScoreNormalizer
+
         with _blas_threads(self.settings.blas_threads):
-            scores = np.asarray(clf.decision_function(features), dtype=np.float64).reshape(-1)
-        if not np.all(np.isfinite(scores)):
+            raw = np.asarray(clf.decision_function(features), dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(raw)):
             raise StoreError(f"stored classifier of user {user_id!r} gives non-finite scores")
-        threshold = self.threshold_for(user)
+        try:
+            normalizer = ScoreNormalizer.from_dict(user.classifier_params.get("normalization"))  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError, SigverError) as exc:
+            raise StoreError(
+                f"stored score normaliser of user {user_id!r} is corrupt: {exc}"
+            ) from exc
+        scores = normalizer.transform(raw)
+        threshold, decided_by, rates = self.operating_point_for(user)
+        llr = self._llr
         results = [
             VerificationResult(
                 user_id=user_id,
@@ -945,8 +1092,12 @@ class Verifier:
                 threshold=threshold,
                 model_id=self.model_id,
                 image_sha256=item.sha256,
+                raw_score=float(r),
+                operating_point=decided_by,
+                calibrated_rates=rates,
+                llr=None if llr is None else float(llr["slope"] * score + llr["intercept"]),
             )
-            for item, score in zip(loaded, scores, strict=True)
+            for item, score, r in zip(loaded, scores, raw, strict=True)
         ]
         self.store.append_audit(
             [
@@ -958,6 +1109,7 @@ class Verifier:
                     decision="accept" if r.accepted else "reject",
                     score=r.score,
                     threshold=r.threshold,
+                    operating_point=r.operating_point,
                     model_id=r.model_id,
                     image_sha256=r.image_sha256,
                 )
@@ -1012,6 +1164,10 @@ class Verifier:
             "model_sha256": self.model_sha256,
             "default_threshold": self.default_threshold,
             "threshold_source": self.threshold_source,
+            "operating_point": self.operating_point,
+            "calibrated_rates": dict(self.default_rates),
+            "normalization": self.normalization,
+            "operating_points": sorted(self.operating_points()),
             "background_negatives": self.n_background,
             "home": None if self.store.home is None else str(self.store.home),
             "store": self.store.location,

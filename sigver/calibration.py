@@ -74,11 +74,21 @@ from sigver.metrics import eer_global, eer_threshold, operating_point
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_OPERATING_POINTS",
     "TARGETS",
     "Calibration",
     "CalibrationError",
     "apply_calibration",
+    "calibrate_deployment",
     "calibrate_threshold",
+    "calibration_curve",
+    "fit_llr",
+    "foreign_mask",
+    "operating_points",
+    "parse_operating_point",
+    "plot_calibration",
+    "resolve_operating_point",
+    "stored_calibration",
     "parse_target",
     "threshold_for_far",
 ]
@@ -165,6 +175,141 @@ def threshold_for_far(genuine: np.ndarray, skilled: np.ndarray, max_far: float) 
     return float(np.nextafter(s[m], np.inf))
 
 
+def threshold_for_frr(genuine: np.ndarray, max_frr: float) -> float:
+    """Largest threshold whose false rejection rate on ``genuine`` is at most ``max_frr``.
+
+    With ``score >= t`` accepted, at most ``m = floor(max_frr * n)`` genuines may
+    fall below ``t``, so ``t`` is the ``(m + 1)``-th lowest genuine score.
+    """
+    g = np.sort(np.asarray(genuine, dtype=np.float64).reshape(-1))
+    if g.size == 0:
+        raise CalibrationError("an FRR target needs genuine scores")
+    m = int(math.floor(max_frr * g.size + 1e-9))
+    if m >= g.size:
+        return float(np.nextafter(g[-1], np.inf))
+    return float(g[m])
+
+
+#: Operating points computed by every calibration (``--operating-points`` adds others).
+DEFAULT_OPERATING_POINTS = (
+    "balanced",
+    "far-skilled=1%",
+    "far-skilled=5%",
+    "far-skilled=10%",
+    "frr=1%",
+    "frr=5%",
+)
+
+
+def parse_operating_point(name: str) -> tuple[str, float | None]:
+    """``"balanced"`` (equal FRR and FAR_skilled), ``"far-skilled=X"`` or ``"frr=X"``.
+
+    ``X`` is a rate (``0.05``) or a percentage (``5%``). ``eer-skilled`` is
+    accepted as a synonym of ``balanced``.
+
+    Raises
+    ------
+    CalibrationError
+    """
+    text = str(name).strip().lower()
+    if text in ("balanced", "eer-skilled"):
+        return "balanced", None
+    match = re.fullmatch(r"(far-skilled|frr)\s*=\s*([0-9.eE+-]+)\s*(%?)", text)
+    if match is None:
+        raise CalibrationError(
+            f"unknown operating point {name!r}; use 'balanced', 'far-skilled=X' or 'frr=X' "
+            "(X a rate such as 0.01 or a percentage such as 1%)"
+        )
+    try:
+        value = float(match.group(2))
+    except ValueError:
+        raise CalibrationError(f"invalid rate in operating point {name!r}") from None
+    if match.group(3):
+        value /= 100.0
+    if not 0.0 <= value <= 1.0:
+        raise CalibrationError(f"the rate of {name!r} must lie in [0, 1] (or 0-100%)")
+    return match.group(1), value
+
+
+def operating_point_threshold(name: str, genuine: np.ndarray, skilled: np.ndarray) -> float:
+    """Threshold of a named operating point on calibration scores."""
+    kind, value = parse_operating_point(name)
+    if kind == "balanced":
+        return eer_threshold(genuine, skilled)
+    if kind == "far-skilled":
+        return threshold_for_far(genuine, skilled, float(value))  # type: ignore[arg-type]
+    return threshold_for_frr(genuine, float(value))  # type: ignore[arg-type]
+
+
+def _rates(g: np.ndarray, r: np.ndarray, s: np.ndarray, t: float) -> dict[str, Any]:
+    point = operating_point(g, r, s, t)
+    return {
+        "threshold": float(t),
+        "FRR": _finite_or_none(point["FRR"]),
+        "FAR_skilled": _finite_or_none(point["FAR_skilled"]),
+        "FAR_random": _finite_or_none(point["FAR_random"]),
+    }
+
+
+def operating_points(
+    genuine: np.ndarray,
+    random: np.ndarray,
+    skilled: np.ndarray,
+    names: Sequence[str] = DEFAULT_OPERATING_POINTS,
+) -> dict[str, dict[str, Any]]:
+    """Named operating points with the error rates they give on these scores."""
+    out = {}
+    for name in names:
+        t = operating_point_threshold(name, genuine, skilled)
+        if math.isfinite(t):
+            out[str(name).strip().lower()] = _rates(genuine, random, skilled, t)
+    return out
+
+
+def calibration_curve(
+    genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, n_points: int = 101
+) -> dict[str, list[float]]:
+    """Threshold vs FRR / FAR_skilled / FAR_random on the calibration scores.
+
+    Thresholds are ``n_points`` quantiles (0.5 % to 99.5 %) of the pooled genuine and
+    skilled scores, where the decisions happen.
+    """
+    from sigver.metrics import error_rates_at_thresholds
+
+    g, r, s = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (genuine, random, skilled))
+    pooled = np.r_[g, s]
+    t = np.unique(np.quantile(pooled, np.linspace(0.005, 0.995, n_points)))
+    frr_t, far_s = error_rates_at_thresholds(g, s, t)
+    _, far_r = error_rates_at_thresholds(g, r, t) if r.size else (None, np.full(t.size, np.nan))
+    return {
+        "threshold": [float(v) for v in t],
+        "FRR": [float(v) for v in frr_t],
+        "FAR_skilled": [float(v) for v in far_s],
+        "FAR_random": [_finite_or_none(float(v)) for v in far_r],  # type: ignore[misc]
+    }
+
+
+def fit_llr(genuine: np.ndarray, skilled: np.ndarray) -> dict[str, Any]:
+    """Logistic map from score to the log-likelihood ratio genuine vs skilled.
+
+    Logistic regression with balanced class weights, so that the fitted
+    log-odds are a log-likelihood ratio at equal priors: ``llr(s) = slope * s +
+    intercept`` (natural log). ``llr > 0`` means the score is more likely under
+    genuine signatures than under skilled forgeries of the calibration data.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    g, s = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (genuine, skilled))
+    x = np.r_[g, s].reshape(-1, 1)
+    y = np.r_[np.ones(g.size), np.zeros(s.size)]
+    lr = LogisticRegression(class_weight="balanced", C=1e6).fit(x, y)
+    return {
+        "slope": float(lr.coef_[0, 0]),
+        "intercept": float(lr.intercept_[0]),
+        "meaning": "natural-log likelihood ratio genuine vs skilled forgery (equal priors)",
+    }
+
+
 def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
@@ -205,6 +350,22 @@ class Calibration:
         ISO 8601 UTC timestamp.
     code_version : str
         ``sigver.__version__``.
+    normalization : str
+        Per-user score normaliser the thresholds apply to
+        (:mod:`sigver.normalization`; ``"none"``: raw SVM scores).
+    curve : dict
+        Calibration curve: ``threshold`` list and the ``FRR``, ``FAR_skilled``,
+        ``FAR_random`` lists at each threshold, on the pooled calibration scores.
+    operating_points : dict
+        Named operating points (``balanced``, ``far-skilled=1%``, ...): each a
+        dict with ``threshold``, ``FRR``, ``FAR_skilled``, ``FAR_random``.
+    default_operating_point : str
+        Name of the operating point whose threshold is ``threshold``.
+    llr : dict
+        ``slope`` and ``intercept`` of the logistic map from (normalised) score to
+        the log-likelihood ratio genuine vs skilled (equal priors), when fit.
+    cohort : dict
+        Cohort facts of the normaliser (fraction, writers).
     """
 
     threshold: float
@@ -229,6 +390,12 @@ class Calibration:
     data: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     code_version: str = __version__
+    normalization: str = "none"
+    curve: dict[str, Any] = field(default_factory=dict)
+    operating_points: dict[str, Any] = field(default_factory=dict)
+    default_operating_point: str = ""
+    llr: dict[str, Any] = field(default_factory=dict)
+    cohort: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (non-finite rates become ``None``); ``threshold`` is the key
@@ -294,6 +461,14 @@ class Calibration:
                 f"per-fold thresh.  {spread.mean():.6f} ± {spread.std():.6f} "
                 f"(min {spread.min():.6f}, max {spread.max():.6f})"
             )
+        if self.normalization != "none":
+            lines.append(f"normalisation     {self.normalization}")
+        for name, op in self.operating_points.items():
+            mark = " (default)" if name == self.default_operating_point else ""
+            lines.append(
+                f"operating point   {name:<16} T={op['threshold']:+.4f}  FRR {pct(op['FRR'])}"
+                f"  FAR skilled {pct(op['FAR_skilled'])}  FAR random {pct(op['FAR_random'])}{mark}"
+            )
         neg = self.negatives
         lines += [
             f"development users {self.n_users} ({_id_ranges(self.users)}), {self.refs} refs, "
@@ -351,19 +526,20 @@ def _strip_prefix(text: str, dataset: str | None) -> str:
     return text
 
 
-def _foreign_negatives(
+def foreign_mask(
     extra: FeatureSet, fs: FeatureSet, users: Sequence[str], dataset: str | None
-) -> tuple[np.ndarray, int]:
-    """Rows of ``extra`` that belong to none of the calibration ``users``.
+) -> np.ndarray:
+    """Boolean mask of the rows of ``extra`` that belong to none of ``users`` of ``fs``.
 
     A row is dropped when its user id (with a ``<dataset>/`` prefix removed)
-    names a calibration user, or its file name (prefix removed) is the file of
-    any sample of a calibration user.
+    names one of ``users``, or its file name (prefix removed) is the file of
+    any sample of one of ``users``. Used so that a background set never gives a
+    user their own signatures as negatives.
 
     Returns
     -------
-    (ndarray of float32, int)
-        Kept features and the number of dropped rows.
+    ndarray of bool
+        True for the rows to keep.
     """
     if extra.dim != fs.dim:
         raise DatasetError(
@@ -376,7 +552,14 @@ def _foreign_negatives(
     cal_idx = [uid_index[u] for u in users]
     cal_files = set(fs.filenames[np.isin(fs.y, cal_idx)].tolist())
     own_file = np.array([_strip_prefix(str(f), dataset) in cal_files for f in extra.filenames])
-    keep = ~(own_user | own_file)
+    return ~(own_user | own_file)
+
+
+def _foreign_negatives(
+    extra: FeatureSet, fs: FeatureSet, users: Sequence[str], dataset: str | None
+) -> tuple[np.ndarray, int]:
+    """Kept features of :func:`foreign_mask` and the number of dropped rows."""
+    keep = foreign_mask(extra, fs, users, dataset)
     return extra.features[keep], int(np.count_nonzero(~keep))
 
 
@@ -572,7 +755,270 @@ def calibrate_threshold(
             "n_samples": n_data,
         },
         created=_utc_now(),
+        normalization="none",
+        curve=calibration_curve(g, r, s),
+        operating_points=operating_points(g, r, s),
+        default_operating_point="balanced" if kind == "eer-skilled" else "",
+        llr=fit_llr(g, s),
     )
+
+
+def calibrate_deployment(
+    features: FeatureSet,
+    *,
+    users: str | Sequence[str],
+    background: FeatureSet | None,
+    normalization: str = "none",
+    dataset: str | None = None,
+    refs: int = 5,
+    folds: int = 5,
+    seed: int = 1234,
+    default: str = "balanced",
+    points: Sequence[str] = DEFAULT_OPERATING_POINTS,
+    params: Mapping[str, Any] | None = None,
+    cohort_fraction: float | None = None,
+    n_jobs: int = 1,
+    progress: bool = False,
+    run: Any = None,
+) -> Calibration:
+    """Calibrate named operating points through the product's own enrollment path.
+
+    The calibration population is enrolled as :meth:`enrollment.Verifier.enroll`
+    would (:func:`sigver.evaluation.simulate_deployment`: shipped background +
+    the other users' references, :func:`sigver.usermodel.train_user_model`), the
+    scores are normalised per user with ``normalization``, pooled over users and
+    folds, and the calibration curve and operating points are read off them.
+
+    Parameters
+    ----------
+    features : FeatureSet
+        Calibration population (with skilled forgeries). Never exploitation users.
+    users : str or sequence of str
+        Its users (a specification such as ``"001-037"`` or ids).
+    background : FeatureSet or None
+        The model's background set.
+    normalization : str
+        Per-user normaliser the thresholds apply to.
+    default : str
+        Operating point whose threshold becomes ``Calibration.threshold``.
+    points : sequence of str
+        Operating points to compute (``default`` is added).
+    run : DeploymentRun, optional
+        An existing simulation of these users (research: one run, many normalisers).
+
+    Returns
+    -------
+    Calibration
+    """
+    from sigver.evaluation import simulate_deployment
+
+    ids = _resolve_users(features, users)
+    if run is None:
+        run = simulate_deployment(
+            features,
+            users=ids,
+            background=background,
+            dataset=dataset,
+            refs=refs,
+            folds=folds,
+            seed=seed,
+            normalization=normalization,
+            params=dict(params) if params else None,
+            cohort_fraction=cohort_fraction,
+            n_jobs=n_jobs,
+            progress=progress,
+        )
+    scores = run.scores(normalization)
+    g, r, s = (
+        np.concatenate([a for fold in scores for a in getattr(fold, part)])
+        for part in ("genuine", "random", "skilled")
+    )
+    if s.size == 0:
+        raise CalibrationError("the calibration users have no skilled forgeries")
+    names = list(dict.fromkeys([str(default).strip().lower(), *points]))
+    ops = operating_points(g, r, s, names)
+    default_name = names[0]
+    if default_name not in ops:
+        raise CalibrationError(f"operating point {default!r} has no finite threshold")
+    eer, t_eer = eer_global(g, s)
+    fold_thr = []
+    for fold in scores:
+        fg, fs_ = np.concatenate(fold.genuine), np.concatenate(fold.skilled)
+        fold_thr.append(operating_point_threshold(default_name, fg, fs_))
+    op = ops[default_name]
+    cfg = run.resolved.config
+    meta = features.meta
+    info = run.info
+    return Calibration(
+        threshold=float(op["threshold"]),
+        target=default_name,
+        eer=float(eer),
+        eer_threshold=float(t_eer),
+        frr=float(op["FRR"]),
+        far_skilled=float(op["FAR_skilled"]),
+        far_random=float("nan") if op["FAR_random"] is None else float(op["FAR_random"]),
+        n_users=len(ids),
+        n_genuine=int(g.size),
+        n_skilled=int(s.size),
+        n_random=int(r.size),
+        refs=int(cfg.refs),
+        folds=int(cfg.folds),
+        seed=int(cfg.seed),
+        fold_seeds=tuple(int(v) for v in run.resolved.seeds),
+        fold_thresholds=tuple(float(t) for t in fold_thr),
+        users=ids,
+        classifier={
+            **info.get("classifier_params", {}),
+            "scaling": "per user (StandardScaler(with_mean=False))",
+            "class_weight": "genuine = #negatives / #positives",
+            "trainer": info.get("trainer"),
+        },
+        negatives={
+            "per_user": int(
+                info["negatives"]["background"] + info["negatives"]["other_users_references"]
+            ),
+            "other_users_references": info["negatives"]["other_users_references"],
+            "extra": info["negatives"]["background"],
+            "extra_dropped_as_calibration_users": info["negatives"][
+                "background_dropped_as_population_writers"
+            ],
+            "extra_source": (background.meta.get("purpose") or "given") if background else None,
+        },
+        data={
+            "dataset": dataset if dataset is not None else meta.get("dataset"),
+            "model_id": meta.get("model_id"),
+            "model_sha256": meta.get("model_sha256"),
+            "n_samples": len(features),
+        },
+        created=_utc_now(),
+        normalization=normalization,
+        curve=calibration_curve(g, r, s),
+        operating_points=ops,
+        default_operating_point=default_name,
+        llr=fit_llr(g, s),
+        cohort=dict(info.get("cohort", {})) if normalization != "none" else {},
+    )
+
+
+def stored_calibration(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The calibration block of a checkpoint's ``meta.metrics`` (a dict), or None."""
+    cal = (metrics or {}).get(METRICS_KEY)
+    return dict(cal) if isinstance(cal, Mapping) else None
+
+
+def resolve_operating_point(
+    calibration: Mapping[str, Any] | None, name: str | None
+) -> tuple[float, str, dict[str, Any]]:
+    """Threshold, name and calibrated rates of an operating point of a stored calibration.
+
+    Parameters
+    ----------
+    calibration : mapping or None
+        :meth:`Calibration.to_dict` output (``meta.metrics["calibration"]``).
+    name : str or None
+        Operating point name; None = the calibration's default.
+
+    Returns
+    -------
+    (float, str, dict)
+        Threshold, canonical name, and the rates it was calibrated for (``FRR``,
+        ``FAR_skilled``, ``FAR_random``; empty for an old calibration without them).
+
+    Raises
+    ------
+    CalibrationError
+        No calibration, or an operating point it does not hold.
+    """
+    if not calibration:
+        raise CalibrationError(
+            "the model carries no calibration, so it has no named operating points"
+        )
+    points = calibration.get("operating_points") or {}
+    if name is None:
+        default = calibration.get("default_operating_point") or ""
+        if default in points:
+            return float(points[default]["threshold"]), default, dict(points[default])
+        t = stored_threshold({METRICS_KEY: calibration})
+        if t is None:
+            raise CalibrationError("the model's calibration has no threshold")
+        rates = {
+            "FRR": calibration.get("frr"),
+            "FAR_skilled": calibration.get("far_skilled"),
+            "FAR_random": calibration.get("far_random"),
+        }
+        return t, str(calibration.get("target") or "calibrated"), rates
+    kind, value = parse_operating_point(name)
+    key = "balanced" if kind == "balanced" else str(name).strip().lower()
+    if key not in points:
+        available = ", ".join(points) or "none"
+        raise CalibrationError(
+            f"the model's calibration has no operating point {name!r} (available: {available})"
+        )
+    return float(points[key]["threshold"]), key, dict(points[key])
+
+
+def plot_calibration(
+    calibration: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    chosen: str | None = None,
+    measured: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plot a calibration curve (FRR, FAR_skilled, FAR_random vs threshold) to a PNG.
+
+    Parameters
+    ----------
+    calibration : mapping
+        :meth:`Calibration.to_dict` output with a ``curve``.
+    path : path-like
+    chosen : str, optional
+        Operating point to mark (default: the calibration's default).
+    measured : mapping, optional
+        ``FRR``, ``FAR_skilled`` (and ``FAR_random``) measured elsewhere at the
+        chosen threshold, e.g. on a population not used for calibration; drawn
+        as hollow markers next to the calibrated rates.
+    title : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from sigver.plots import _pyplot, _save
+
+    curve = calibration.get("curve") or {}
+    if not curve.get("threshold"):
+        raise CalibrationError("the calibration holds no curve to plot")
+    t, name, rates = resolve_operating_point(calibration, chosen)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = np.asarray(curve["threshold"], dtype=np.float64)
+    for key, label, style in (
+        ("FRR", "FRR (genuine rejected)", "-"),
+        ("FAR_skilled", "FAR skilled", "--"),
+        ("FAR_random", "FAR random", ":"),
+    ):
+        y = np.array([np.nan if v is None else v for v in curve.get(key, [])], dtype=np.float64)
+        if y.size == x.size:
+            ax.plot(x, 100 * y, style, label=label)
+    ax.axvline(t, color="k", lw=0.8)
+    for key, marker in (("FRR", "o"), ("FAR_skilled", "s")):
+        if rates.get(key) is not None:
+            ax.plot([t], [100 * float(rates[key])], marker, color="k")
+        if measured and measured.get(key) is not None:
+            ax.plot([t], [100 * float(measured[key])], marker, mfc="none", color="tab:red", ms=9)
+    ax.set_xlabel(f"threshold ({calibration.get('normalization', 'none')} score)")
+    ax.set_ylabel("error rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(
+        title
+        or f"calibration curve, operating point {name!r} at T={t:.3f}"
+        + (" (hollow: measured elsewhere)" if measured else ""),
+        fontsize=9,
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, Path(path))
 
 
 def stored_threshold(metrics: Mapping[str, Any] | None) -> float | None:

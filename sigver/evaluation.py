@@ -64,6 +64,9 @@ __all__ = [
     "evaluate",
     "a_priori_other_folds",
     "fixed_threshold_point",
+    "DeploymentRun",
+    "result_from_scores",
+    "simulate_deployment",
     "SUMMARY_METRICS",
 ]
 
@@ -489,11 +492,38 @@ def evaluate(
         len(splits),
         splits[0].training_negatives(0).size,
     )
-    folds, all_scores = [], []
-    for split in splits:
-        scores = score_fold(
-            fs.features, split, cfg, engine=engine, n_jobs=n_jobs, progress=progress
-        )
+    all_scores = [
+        score_fold(fs.features, split, cfg, engine=engine, n_jobs=n_jobs, progress=progress)
+        for split in splits
+    ]
+    return result_from_scores(
+        resolved,
+        splits,
+        all_scores,
+        cfg,
+        meta={"engine": engine, "n_jobs": n_jobs, **fs.meta},
+        threshold=threshold,
+        threshold_source=threshold_source,
+    )
+
+
+def result_from_scores(
+    resolved: ResolvedProtocol,
+    splits: list[FoldSplit],
+    all_scores: list[FoldScores],
+    cfg: ClassifierConfig,
+    *,
+    meta: dict[str, Any],
+    threshold: float | None = None,
+    threshold_source: str = "given",
+) -> EvaluationResult:
+    """Per-fold metrics, summary and operating points of already computed scores.
+
+    Shared by :func:`evaluate` and the deployment simulation, so both report
+    the same metrics with the same definitions.
+    """
+    folds = []
+    for split, scores in zip(splits, all_scores, strict=True):
         m = dict(compute_metrics(scores.genuine, scores.random, scores.skilled))
         simple = _cat(scores.simple)
         if simple.size:
@@ -501,7 +531,8 @@ def evaluate(
             m["n_simple"] = int(simple.size)
         m["fold"] = split.fold
         m["seed"] = split.seed
-        m["mean_n_support"] = float(np.mean(scores.n_support))
+        if scores.n_support:
+            m["mean_n_support"] = float(np.mean(scores.n_support))
         logger.info(
             "fold %d: EER_global %.2f%%  EER_user %.2f%%",
             split.fold,
@@ -509,7 +540,6 @@ def evaluate(
             100 * m["EER_user"],
         )
         folds.append(m)
-        all_scores.append(scores)
     keys = list(SUMMARY_METRICS) + (["FAR_simple"] if "FAR_simple" in folds[0] else [])
     summary = {key: _mean_std([f[key] for f in folds]) for key in keys}
     return EvaluationResult(
@@ -519,13 +549,294 @@ def evaluate(
         scores=all_scores,
         summary=summary,
         a_priori=a_priori_other_folds(all_scores),
-        meta={"engine": engine, "n_jobs": n_jobs, **fs.meta},
+        meta=meta,
         fixed_threshold=(
             None
             if threshold is None
             else fixed_threshold_point(all_scores, threshold, threshold_source)
         ),
     )
+
+
+# -- deployment simulation ----------------------------------------------------------
+
+
+@dataclass
+class DeploymentRun:
+    """Raw scores of a deployment simulation and what is needed to normalise them.
+
+    Attributes
+    ----------
+    resolved : ResolvedProtocol
+    splits : list of FoldSplit
+    raw : list of FoldScores
+        SVM decision values (un-normalised), per fold and user.
+    loo : list of list of ndarray
+        Leave-one-out reference scores per fold and user (empty when not computed).
+    cohort : list of list of ndarray
+        Cohort scores per fold and user (empty when no cohort).
+    normalization : str
+        Normaliser the classifiers were trained for (the product's choice).
+    info : dict
+        Negatives, cohort and classifier facts for the reports.
+    """
+
+    resolved: ResolvedProtocol
+    splits: list[FoldSplit]
+    raw: list[FoldScores]
+    loo: list[list[np.ndarray]]
+    cohort: list[list[np.ndarray]]
+    normalization: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def normalizers(self, method: str | None = None) -> list[list[Any]]:
+        """Per fold and user, the normaliser ``method`` (default: the run's) fits."""
+        from sigver.normalization import fit_normalizer
+
+        method = method or self.normalization
+        return [
+            [
+                fit_normalizer(
+                    method,
+                    loo_genuine=loo if loo.size else None,
+                    cohort=coh if coh.size else None,
+                )
+                for loo, coh in zip(fold_loo, fold_coh, strict=True)
+            ]
+            for fold_loo, fold_coh in zip(self.loo, self.cohort, strict=True)
+        ]
+
+    def scores(self, method: str | None = None) -> list[FoldScores]:
+        """Scores of every fold normalised per user with ``method``."""
+        out = []
+        for fold, norms in zip(self.raw, self.normalizers(method), strict=True):
+            out.append(
+                FoldScores(
+                    genuine=[n.transform(a) for n, a in zip(norms, fold.genuine, strict=True)],
+                    random=[n.transform(a) for n, a in zip(norms, fold.random, strict=True)],
+                    skilled=[n.transform(a) for n, a in zip(norms, fold.skilled, strict=True)],
+                    simple=[n.transform(a) for n, a in zip(norms, fold.simple, strict=True)],
+                    n_support=list(fold.n_support),
+                )
+            )
+        return out
+
+    def result(
+        self,
+        method: str | None = None,
+        *,
+        threshold: float | None = None,
+        threshold_source: str = "given",
+        meta: dict[str, Any] | None = None,
+    ) -> EvaluationResult:
+        """Metrics of the ``method``-normalised scores and the operating point at ``threshold``."""
+        method = method or self.normalization
+        return result_from_scores(
+            self.resolved,
+            self.splits,
+            self.scores(method),
+            ClassifierConfig(scaling="user"),
+            meta={
+                **(meta or {}),
+                "mode": "deployment simulation (negatives: model)",
+                "normalization": method,
+                **self.info,
+            },
+            threshold=threshold,
+            threshold_source=threshold_source,
+        )
+
+
+def _deploy_user(
+    x: np.ndarray,
+    split: FoldSplit,
+    i: int,
+    background: np.ndarray,
+    cohort: np.ndarray | None,
+    params: dict[str, Any],
+    normalization: str,
+    statistics: bool,
+) -> tuple[np.ndarray, ...]:
+    from sigver.usermodel import train_user_model
+
+    others = x[split.exp_negatives[i]] if split.exp_negatives else None
+    model = train_user_model(
+        x[split.refs[i]],
+        background,
+        others,
+        params=params,
+        normalization=normalization,
+        cohort=cohort,
+        statistics=statistics,
+    )
+
+    def raw(idx: np.ndarray) -> np.ndarray:
+        return model.raw_scores(x[idx]) if idx.size else np.zeros(0)
+
+    return (
+        raw(split.test_genuine[i]),
+        raw(split.random_forgeries(i)),
+        raw(split.skilled[i]),
+        raw(split.simple[i]),
+        model.loo_genuine,
+        model.cohort_scores,
+        np.asarray(model.classifier.support_vectors_.shape[0]),
+    )
+
+
+def simulate_deployment(
+    fs: FeatureSet,
+    *,
+    users: Any,
+    background: FeatureSet | None,
+    dataset: str | None = None,
+    refs: int = 5,
+    folds: int = 5,
+    seed: int = 1234,
+    normalization: str = "none",
+    params: dict[str, Any] | None = None,
+    cohort_fraction: float | None = None,
+    statistics: bool = False,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> DeploymentRun:
+    """Enroll every user of a population as the product does, and score its test sets.
+
+    Per fold (seeds from :func:`sigver.protocol.fold_seeds`) and user: ``refs``
+    random genuine references are enrolled with
+    :func:`sigver.usermodel.train_user_model` (the code path of
+    :meth:`enrollment.Verifier.enroll`): negatives are the model's background
+    set (rows of the population's own writers dropped, the cohort held out
+    when the normaliser needs it or ``statistics``) and the references of every
+    other user of the population (all of them are enrolled). Scored: the user's
+    other genuines, all their skilled forgeries, and the other users' test
+    genuines as random forgeries.
+
+    Parameters
+    ----------
+    fs : FeatureSet
+        The population's features.
+    users : UserSpec or str
+        Users of ``fs`` to enroll (a :class:`~sigver.protocol.ProtocolConfig`
+        ``exp_users`` value: ids, a ``(start, stop)`` range or ``"all"``).
+    background : FeatureSet or None
+        The model's background set (with writer ids, for the cohort split).
+    dataset : str, optional
+        Prefix of the population's ids in ``background`` (default ``fs.meta["dataset"]``).
+    refs, folds, seed
+        Enrollment size and random draws.
+    normalization : str
+        The product's normaliser (decides whether the cohort is held out).
+    params : dict, optional
+        Classifier parameters (enrollment's defaults when omitted).
+    cohort_fraction : float, optional
+        Share of background writers in the cohort (default
+        :data:`sigver.usermodel.DEFAULT_COHORT_FRACTION`).
+    statistics : bool
+        Compute leave-one-out and cohort scores for every normaliser (research).
+    n_jobs : int
+        Threads over users.
+    progress : bool
+
+    Returns
+    -------
+    DeploymentRun
+    """
+    from tqdm.auto import tqdm
+
+    from sigver.calibration import foreign_mask
+    from sigver.normalization import NEEDS_COHORT, family
+    from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS, DEFAULT_COHORT_FRACTION, split_cohort
+
+    family(normalization)  # a clear error for an unknown method, before any training
+    fraction = DEFAULT_COHORT_FRACTION if cohort_fraction is None else float(cohort_fraction)
+    params = dict(params or DEFAULT_CLASSIFIER_PARAMS)
+    config = ProtocolConfig(
+        name="deployment",
+        exp_users=users,
+        dev_users="none",
+        refs=refs,
+        test_genuine=None,
+        forg_from_exp=refs,
+        folds=folds,
+        seed=seed,
+    )
+    resolved, splits = make_splits(fs.y, fs.yforg, fs.user_ids, config)
+    ids = [str(fs.user_ids[u]) for u in resolved.exp_users]
+    dataset = dataset if dataset is not None else fs.meta.get("dataset")
+    dim = fs.dim
+    if background is not None and len(background):
+        keep = foreign_mask(background, fs, ids, dataset)
+        writers = background.user_ids[background.y][keep]
+        feats = background.features[keep]
+        in_cohort = (
+            split_cohort(writers, fraction)
+            if (statistics or family(normalization) in NEEDS_COHORT)
+            else np.zeros(len(writers), dtype=bool)
+        )
+        bg, cohort = feats[~in_cohort], feats[in_cohort]
+        dropped = int(np.count_nonzero(~keep))
+        n_cohort_writers = len(set(writers[in_cohort].tolist()))
+    else:
+        bg, cohort = np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
+        dropped = n_cohort_writers = 0
+    if family(normalization) in NEEDS_COHORT and not len(cohort):
+        raise SigverError(f"{normalization} needs a background set to draw the cohort from")
+    raw, loo, coh = [], [], []
+    n_users = len(ids)
+    bar = tqdm(
+        total=n_users * len(splits),
+        desc="deployment",
+        unit="user",
+        disable=not progress or not sys.stderr.isatty(),
+    )
+    with bar:
+        for split in splits:
+
+            def one(i: int, split: FoldSplit = split) -> tuple[np.ndarray, ...]:
+                out = _deploy_user(
+                    fs.features,
+                    split,
+                    i,
+                    bg,
+                    cohort if len(cohort) else None,
+                    params,
+                    normalization,
+                    statistics,
+                )
+                bar.update(1)
+                return out
+
+            res = Parallel(n_jobs=max(1, int(n_jobs)), prefer="threads")(
+                delayed(one)(i) for i in range(n_users)
+            )
+            raw.append(
+                FoldScores(
+                    genuine=[r[0] for r in res],
+                    random=[r[1] for r in res],
+                    skilled=[r[2] for r in res],
+                    simple=[r[3] for r in res],
+                    n_support=[int(r[6]) for r in res],
+                )
+            )
+            loo.append([r[4] for r in res])
+            coh.append([r[5] for r in res])
+    info = {
+        "negatives": {
+            "background": int(len(bg)),
+            "background_dropped_as_population_writers": dropped,
+            "other_users_references": int(splits[0].exp_negatives[0].size),
+        },
+        "cohort": {
+            "fraction": fraction,
+            "writers": n_cohort_writers,
+            "signatures": int(len(cohort)),
+            "rule": "sha256(writer id) in the lowest fraction (sigver.usermodel.split_cohort)",
+        },
+        "classifier_params": params,
+        "trainer": "sigver.usermodel.train_user_model (the code path of Verifier.enroll)",
+    }
+    return DeploymentRun(resolved, splits, raw, loo, coh, normalization, info)
 
 
 # -- reports -------------------------------------------------------------------------

@@ -444,4 +444,8 @@ def test_first_release_store_is_migrated(tmp_path):
     assert store.create_api_key("old")[0].name == "old"  # revoked name reusable
     assert store.other_references("alice", "m" * 64, limit=10).shape == (3, 4)
     assert store.integrity_check() == "ok"
+    # Migrated users follow the store-wide operating point until one is set.
+    assert alice.operating_point is None
+    assert store.set_operating_point("alice", "balanced").operating_point == "balanced"
+    assert store.get_user("alice").threshold == 0.25  # the override is kept
     assert UserStore(home).schema_version() == 2  # reopening is a no-op

@@ -7,6 +7,16 @@ enrollment reads its default threshold)::
         --data /data/sigcomp2011 --dataset sigcomp2011 --users 001-037
     sigver calibrate --model M --data dev.npz --users 001-037 --target far-skilled=5% --write
 
+With ``--normalization METHOD`` the development users are enrolled through
+the product's own code path (:func:`sigver.calibration.calibrate_deployment`)
+with that per-user score normaliser, and the named operating points
+(``balanced``, ``far-skilled=1%``, ...) and the calibration curve are computed
+on the normalised scores; ``--default-operating-point`` picks the one whose
+threshold is the model's default::
+
+    sigver calibrate --model M --data D --dataset sigcomp2011 --users 001-037 \\
+        --normalization loo-lcb=1 --plot curve.png --write
+
 Only development writers (never exploitation writers) may be given to
 ``--users``. See :mod:`sigver.calibration` for the procedure.
 """
@@ -61,6 +71,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="store the calibration in the checkpoint (new sha256: re-enroll existing users)",
     )
+    parser.add_argument(
+        "--normalization",
+        metavar="METHOD",
+        help="calibrate through the enrollment code path with this per-user score normaliser "
+        "(none, loo-lcb=K, loo-znorm, two-point, cohort-znorm; see sigver.normalization)",
+    )
+    parser.add_argument(
+        "--default-operating-point",
+        default="balanced",
+        metavar="NAME",
+        help="with --normalization: operating point whose threshold becomes the default "
+        "(balanced, far-skilled=X, frr=X; default balanced)",
+    )
+    parser.add_argument(
+        "--operating-points",
+        nargs="+",
+        metavar="NAME",
+        help="with --normalization: operating points to compute (default: balanced, "
+        "far-skilled=1%%/5%%/10%%, frr=1%%/5%%)",
+    )
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
     parser.add_argument("--batch-size", type=int, default=64, help="extraction batch size")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -112,19 +143,42 @@ def run(args: argparse.Namespace) -> int:
     fs = extractor.extract_featureset(
         cache, batch_size=args.batch_size, progress=progress, data=str(args.data)
     )
-    calibration = calibrate_threshold(
-        fs,
-        users=args.users,
-        negatives=background,
-        dataset=cache.dataset,
-        refs=args.refs,
-        folds=args.folds,
-        seed=args.seed,
-        target=args.target,
-        n_jobs=max(1, args.jobs),
-        progress=progress,
-    )
+    if args.normalization is not None:
+        from sigver.calibration import DEFAULT_OPERATING_POINTS, calibrate_deployment
+
+        calibration = calibrate_deployment(
+            fs,
+            users=args.users,
+            background=background,
+            normalization=args.normalization,
+            dataset=cache.dataset,
+            refs=args.refs,
+            folds=args.folds,
+            seed=args.seed,
+            default=args.default_operating_point,
+            points=args.operating_points or DEFAULT_OPERATING_POINTS,
+            n_jobs=max(1, args.jobs),
+            progress=progress,
+        )
+    else:
+        calibration = calibrate_threshold(
+            fs,
+            users=args.users,
+            negatives=background,
+            dataset=cache.dataset,
+            refs=args.refs,
+            folds=args.folds,
+            seed=args.seed,
+            target=args.target,
+            n_jobs=max(1, args.jobs),
+            progress=progress,
+        )
     print(calibration.summary())
+    if args.plot is not None:
+        from sigver.calibration import plot_calibration
+
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_calibration(calibration.to_dict(), args.plot)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, calibration.to_dict())

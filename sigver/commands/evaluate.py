@@ -10,6 +10,17 @@ Examples::
         --test-genuine 10 --forg-from-dev 14 --folds 10 --seed 1 --out runs/custom
     sigver evaluate --model models/m.pt --data data/sigcomp2011.npz --preset sigcomp2011-dev \\
         --threshold model --scaling user --out runs/fixed
+    sigver evaluate --model models/sigver-sigresnet-v1.pt --data ../shared/data/sigcomp2011 \\
+        --dataset sigcomp2011 --preset sigcomp2011-dev --negatives model --out runs/deployed
+
+``--negatives model`` is the deployment simulation: every exploitation user is
+enrolled exactly as :meth:`enrollment.Verifier.enroll` enrolls
+(:func:`sigver.usermodel.train_user_model`: the model's shipped background +
+the other users' references, the model's score normaliser), and decisions use
+the model's operating point (``--operating-point``, default: the
+calibration's default). FRR / FAR_skilled / FAR_random at that point are
+reported next to the a-posteriori EERs of the same scores, with a plot of the
+calibration curve and the measured point.
 
 Besides the a-posteriori EERs and the "other folds" a-priori point, ``--threshold T``
 reports the honest a-priori operating point: FRR / FAR at a threshold chosen on
@@ -115,6 +126,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where T comes from, shown in the reports (default: 'command line' or the "
         "checkpoint's calibration)",
     )
+    dep = parser.add_argument_group("deployment simulation (--negatives model)")
+    dep.add_argument(
+        "--negatives",
+        choices=("protocol", "model"),
+        default="protocol",
+        help="'protocol' (default): negatives of the research protocol; 'model': enroll every "
+        "user as the product does (shipped background + other users' references) and decide "
+        "at the model's operating point",
+    )
+    dep.add_argument(
+        "--operating-point",
+        metavar="NAME",
+        help="named operating point of the --model calibration (default: its default)",
+    )
+    dep.add_argument(
+        "--normalization",
+        metavar="METHOD",
+        help="per-user score normaliser (default: the one the model was calibrated with)",
+    )
+    dep.add_argument(
+        "--deployed-model",
+        type=Path,
+        metavar="M",
+        help="with --features: the checkpoint the features come from (its calibration and "
+        "background are used; with --model, that one)",
+    )
+    dep.add_argument(
+        "--background",
+        type=Path,
+        metavar="PATH",
+        help="background negatives (default: <model stem>.background.npz)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -152,7 +195,9 @@ def build_protocol(args: argparse.Namespace) -> Any:
     return base.replace(**changes) if changes else base
 
 
-def resolve_threshold(args: argparse.Namespace) -> tuple[float, str] | None:
+def resolve_threshold(
+    args: argparse.Namespace, *, deployment: bool = False
+) -> tuple[float, str] | None:
     """``(T, source)`` from ``--threshold`` / ``--threshold-source``, None without a threshold.
 
     Raises
@@ -180,6 +225,13 @@ def resolve_threshold(args: argparse.Namespace) -> tuple[float, str] | None:
             raise SigverError(
                 f"{args.model} has no calibrated threshold (meta.metrics['calibration']"
                 "['threshold']); run the calibration first or give --threshold T"
+            )
+        norm = metrics["calibration"].get("normalization") or "none"
+        if norm != "none" and not deployment:
+            # The protocol's scores are raw SVM decision values; this threshold is not.
+            raise SigverError(
+                f"the calibrated threshold of {args.model} applies to {norm}-normalised scores; "
+                "evaluate it with --negatives model (the deployment simulation)"
             )
         target = metrics["calibration"].get("target")
         source = f"calibration of {args.model.name}" + (f", {target}" if target else "")
@@ -217,9 +269,100 @@ def _load_features(args: argparse.Namespace) -> Any:
     return Extractor.from_checkpoint(args.model).extract_featureset(cache, progress=progress)
 
 
+def run_deployment(args: argparse.Namespace) -> int:
+    """``--negatives model``: the deployment simulation at the model's operating point."""
+    from sigver._util import write_json
+    from sigver.calibration import plot_calibration, resolve_operating_point, stored_calibration
+    from sigver.errors import SigverError
+    from sigver.evaluation import format_table, simulate_deployment, write_results
+    from sigver.features import default_background_path
+    from sigver.featureset import load_features
+    from sigver.models.checkpoint import load_checkpoint
+
+    model_path = args.model or args.deployed_model
+    if model_path is None:
+        raise SigverError(
+            "--negatives model needs --model (or --features with --deployed-model): its "
+            "background and calibration"
+        )
+    protocol = build_protocol(args)
+    weights = load_checkpoint(model_path)
+    calibration = stored_calibration(weights.meta.metrics)
+    normalization = args.normalization or (calibration or {}).get("normalization") or "none"
+    fixed = resolve_threshold(args, deployment=True)
+    if fixed is not None:
+        threshold, source, name, rates = fixed[0], fixed[1], "", {}
+    else:
+        threshold, name, rates = resolve_operating_point(calibration, args.operating_point)
+        source = f"operating point {name!r} of {model_path.name}"
+        if normalization != (calibration or {}).get("normalization", "none"):
+            raise SigverError(
+                f"the model's operating points apply to {calibration.get('normalization')!r} "  # type: ignore[union-attr]
+                f"scores, not {normalization!r}; give --threshold T for another normaliser"
+            )
+    bg_path = args.background or default_background_path(model_path)
+    background = load_features(bg_path) if Path(bg_path).is_file() else None
+    fs = _load_features(args)
+    recorded = fs.meta.get("model_sha256")
+    if recorded and recorded != weights.sha256:
+        raise SigverError(
+            f"the features were extracted with model {str(recorded)[:12]}, not {model_path} "
+            f"({weights.sha256[:12]}); its operating points do not apply to them"
+        )
+    run = simulate_deployment(
+        fs,
+        users=protocol.exp_users,
+        background=background,
+        dataset=fs.meta.get("dataset"),
+        refs=protocol.refs,
+        folds=protocol.folds,
+        seed=protocol.seed,
+        normalization=normalization,
+        n_jobs=max(1, args.jobs),
+        progress=not args.no_progress,
+    )
+    result = run.result(
+        normalization, threshold=threshold, threshold_source=source, meta=dict(fs.meta)
+    )
+    write_results(result, fs.user_ids, args.out, plots=not args.no_plots)
+    measured = {k: v["mean"] for k, v in result.fixed_threshold["summary"].items()}  # type: ignore[index]
+    report = {
+        "operating_point": name or None,
+        "threshold": threshold,
+        "source": source,
+        "normalization": normalization,
+        "calibrated_rates": rates,
+        "measured": measured,
+        "a_posteriori": {k: result.summary[k] for k in ("EER_global", "EER_user")},
+        **run.info,
+    }
+    write_json(args.out / "deployment.json", report)
+    if not args.no_plots and calibration and calibration.get("curve") and name:
+        plot_calibration(
+            calibration, args.out / "calibration-curve.png", chosen=name, measured=measured
+        )
+    print(
+        f"deployment simulation: protocol {protocol.name or 'custom'}, "
+        f"features {fs.meta.get('model_id', '?')}, normalisation {normalization}"
+    )
+    print(format_table(result))
+    if rates:
+        shown = ", ".join(
+            f"{k} {100 * v:.2f} %"
+            for k, v in rates.items()
+            if k != "threshold" and isinstance(v, (int, float))
+        )
+        print(f"operating point {name!r} was calibrated for: {shown}")
+    print(f"wrote {args.out / 'results.json'}, deployment.json, results.csv, results.md")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the protocol, print the table, write the reports."""
     from sigver.evaluation import ClassifierConfig, evaluate, format_table, write_results
+
+    if args.negatives == "model":
+        return run_deployment(args)
 
     protocol = build_protocol(args)
     cfg = ClassifierConfig(kernel=args.kernel, C=args.svm_c, gamma=args.gamma, scaling=args.scaling)

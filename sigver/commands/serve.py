@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from enrollment._cli import add_model_argument, add_store_argument
+from enrollment._cli import add_model_argument, add_operating_point_argument, add_store_argument
 
 NAME = "serve"
 HELP = "run the HTTP service (enroll/verify endpoints, API-key auth, docs at /docs)"
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_store_argument(parser, tenant=False)
     add_model_argument(parser)
+    add_operating_point_argument(parser)
     parser.add_argument(
         "--create-key",
         metavar="NAME",
@@ -93,7 +94,12 @@ def run(args: argparse.Namespace) -> int:
     # with a clear message, instead of in every worker.
     extractor, model_path = load_extractor(args.model)
     verifier = Verifier(
-        home=home, model=model_path, extractor=extractor, settings=settings, store=store_url
+        home=home,
+        model=model_path,
+        extractor=extractor,
+        settings=settings,
+        store=store_url,
+        operating_point=args.operating_point,
     )
     store = verifier.store
     if args.create_key:
@@ -128,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_STORE] = store_url
     if model_path is not None:
         os.environ[ENV_MODEL] = str(model_path)
+    if args.operating_point:
+        from enrollment.verifier import ENV_OPERATING_POINT
+
+        os.environ[ENV_OPERATING_POINT] = verifier.operating_point
     uvicorn.run(
         "enrollment.service:app_from_env",
         factory=True,

@@ -1,11 +1,17 @@
-"""``sigver users``: list, show and remove enrolled users; set their thresholds."""
+"""``sigver users``: list, show and remove enrolled users; set thresholds / operating points."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from enrollment._cli import add_store_argument, format_table, open_store_from_args, print_json
+from enrollment._cli import (
+    add_model_argument,
+    add_store_argument,
+    format_table,
+    open_store_from_args,
+    print_json,
+)
 
 NAME = "users"
 HELP = "list, show or remove enrolled users, or set a user's threshold"
@@ -24,7 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p_thr.add_argument("user", metavar="ID")
     p_thr.add_argument("threshold", metavar="T|default")
-    for sub in (p_list, p_show, p_remove, p_thr):
+    p_op = actions.add_parser(
+        "set-operating-point",
+        help="set a user's named operating point ('default' clears it; checked against the model)",
+    )
+    p_op.add_argument("user", metavar="ID")
+    p_op.add_argument("point_name", metavar="NAME|default")
+    add_model_argument(p_op)
+    for sub in (p_list, p_show, p_remove, p_thr, p_op):
         add_store_argument(sub)
         sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -73,6 +86,7 @@ def _run(args: argparse.Namespace, store: Any) -> int:
         print(f"references  {user.n_references} ({user.stored_images} images stored)")
         print(f"negatives   {user.n_negatives}")
         print(f"threshold   {_threshold_text(user.threshold)}")
+        print(f"op. point   {user.operating_point or 'store default'}")
         print(f"classifier  {user.classifier_params}")
         print(f"created     {user.created_at}")
         print(f"updated     {user.updated_at} (revision {user.revision})")
@@ -87,6 +101,27 @@ def _run(args: argparse.Namespace, store: Any) -> int:
             print_json({"removed": args.user})
         else:
             print(f"removed {args.user}")
+        return 0
+    if args.action == "set-operating-point":
+        from enrollment._cli import make_verifier
+
+        name = str(args.point_name).strip()
+        # The model is loaded here (unlike the other actions) to check the name against
+        # its calibration.
+        verifier = make_verifier(args)
+        try:
+            user = verifier.set_operating_point(
+                args.user,
+                None if name.lower() in ("default", "none", "clear") else name,
+                tenant=tenant,
+            )
+        finally:
+            verifier.store.close()
+        point = user.operating_point
+        if args.json:
+            print_json({**user.to_dict(), "operating_point": point})
+        else:
+            print(f"{user.user_id}: operating point {point or 'store default'}")
         return 0
     # set-threshold
     text = str(args.threshold).strip().lower()

@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from enrollment._cli import add_home_argument, add_model_argument, format_table, print_json
+from enrollment._cli import (
+    add_home_argument,
+    add_model_argument,
+    add_operating_point_argument,
+    format_table,
+    print_json,
+)
 
 NAME = "verify"
 HELP = "verify questioned signatures of a user (exit 0 accepted, 1 rejected, 2 error)"
@@ -24,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMG", help="questioned images")
     add_model_argument(parser)
     add_home_argument(parser)
+    add_operating_point_argument(parser)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
@@ -76,4 +83,14 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(f"user {args.user}, model {verifier.model_id}")
     print(format_table(("image", "score", "threshold", "decision"), table))
+    decided = next((r for r in rows if "error" not in r), None)
+    if decided is not None:
+        rates = decided.get("calibrated_rates") or {}
+        shown = ", ".join(
+            f"{k} {100 * v:.1f} %" for k, v in rates.items() if isinstance(v, (int, float))
+        )
+        print(
+            f"operating point: {decided['operating_point'] or '-'}"
+            + (f" (calibrated for {shown})" if shown else "")
+        )
     return status

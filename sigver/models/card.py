@@ -37,6 +37,40 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m {sec:02d}s" if hours else f"{minutes}m {sec:02d}s"
 
 
+def _operating_points_section(cal: dict[str, Any], plot: str | None) -> list[str]:
+    """Named operating points and the score normaliser they apply to."""
+    points = cal.get("operating_points") or {}
+    if not points:
+        return []
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{100 * float(v):.2f} %"
+
+    default = cal.get("default_operating_point")
+    lines = [
+        "## Operating points",
+        "",
+        f"Scores are normalised per user with `{cal.get('normalization', 'none')}` "
+        "(`sigver.normalization`); each named operating point is a threshold on that score, "
+        "with the error rates it gives on the calibration data above. Choose one per store "
+        "(`sigver serve --operating-point NAME`, `Verifier(operating_point=NAME)`) or per user "
+        "(`sigver users set-operating-point`, `PUT /v1/users/{id}/operating-point`).",
+        "",
+        "| operating point | threshold | FRR | FAR skilled | FAR random |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, op in points.items():
+        mark = " (default)" if name == default else ""
+        lines.append(
+            f"| `{name}`{mark} | {float(op['threshold']):.4f} | {pct(op.get('FRR'))} | "
+            f"{pct(op.get('FAR_skilled'))} | {pct(op.get('FAR_random'))} |"
+        )
+    lines.append("")
+    if plot:
+        lines += [f"![calibration curve]({plot})", ""]
+    return lines
+
+
 def _calibration_section(cal: dict[str, Any]) -> list[str]:
     """The default decision threshold, in words a deployer reads before enrolling users."""
 
@@ -69,7 +103,9 @@ def _calibration_section(cal: dict[str, Any]) -> list[str]:
     ]
 
 
-def render_model_card(weights: ModelWeights, *, notes: str = "") -> str:
+def render_model_card(
+    weights: ModelWeights, *, notes: str = "", calibration_plot: str | None = None
+) -> str:
     """Markdown model card for ``weights``.
 
     Parameters
@@ -78,6 +114,8 @@ def render_model_card(weights: ModelWeights, *, notes: str = "") -> str:
         Loaded checkpoint (metadata + sha256).
     notes : str
         Free text appended under "Notes" (limitations, what was tried).
+    calibration_plot : str, optional
+        Relative link of the calibration-curve image to show under the operating points.
 
     Returns
     -------
@@ -132,6 +170,7 @@ def render_model_card(weights: ModelWeights, *, notes: str = "") -> str:
     ]
     if isinstance(m.metrics.get("calibration"), dict):
         lines += _calibration_section(m.metrics["calibration"])
+        lines += _operating_points_section(m.metrics["calibration"], calibration_plot)
     if m.extra:
         lines += ["## Other", "", *_table(dict(m.extra)), ""]
     if notes:
@@ -142,7 +181,20 @@ def render_model_card(weights: ModelWeights, *, notes: str = "") -> str:
 def write_model_card(
     path: str | os.PathLike[str], weights: ModelWeights, *, notes: str = ""
 ) -> Path:
-    """Write :func:`render_model_card` to ``path`` atomically and return the path."""
+    """Write :func:`render_model_card` to ``path`` atomically and return the path.
+
+    When the checkpoint's calibration holds a curve, its plot (with the default
+    operating point) is written beside the card as ``<card stem>.calibration.png``
+    and shown in it.
+    """
     path = Path(path)
-    atomic_write(path, render_model_card(weights, notes=notes))
+    cal = weights.meta.metrics.get("calibration")
+    plot = None
+    if isinstance(cal, dict) and (cal.get("curve") or {}).get("threshold"):
+        from sigver.calibration import plot_calibration
+
+        image = path.with_name(f"{path.stem}.calibration.png")
+        plot_calibration(cal, image)
+        plot = image.name
+    atomic_write(path, render_model_card(weights, notes=notes, calibration_plot=plot))
     return path

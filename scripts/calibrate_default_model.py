@@ -1,0 +1,172 @@
+"""Recalibrate the shipped model's operating points in place (weights unchanged).
+
+Writes into the checkpoint's metadata the calibration of
+:func:`sigver.calibration.calibrate_deployment` on the SigComp2011
+**development** writers 001-037 (the product's enrollment code path, the
+chosen per-user score normaliser, the calibration curve and the named
+operating points), checks that the weights are bit-identical, measures the
+deployed operating point on the exploitation writers 038-069 (reported, never
+tuned on) and regenerates the model card (existing notes kept) with the
+calibration-curve plot.
+
+Usage::
+
+    python scripts/calibrate_default_model.py --sigcomp ../shared/data/sigcomp2011 \\
+        [--model models/sigver-sigresnet-v1.pt] [--normalization loo-lcb=0.5] [--dry-run]
+
+The new metadata changes the file's sha256 and so its model id: users enrolled with
+the previous file must be re-enrolled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fingerprint(state_dict: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key]
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _old_notes(card: Path) -> str:
+    """The card's current "Notes" section, without a previous recalibration paragraph."""
+    if not card.is_file():
+        return ""
+    text = card.read_text(encoding="utf-8")
+    if "## Notes" not in text:
+        return ""
+    notes = text.split("## Notes", 1)[1].strip()
+    marker = "Operating points recalibrated"
+    stale = "At the calibrated threshold ("
+    kept = []
+    for p in notes.split("\n\n"):
+        if p.startswith(marker):
+            continue
+        # The first release's figure, at its raw-score threshold, is history now.
+        kept.append(f"Before the recalibration (raw SVM scores): {p}" if p.startswith(stale) else p)
+    return "\n\n".join(kept)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v1.pt")
+    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    parser.add_argument("--normalization", default="loo-lcb=0.5")
+    parser.add_argument("--default-operating-point", default="balanced")
+    parser.add_argument("--refs", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--report-folds", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--dry-run", action="store_true", help="calibrate, report, write nothing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    start = time.perf_counter()
+
+    from sigver._util import command_line
+    from sigver.cache import load_signatures
+    from sigver.calibration import apply_calibration, calibrate_deployment
+    from sigver.evaluation import simulate_deployment
+    from sigver.features import Extractor, default_background_path
+    from sigver.featureset import load_features
+    from sigver.models.card import write_model_card
+    from sigver.models.checkpoint import load_checkpoint
+
+    weights = load_checkpoint(args.model)
+    before = _fingerprint(weights.state_dict)
+    extractor = Extractor(weights.build_model(), weights)
+    background = load_features(default_background_path(args.model))
+    cache = load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False)
+    fs = extractor.extract_featureset(cache, progress=False, data=str(args.sigcomp))
+    ids = [str(u) for u in fs.user_ids]
+    dev = tuple(u for u in ids if u.isdigit() and 1 <= int(u) <= 37)
+    exp = tuple(u for u in ids if u.isdigit() and 38 <= int(u) <= 69)
+    cal = calibrate_deployment(
+        fs,
+        users=dev,
+        background=background,
+        normalization=args.normalization,
+        dataset="sigcomp2011",
+        refs=args.refs,
+        folds=args.folds,
+        seed=args.seed,
+        default=args.default_operating_point,
+        n_jobs=args.jobs,
+    )
+    print(cal.summary())
+    # Reported only: the deployed point on writers never used for calibration or choice.
+    run = simulate_deployment(
+        fs,
+        users=exp,
+        background=background,
+        dataset="sigcomp2011",
+        refs=args.refs,
+        folds=args.report_folds,
+        seed=args.seed,
+        normalization=args.normalization,
+        n_jobs=args.jobs,
+        progress=False,
+    )
+    res = run.result(threshold=cal.threshold)
+    fx = res.fixed_threshold["summary"]  # type: ignore[index]
+
+    def ms(stat: dict[str, float]) -> str:
+        return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f} %"
+
+    report = (
+        f"Operating points recalibrated with `{command_line()}`: per-user score normaliser "
+        f"`{args.normalization}`, calibrated through the enrollment code path on SigComp2011 "
+        f"development writers 001-037 ({args.refs} references, {args.folds} folds, seed "
+        f"{args.seed}); weights unchanged (bit-identical). Deployment simulation on the "
+        f"exploitation writers 038-069 ({args.report_folds} folds; `sigver evaluate "
+        "--negatives model`) at the default operating point "
+        f"`{cal.default_operating_point}` (T={cal.threshold:.4f}): FRR {ms(fx['FRR'])}, "
+        f"FAR skilled {ms(fx['FAR_skilled'])}, FAR random {ms(fx['FAR_random'])}; "
+        f"a-posteriori EER of the same scores: global {ms(res.summary['EER_global'])}, "
+        f"user thresholds {ms(res.summary['EER_user'])}."
+    )
+    print(report)
+    if args.dry_run:
+        print("dry run: nothing written")
+        return 0
+    card = args.model.with_suffix(".md")
+    notes = _old_notes(card)
+    from sigver.models.checkpoint import sha256_sidecar
+
+    files = [args.model, sha256_sidecar(args.model), default_background_path(args.model)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in files:
+            shutil.copy2(f, Path(tmp) / f.name)
+        apply_calibration(args.model, cal)
+        after = load_checkpoint(args.model)
+        if _fingerprint(after.state_dict) != before:
+            # Never ship changed weights by accident: put the old files back.
+            for f in files:
+                shutil.copy2(Path(tmp) / f.name, f)
+            raise SystemExit("the weights changed while rewriting the metadata; restored")
+    write_model_card(card, after, notes=f"{report}\n\n{notes}" if notes else report)
+    print(
+        f"wrote {args.model} (sha256 {after.sha256[:12]}, model id {after.model_id}), "
+        f"{card}; weights fingerprint {before[:12]} unchanged; "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

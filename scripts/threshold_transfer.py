@@ -1,0 +1,364 @@
+"""Does one threshold mean the same thing on a population it was not calibrated on?
+
+Deployment simulation (``sigver.evaluation.simulate_deployment``: every user
+enrolled through ``sigver.usermodel.train_user_model``, the code path of
+``Verifier.enroll``, against the model's shipped background + the other
+users' references) on four populations of the shipped model:
+
+- ``synthetic-a`` / ``synthetic-b``: the two halves of a corpus of new
+  synthetic writers (``sigver synth --seed 10``; the shipped model was trained
+  on seed-0 writers);
+- ``sigcomp-dev``: SigComp2011 development writers 001-037;
+- ``sigcomp-exp``: SigComp2011 exploitation writers 038-069 (application only).
+
+1. **Selection.** For every candidate normaliser (``sigver.normalization.METHODS``)
+   the operating point (default ``balanced``) is calibrated on one population and
+   applied unchanged to the other, in both directions between synthetic-a and
+   sigcomp-dev. The rule of ``_choose`` picks the winner. Neither sigcomp-exp
+   nor synthetic-b is looked at.
+2. **Held-out transfer.** Calibrate on synthetic-a, apply to sigcomp-exp;
+   calibrate on sigcomp-dev, apply to synthetic-b; and the shipped case,
+   sigcomp-dev -> sigcomp-exp. Every method is listed, then the winner again
+   trained exactly as the product trains it, next to raw scores.
+
+Each row gives the deployed FRR / FAR_skilled / FAR_random next to the
+a-posteriori global and user-threshold EERs of the same (normalised) scores
+on the application population, and the ratios the issue targets (deployed /
+EER_global <= 1.25; the EER_global - EER_user gap, relative to raw scores,
+<= 0.5). In stages 1 and 2 every normaliser comes from one training per user
+with the cohort (20 % of the background writers) held out, so ``none`` there
+trains on 80 % of the background; the product rows train as the product does.
+
+Usage::
+
+    python scripts/threshold_transfer.py --sigcomp ../shared/data/sigcomp2011 \\
+        --out runs/threshold-transfer [--folds 10] [--refs 5] [--synth-writers 48]
+
+Writes ``OUT/transfer.md``, ``OUT/transfer.json`` and calibration-curve plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sigver._util import atomic_write, command_line, machine_info, write_json
+from sigver.calibration import calibrate_deployment, plot_calibration
+from sigver.evaluation import simulate_deployment
+from sigver.normalization import METHODS
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Directions the normaliser is *chosen* on (no exploitation writer, no held-out synthetic).
+SELECTION = (("synthetic-a", "sigcomp-dev"), ("sigcomp-dev", "synthetic-a"))
+#: Directions reported with the chosen normaliser, on populations not used for calibration
+#: or selection.
+HELD_OUT = (
+    ("synthetic-a", "sigcomp-exp"),
+    ("sigcomp-dev", "synthetic-b"),
+    ("sigcomp-dev", "sigcomp-exp"),
+)
+
+
+def _features(args: argparse.Namespace, extractor: Any) -> dict[str, Any]:
+    """Feature sets of the three populations (synthesising the held-out writers)."""
+    from sigver.cache import load_signatures
+    from sigver.featureset import load_features
+
+    if args.synthetic_features and args.sigcomp_features:
+        # Features extracted beforehand with the same model (sigver features ...).
+        return {
+            "synthetic": load_features(args.synthetic_features),
+            "sigcomp": load_features(args.sigcomp_features),
+        }
+    synth_dir = args.work / f"synth-seed{args.synth_seed}"
+    if not (synth_dir / "001").is_dir():
+        from sigver.cli import main as sigver_main
+
+        rc = sigver_main(
+            [
+                "synth",
+                "--writers",
+                str(args.synth_writers),
+                "--genuine",
+                "12",
+                "--forgeries",
+                "12",
+                "--seed",
+                str(args.synth_seed),
+                "--out",
+                str(synth_dir),
+                "--jobs",
+                "1",
+            ]
+        )
+        if rc != 0:
+            raise SystemExit(f"sigver synth failed ({rc})")
+    synth = extractor.extract_featureset(
+        load_signatures("gpds-synthetic", synth_dir, n_jobs=1, progress=False), progress=False
+    )
+    sig = extractor.extract_featureset(
+        load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False), progress=False
+    )
+    return {"synthetic": synth, "sigcomp": sig}
+
+
+def _users(name: str, fs: Any) -> tuple[str, ...]:
+    ids = [str(u) for u in fs.user_ids]
+    if name.startswith("synthetic"):
+        half = len(ids) // 2
+        return tuple(ids[:half] if name == "synthetic-a" else ids[half:])
+    lo, hi = (1, 37) if name == "sigcomp-dev" else (38, 69)
+    return tuple(u for u in ids if u.isdigit() and lo <= int(u) <= hi)
+
+
+def _transfer(
+    cal_name: str,
+    app_name: str,
+    method: str,
+    pops: dict[str, Any],
+    runs: dict[str, Any],
+    background: Any,
+    operating_point: str,
+) -> tuple[dict[str, Any], Any]:
+    """Calibrate ``method`` on one population, apply it to another; the table row."""
+    cal = calibrate_deployment(
+        pops[cal_name],
+        users=_users(cal_name, pops[cal_name]),
+        background=background,
+        normalization=method,
+        default=operating_point,
+        run=runs[cal_name],
+    )
+    res = runs[app_name].result(
+        method, threshold=cal.threshold, threshold_source=f"{cal_name} {cal.target}"
+    )
+    fx = res.fixed_threshold["summary"]  # type: ignore[index]
+    eg, eu = res.summary["EER_global"]["mean"], res.summary["EER_user"]["mean"]
+    row = {
+        "calibrated_on": cal_name,
+        "applied_to": app_name,
+        "normalization": method,
+        "threshold": cal.threshold,
+        "calibrated": {"FRR": cal.frr, "FAR_skilled": cal.far_skilled},
+        "FRR": fx["FRR"],
+        "FAR_skilled": fx["FAR_skilled"],
+        "FAR_random": fx["FAR_random"],
+        "HTER_skilled": fx["HTER_skilled"],
+        "EER_global": res.summary["EER_global"],
+        "EER_user": res.summary["EER_user"],
+        "FRR_over_EER": fx["FRR"]["mean"] / eg,
+        "FAR_skilled_over_EER": fx["FAR_skilled"]["mean"] / eg,
+        "gap": eg - eu,
+    }
+    row["worst_ratio"] = max(row["FRR_over_EER"], row["FAR_skilled_over_EER"])
+    return row, cal
+
+
+def _choose(rows: list[dict[str, Any]], methods: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """The selection rule: among the methods whose deployed FRR and FAR_skilled stay within
+    1.25x of the EER_global in every selection direction, the lowest mean deployed
+    HTER_skilled (what an operator pays); when none qualifies, the lowest worst ratio."""
+    stats = {}
+    for m in methods:
+        mine = [r for r in rows if r["normalization"] == m]
+        stats[m] = {
+            "worst_ratio": max(r["worst_ratio"] for r in mine),
+            "mean_HTER_skilled": float(np.mean([r["HTER_skilled"]["mean"] for r in mine])),
+        }
+    ok = [m for m in methods if stats[m]["worst_ratio"] <= 1.25]
+    if ok:
+        best = min(ok, key=lambda m: stats[m]["mean_HTER_skilled"])
+    else:
+        best = min(methods, key=lambda m: stats[m]["worst_ratio"])
+    return best, stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
+    parser.add_argument("--out", type=Path, default=REPO / "runs/threshold-transfer")
+    parser.add_argument("--work", type=Path, help="synthetic corpus folder (default OUT/work)")
+    parser.add_argument("--synth-writers", type=int, default=48)
+    parser.add_argument("--synth-seed", type=int, default=10)
+    parser.add_argument("--refs", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--operating-point", default="balanced")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--synthetic-features", type=Path, help="precomputed (sigver features)")
+    parser.add_argument("--sigcomp-features", type=Path, help="precomputed (sigver features)")
+    args = parser.parse_args(argv)
+    if args.synth_seed == 0:
+        parser.error("seed 0 synthesises the shipped model's training writers; use another")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work = args.work or args.out / "work"
+    start = time.perf_counter()
+
+    from sigver.features import Extractor, default_background_path, default_model_path
+    from sigver.featureset import load_features
+
+    model = args.model or Path(default_model_path())
+    extractor = Extractor.from_checkpoint(model)
+    background = load_features(default_background_path(model))
+    feats = _features(args, extractor)
+    for fs in feats.values():
+        if fs.meta.get("model_sha256") not in (None, extractor.sha256):
+            raise SystemExit("precomputed features come from another model")
+    pops = {
+        "synthetic-a": feats["synthetic"],
+        "synthetic-b": feats["synthetic"],
+        "sigcomp-dev": feats["sigcomp"],
+        "sigcomp-exp": feats["sigcomp"],
+    }
+
+    def simulate(normalization: str, statistics: bool) -> dict[str, Any]:
+        out = {}
+        for name, fs in pops.items():
+            t0 = time.perf_counter()
+            out[name] = simulate_deployment(
+                fs,
+                users=_users(name, fs),
+                background=background,
+                refs=args.refs,
+                folds=args.folds,
+                seed=args.seed,
+                normalization=normalization,
+                statistics=statistics,
+                n_jobs=args.jobs,
+                progress=False,
+            )
+            logging.info("simulated %s in %.1f s", name, time.perf_counter() - t0)
+        return out
+
+    # One training per user and fold gives every normaliser's statistics (cohort held out).
+    runs = simulate("none", True)
+    selection = [
+        _transfer(c, a, m, pops, runs, background, args.operating_point)[0]
+        for c, a in SELECTION
+        for m in METHODS
+    ]
+    winner, choice = _choose(selection, METHODS)
+    logging.info("chosen normaliser: %s", winner)
+    held_out = [
+        _transfer(c, a, m, pops, runs, background, args.operating_point)[0]
+        for c, a in HELD_OUT
+        for m in METHODS
+    ]
+    # The winner again, exactly as the product trains it (background held out for the
+    # cohort only when the winner needs one).
+    product_runs = simulate(winner, False)
+    product = []
+    for c, a in HELD_OUT:
+        row, cal = _transfer(c, a, winner, pops, product_runs, background, args.operating_point)
+        raw_row, _ = _transfer(c, a, "none", pops, product_runs, background, args.operating_point)
+        row["gap_vs_raw"] = row["gap"] / raw_row["gap"] if raw_row["gap"] else float("nan")
+        product += [raw_row, row]
+        plot_calibration(
+            cal.to_dict(),
+            args.out / f"curve-{c}-to-{a}.png",
+            measured={"FRR": row["FRR"]["mean"], "FAR_skilled": row["FAR_skilled"]["mean"]},
+            title=f"{winner}: calibrated on {c} (black), measured on {a} (red)",
+        )
+
+    def pct(v: dict[str, float] | float) -> str:
+        if isinstance(v, dict):
+            return f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}"
+        return f"{100 * v:.2f}"
+
+    def table(rows: list[dict[str, Any]]) -> list[str]:
+        lines = [
+            "| calibrated on → applied to | normalisation | T | FRR | FAR skilled | FAR random | "
+            "EER global (a-post.) | EER user (a-post.) | FRR/EER | FAR_s/EER |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['calibrated_on']} → {r['applied_to']} | {r['normalization']} | "
+                f"{r['threshold']:.3f} | {pct(r['FRR'])} | {pct(r['FAR_skilled'])} | "
+                f"{pct(r['FAR_random'])} | {pct(r['EER_global'])} | {pct(r['EER_user'])} | "
+                f"{r['FRR_over_EER']:.2f} | {r['FAR_skilled_over_EER']:.2f} |"
+            )
+        return lines
+
+    lines = [
+        "## Selection (synthetic-a ↔ sigcomp-dev; cohort held out for every method)",
+        "",
+        *table(selection),
+        "",
+        "| method | worst ratio | mean deployed HTER_skilled |",
+        "|---|---|---|",
+        *(
+            f"| {m} | {c['worst_ratio']:.2f} | {100 * c['mean_HTER_skilled']:.2f} |"
+            for m, c in choice.items()
+        ),
+        "",
+        f"Chosen: **{winner}**.",
+        "",
+        "## Held-out transfer, every method (cohort held out for every method)",
+        "",
+        *table(held_out),
+        "",
+        f"## Held-out transfer, product configuration ({winner} vs raw scores, trained as "
+        "Verifier.enroll trains with that normaliser)",
+        "",
+        *table(product),
+        "",
+        "| direction | gap EER_global - EER_user, raw | with "
+        + winner
+        + " | ratio (target <= 0.5) |",
+        "|---|---|---|---|",
+        *(
+            f"| {r['calibrated_on']} → {r['applied_to']} | {pct(raw['gap'])} | "
+            f"{pct(r['gap'])} | {r['gap_vs_raw']:.2f} |"
+            for raw, r in zip(product[::2], product[1::2], strict=True)
+        ),
+    ]
+    seconds = time.perf_counter() - start
+    info = machine_info()
+    note = (
+        f"\nOperating point `{args.operating_point}` calibrated on the first population and "
+        f"applied unchanged to the second; {args.refs} references, {args.folds} folds, seed "
+        f"{args.seed}; rates in %, mean ± std over folds. EERs are a-posteriori on the "
+        "application population's normalised scores. gap vs raw = (EER_global - EER_user) / "
+        "the same gap of raw scores. Synthetic writers: seed "
+        f"{args.synth_seed}, {args.synth_writers} writers, first half synthetic-a (selection and "
+        "calibration), second half synthetic-b (held out).\n\n"
+        f"Command: `{command_line()}`  \nMachine: {info.get('cpu', '?')}, "
+        f"{info.get('cpu_count', '?')} CPUs; {seconds:.0f} s.\n"
+    )
+    atomic_write(args.out / "transfer.md", "\n".join(lines) + "\n" + note)
+    write_json(
+        args.out / "transfer.json",
+        {
+            "selection": selection,
+            "choice": choice,
+            "winner": winner,
+            "held_out": held_out,
+            "product": product,
+            "model": extractor.model_id,
+            "refs": args.refs,
+            "folds": args.folds,
+            "seed": args.seed,
+            "operating_point": args.operating_point,
+            "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
+            "runs": {k: v.info for k, v in runs.items()},
+            "machine": info,
+            "command": command_line(),
+            "seconds": seconds,
+        },
+    )
+    print("\n".join(lines) + "\n" + note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
