@@ -495,7 +495,7 @@ def load_training_data(
         if canvas_size is not None and cache.canvas_size is not None:
             if tuple(cache.canvas_size) != tuple(canvas_size):
                 logger.warning(
-                    "%s was preprocessed on a %s canvas, the initial model on %s",
+                    "%s was preprocessed on a %s canvas; the model will record %s",
                     spec,
                     tuple(cache.canvas_size),
                     tuple(canvas_size),

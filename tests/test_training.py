@@ -422,3 +422,15 @@ def test_fine_tune_cli_on_a_folder_manifest_of_genuine_signatures(tmp_path: Path
 
 def first_canvas(path: Path) -> list[int]:
     return list(load_checkpoint(path).meta.preprocess["canvas_size"])
+
+
+def test_train_cli_records_the_chosen_canvas(tmp_path: Path) -> None:
+    cache_path = tmp_path / "toy.npz"
+    save_cache(cache_path, toy_cache(3, 5))
+    argv = ["train", "--data", str(cache_path), "--arch", "sigresnet", "--arch-config"]
+    argv += [json.dumps(TINY), "--epochs", "1", "--batch-size", "6", "--canvas", "300", "400"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "best.pt").meta.preprocess["canvas_size"] == [
+        300,
+        400,
+    ]

@@ -63,6 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--allow-pickle", action="store_true", help="trusted reference caches only")
     data.add_argument("--jobs", type=int, default=2, metavar="N", help="preprocessing workers")
     data.add_argument(
+        "--canvas",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="the model's preprocessing canvas: folders are preprocessed on it and it is "
+        "recorded in the checkpoint (what enrollment uses); default: the --init model's, "
+        "else the first source's. Caches keep their own canvas (a warning says so)",
+    )
+    data.add_argument(
         "--val-fraction",
         type=float,
         default=0.1,
@@ -147,14 +156,14 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(arch_config, dict):
         raise SigverError("--arch-config must be a JSON object")
     arch = args.arch or "signet"
-    canvas = None
+    canvas = None if args.canvas is None else tuple(args.canvas)
     if args.freeze and args.init is None:
         raise SigverError("--freeze needs --init CHECKPOINT")
     if args.init is not None:
         from sigver.models.checkpoint import load_weights
 
         meta = load_weights(args.init).meta
-        if meta.preprocess.get("canvas_size"):
+        if canvas is None and meta.preprocess.get("canvas_size"):
             # Fine-tuning data must look like what the initial model was trained on.
             canvas = tuple(int(v) for v in meta.preprocess["canvas_size"])
         if args.arch is None:
