@@ -434,3 +434,20 @@ def test_train_cli_records_the_chosen_canvas(tmp_path: Path) -> None:
         300,
         400,
     ]
+
+
+def test_forg_normalise_equals_a_larger_learning_rate(tmp_path: Path) -> None:
+    # Without weight decay, SGD's update is linear in the gradient: dividing the loss
+    # by (1 - lambda) = 0.5 is exactly training at twice the learning rate.
+    data = prepare_training_data([("toy", toy_cache(3, 6, n_forg=3))], forg=True)
+    common = dict(epochs=1, forg=True, lamb=0.5, weight_decay=0.0, grad_clip=0.0)
+    a = train(
+        data, tiny_config(lr=0.01, forg_normalise=True, **common), tmp_path / "a", progress=False
+    )
+    b = train(data, tiny_config(lr=0.02, **common), tmp_path / "b", progress=False)
+    c = train(data, tiny_config(lr=0.01, **common), tmp_path / "c", progress=False)
+    sa, sb, sc = (r.model.state_dict() for r in (a, b, c))
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=1e-4, atol=1e-5)
+    assert any(not torch.allclose(sa[k], sc[k]) for k in sa if sa[k].is_floating_point())
+    assert "divided by (1 - lambda)" in tiny_config(forg_normalise=True, forg=True).recipe()["loss"]

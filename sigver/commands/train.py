@@ -114,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="SigNet-F: weight forgeries by n_genuine/n_forgeries in the forgery loss",
     )
+    model.add_argument(
+        "--forg-normalise",
+        action="store_true",
+        help="SigNet-F: divide the loss by (1 - lambda) so the writer term keeps its "
+        "learning rate (CE + lambda/(1-lambda) BCE)",
+    )
     tune = parser.add_argument_group("fine-tuning")
     tune.add_argument(
         "--init",
@@ -184,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         lamb=args.lamb,
         lamb_warmup=args.lamb_warmup,
         forg_balance=args.forg_balance,
+        forg_normalise=args.forg_normalise,
         init="" if args.init is None else str(args.init),
         freeze=args.freeze,
         val_fraction=args.val_fraction,
