@@ -62,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feature-dim", type=int, default=256)
     parser.add_argument("--runs", nargs="+", default=list(RUNS), help="subset of the run names")
     parser.add_argument("--out", type=Path, default=Path("runs/signet_f_experiments"))
+    parser.add_argument(
+        "--summarise",
+        action="store_true",
+        help="train nothing: print the table from the run folders already in --out",
+    )
     args = parser.parse_args(argv)
+    if args.summarise:
+        return summarise(args.out, args.runs)
 
     from sigver._util import command_line, format_machine_info
     from sigver.cache import build_cache, save_cache
@@ -114,6 +121,25 @@ def main(argv: list[str] | None = None) -> int:
         cells = [r["val_acc"], r["train_forg_bacc"], r["val_forg_bacc"]]
         print(f"| {name} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def summarise(out: Path, names: list[str]) -> int:
+    """Table of the last epoch of every run folder in ``out`` (from its ``log.json``)."""
+    print("| run | epochs | val writer acc | train forgery balanced acc | mean epoch s |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        log = out / name.replace(" ", "_") / "log.json"
+        if not log.exists():
+            continue
+        history = json.loads(log.read_text())
+        last = history[-1]
+        bacc = last.get("train_forg_bacc")
+        mean = sum(r["epoch_time_s"] for r in history) / len(history)
+        print(
+            f"| {name} | {len(history)} | {last.get('val_acc', 0.0):.3f} | "
+            f"{'-' if bacc is None else f'{bacc:.3f}'} | {mean:.1f} |"
+        )
     return 0
 
 

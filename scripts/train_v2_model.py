@@ -14,8 +14,8 @@ Stages:
    median ink width matches SigComp2011's, as for v1; see ``--synth-canvas``)
    and SigComp2011 on its own (= the model's) canvas.
 4. ``base``: synthetic-only model (no SigComp writer at all): SigNet-F with
-   lambda warm-up and balanced forgery loss (``--loss signet`` for the plain
-   writer loss).
+   lambda warm-up, balanced and normalised forgery loss (``--loss signet`` for
+   the plain writer loss).
 5. ``finetune``: the base model fine-tuned on SigComp2011 development writers
    001-037, genuine signatures only (the institution use case): all layers
    (``ft_all``) and the last block only (``ft_last``).
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. base model: synthetic only
     base = work / "base"
     loss = ["--forg", "--lamb", str(args.lamb), "--lamb-warmup", str(args.lamb_warmup),
-            "--forg-balance"] if args.loss == "signet-f" else []  # fmt: skip
+            "--forg-balance", "--forg-normalise"] if args.loss == "signet-f" else []  # fmt: skip
     resume = ["--resume", str(base / "last.pt")] if (base / "last.pt").exists() else []
     p.run(
         "base",
