@@ -50,11 +50,15 @@ SIGCOMP_INK_WIDTH = 634.0
 def _median_ink_width(folder: Path, limit: int = 200) -> float:
     import numpy as np
 
+    from sigver.errors import ImageError
     from sigver.preprocessing import locate_signature, read_image
 
     widths = []
     for path in sorted(folder.rglob("c-*.png"))[:limit]:
-        loc = locate_signature(read_image(path))
+        try:
+            loc = locate_signature(read_image(path))
+        except ImageError:  # the cache stage reports (and skips) such images
+            continue
         widths.append(loc.cmax - loc.cmin + 1)
     return float(np.median(widths))
 

@@ -401,3 +401,15 @@ def test_cli_v2_scripts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert (out / "writers.csv").read_text().splitlines()[1].split(",")[1:3] == ["greek", "greeks"]
     bad = ["synth", "--writers", "1", "--scripts", "elvish", "--out", str(tmp_path / "x")]
     assert main(bad) == 2
+
+
+def test_v2_ink_is_always_found_by_the_preprocessing(sample_set_v2: dict) -> None:
+    # Pencil on grey paper, blue ink on coloured paper and pre-printed boxes must all
+    # leave the signature clearly darker than everything else on the form.
+    from sigver.preprocessing import locate_signature
+
+    for images in sample_set_v2["genuine"] + sample_set_v2["forgeries"]:
+        for img in images:
+            locate_signature(img)
+    for w in range(40):  # more pens and papers, one image each
+        locate_signature(generate_writer(21, w, 1, 0, version=2)[1][0])

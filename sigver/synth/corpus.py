@@ -29,6 +29,7 @@ __all__ = [
     "VERSIONS",
     "CorpusInfo",
     "SynthError",
+    "check_options",
     "generate_corpus",
     "generate_writer",
     "make_writer",

@@ -10,6 +10,7 @@ tells a genuine signature from a forgery.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -243,7 +244,9 @@ class ScanParamsV2:
         )
         form = str(rng.choice(["none", "line", "ruled", "box"], p=[0.6, 0.15, 0.1, 0.15]))
         if form != "none":
-            base = _replace(base, ruled=float(rng.uniform(15.0, 90.0)))
+            # Pre-printed form lines are lighter than ink (they would otherwise
+            # take the ink's place in the preprocessing's Otsu threshold).
+            base = _replace(base, ruled=float(rng.uniform(12.0, 50.0)))
         return cls(
             base=base,
             dpi=dpi,
@@ -257,8 +260,6 @@ class ScanParamsV2:
 
 
 def _replace(scan: ScanParams, **changes: float) -> ScanParams:
-    import dataclasses
-
     return dataclasses.replace(scan, **changes)
 
 
@@ -346,7 +347,8 @@ def render_strokes_v2(
         # Ball skips: short stretches where the ink thins out.
         skips = cv2.GaussianBlur(rng.standard_normal((height, width), dtype=np.float32), (0, 0), 3)
         cov *= np.clip(1.8 + 8.0 * skips, 0.55, 1.0)
-    ink_level = float(np.clip(ink * (1.6 if pen == "pencil" else 1.0), 0.0, 160.0))
+    # Pencil is lighter, but every pen stays clearly darker than the paper.
+    ink_level = float(min(ink * (1.6 if pen == "pencil" else 1.0), base.paper - 80.0))
 
     small = rng.standard_normal((3, 4)).astype(np.float32)
     shade = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -366,6 +368,10 @@ def render_strokes_v2(
     else:
         tint = np.asarray(scan.paper_rgb, np.float32) / 255.0
         inks = np.clip(ink_level * np.asarray(scan.ink_rgb, np.float32), 0.0, 255.0)
+        luma = np.array([0.299, 0.587, 0.114], np.float32)
+        limit = float(base.paper * (luma @ tint)) - 80.0
+        if float(luma @ inks) > limit:  # light blue ink on dark paper: darken the ink
+            inks *= max(limit, 0.0) / float(luma @ inks)
         rgb = paper[..., None] * tint
         rgb = rgb - cov[..., None] * (rgb - inks)
         img = cv2.cvtColor(np.clip(rgb, 0, 255).astype(np.float32), cv2.COLOR_RGB2GRAY)
