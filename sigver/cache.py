@@ -661,7 +661,9 @@ def add_data_arguments(parser: Any, *, required: bool = True) -> None:
     )
 
 
-def data_from_args(args: Any, *, progress: bool = True) -> SignatureCache:
+def data_from_args(
+    args: Any, *, progress: bool = True, canvas_size: tuple[int, int] | None = None
+) -> SignatureCache:
     """Load the signatures named by the options of :func:`add_data_arguments`.
 
     Parameters
@@ -670,6 +672,8 @@ def data_from_args(args: Any, *, progress: bool = True) -> SignatureCache:
         Parsed options with ``data``, ``dataset``, ``allow_pickle`` and ``jobs``.
     progress : bool, default True
         Progress bar when a folder is preprocessed on the fly.
+    canvas_size : (int, int), optional
+        Canvas for a folder preprocessed on the fly (the reader's default otherwise).
 
     Returns
     -------
@@ -685,6 +689,7 @@ def data_from_args(args: Any, *, progress: bool = True) -> SignatureCache:
         args.dataset,
         args.data,
         allow_pickle=args.allow_pickle,
+        canvas_size=canvas_size,
         n_jobs=args.jobs,
         progress=progress,
     )

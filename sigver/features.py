@@ -88,6 +88,11 @@ class Extractor:
         in-memory model, which then gets the default preprocessing preset.
     device : str or torch.device
         Device to run on.
+    layer : str, optional
+        Take features at the output of this block (a name from
+        :meth:`~sigver.models.FeatureNet.layer_names`; convolutional outputs are
+        pooled to 2 x 3 cells) instead of the last layer: for a frozen extractor
+        whose training data differ from the target (earlier layers are more generic).
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class Extractor:
         weights: ModelWeights | None = None,
         *,
         device: str | torch.device = "cpu",
+        layer: str | None = None,
     ) -> None:
         import torch
 
@@ -108,6 +114,12 @@ class Extractor:
             self._preprocess = PreprocessConfig.from_dict(weights.meta.preprocess)
         else:
             self._preprocess = PreprocessConfig(input_size=tuple(model.input_size))
+        self.layer = None if layer is None or layer == model.layer_names()[-1] else layer
+        self._dim = int(model.feature_dim)
+        if self.layer is not None:
+            with torch.inference_mode():
+                probe = torch.zeros((1, 1, *self._preprocess.input_size), device=self.device)
+                self._dim = int(self.model.forward_to(probe, self.layer).shape[1])
 
     # -- construction -------------------------------------------------------------
 
@@ -119,6 +131,7 @@ class Extractor:
         *,
         verify: bool = True,
         reference_arch: str = "signet",
+        layer: str | None = None,
     ) -> Extractor:
         """Load a checkpoint (ours, sha256-verified, or a reference SigNet tuple).
 
@@ -132,6 +145,8 @@ class Extractor:
             Verify our checkpoints against their ``.sha256`` sidecar.
         reference_arch : str
             Architecture of a reference tuple checkpoint.
+        layer : str, optional
+            Feature layer (see the class docstring).
 
         Raises
         ------
@@ -141,7 +156,7 @@ class Extractor:
         from sigver.models.checkpoint import load_weights
 
         weights = load_weights(path, verify=verify, reference_arch=reference_arch)
-        return cls(weights.build_model(device), weights, device=device)
+        return cls(weights.build_model(device), weights, device=device, layer=layer)
 
     @classmethod
     def default(cls, device: str | torch.device = "cpu") -> Extractor:
@@ -175,14 +190,14 @@ class Extractor:
     @property
     def model_id(self) -> str:
         """``name-version-sha256[:12]`` (``arch-untrained`` for an in-memory model)."""
-        if self.weights is None:
-            return f"{self.model.arch}-in-memory"
-        return self.weights.model_id
+        base = f"{self.model.arch}-in-memory" if self.weights is None else self.weights.model_id
+        # Features of another layer are another feature space: never mix them.
+        return base if self.layer is None else f"{base}@{self.layer}"
 
     @property
     def feature_dim(self) -> int:
         """Dimension of the features."""
-        return int(self.model.feature_dim)
+        return self._dim
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
@@ -197,6 +212,7 @@ class Extractor:
             "arch": self.model.arch,
             "feature_dim": self.feature_dim,
             "preprocess": self._preprocess.to_dict(),
+            **({"layer": self.layer} if self.layer is not None else {}),
         }
 
     # -- extraction ---------------------------------------------------------------
@@ -272,7 +288,12 @@ class Extractor:
             for start in range(0, x.shape[0], batch_size):
                 chunk = np.ascontiguousarray(crop_center(x[start : start + batch_size], size))
                 inputs = torch.from_numpy(chunk).to(self.device).float().div_(255.0)
-                out[start : start + len(chunk)] = self.model(inputs).float().cpu().numpy()
+                feats = (
+                    self.model(inputs)
+                    if self.layer is None
+                    else self.model.forward_to(inputs, self.layer)
+                )
+                out[start : start + len(chunk)] = feats.float().cpu().numpy()
                 bar.update(len(chunk))
         return out
 

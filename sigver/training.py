@@ -14,6 +14,25 @@ preprocessed images (centre crops for validation), gradient values clipped at
 * SigNet-F (``forg=True``): ``(1 - λ) CE(writer | genuine) + λ BCE(forgery | all)``
   with a one-unit forgery head, λ = 0.95 by default.
 
+Why the published λ = 0.95 did not learn in v1, and the two switches that fix
+it (see ``NOTES-issue-9.md`` for the experiments): the forgery head can only
+separate forgeries once the features know the writers (a forgery is a
+forgery *of someone*), but at λ = 0.95 the writer loss gets 1/19 of the
+weight, so the features never get there; and with few forgeries per writer
+(4 vs 24 genuine in v1, where the published corpus had 30 vs 24) the BCE's
+cheapest solution is the class prior, whose gradient vanishes. ``lamb_warmup``
+trains the writer loss alone first and ramps λ linearly to its target over
+that many epochs; ``forg_balance`` weights forgeries by ``n_genuine /
+n_forgeries`` in the BCE so the prior is no longer a minimum;
+``forg_normalise`` divides the loss by ``1 - λ`` so that the writer term keeps
+the learning rate it was tuned for.
+
+Fine-tuning (``init``): the backbone starts from a trained checkpoint, the
+writer (and forgery) heads are new, and the first ``freeze`` blocks (see
+:meth:`sigver.models.FeatureNet.trainable_blocks`) are frozen with their
+BatchNorm statistics: ``freeze = 0`` retrains all layers, ``freeze = -1``
+retrains only the last (fully connected) block.
+
 Data are held in memory as uint8 tensors and cropped in the training loop
 (vectorised gather), so no DataLoader workers are needed. The same code runs
 single-process or under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``):
@@ -117,6 +136,22 @@ class TrainConfig:
         NHWC memory format (faster convolutions on CPU with oneDNN).
     name, version : str
         Name/version written to the checkpoints' metadata.
+    lamb_warmup : int
+        SigNet-F: λ is ``lamb * min(1, epoch / lamb_warmup)`` (epoch 0-based), so the
+        first epoch trains the writer loss alone; 0 uses ``lamb`` from the start.
+    forg_balance : bool
+        SigNet-F: weight forgeries by ``n_genuine / n_forgeries`` (training split) in
+        the BCE, so that predicting the class prior is not a minimum.
+    forg_normalise : bool
+        SigNet-F: divide the loss by ``1 - λ``, i.e. ``CE + λ / (1 - λ) BCE``: λ still
+        sets the balance of the two terms, but the writer term keeps the learning
+        rate it was tuned for (at λ = 0.95 it otherwise trains 20x slower).
+    init : str
+        Checkpoint the backbone starts from (fine-tuning); empty for a random start.
+    init_sha256 : str
+        SHA-256 of ``init`` (recorded, and checked on resume).
+    freeze : int
+        Fine-tuning: freeze the first N trainable blocks (-1: all but the last).
     """
 
     arch: str = "signet"
@@ -137,8 +172,18 @@ class TrainConfig:
     channels_last: bool = True
     name: str = ""
     version: str = "1"
+    lamb_warmup: int = 0
+    forg_balance: bool = False
+    forg_normalise: bool = False
+    init: str = ""
+    init_sha256: str = ""
+    freeze: int = 0
 
     def __post_init__(self) -> None:
+        if self.lamb_warmup < 0:
+            raise SigverError(f"lamb_warmup must be >= 0, got {self.lamb_warmup}")
+        if self.freeze < -1:
+            raise SigverError(f"freeze must be >= -1, got {self.freeze}")
         if self.epochs < 1:
             raise SigverError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
@@ -149,6 +194,12 @@ class TrainConfig:
             raise SigverError(f"lamb must be in [0, 1], got {self.lamb}")
         if self.lr <= 0 or self.lr_decay_times < 1:
             raise SigverError("lr must be > 0 and lr_decay_times >= 1")
+
+    def lamb_at(self, epoch: int) -> float:
+        """Forgery-loss weight used during ``epoch`` (0-based)."""
+        if self.lamb_warmup <= 0:
+            return self.lamb
+        return self.lamb * min(1.0, epoch / self.lamb_warmup)
 
     @property
     def lr_step(self) -> int:
@@ -168,9 +219,15 @@ class TrainConfig:
         out["lr_schedule"] = f"x{self.lr_decay} every {self.lr_step} epochs"
         out["loss"] = (
             f"(1-{self.lamb}) writer CE on genuines + {self.lamb} forgery BCE"
+            + (f", lambda ramped from 0 over {self.lamb_warmup} epochs" if self.lamb_warmup else "")
+            + (", forgeries weighted n_genuine/n_forgeries" if self.forg_balance else "")
+            + (", divided by (1 - lambda)" if self.forg_normalise else "")
             if self.forg
             else "writer cross-entropy on genuines"
         )
+        if not self.init:
+            for key in ("init", "init_sha256", "freeze"):
+                out.pop(key)
         out["augmentation"] = "random 150x220 crops of 170x242 images"
         return out
 
@@ -422,11 +479,13 @@ def load_training_data(
     allow_pickle: bool = False,
     n_jobs: int = 2,
     progress: bool = True,
+    canvas_size: tuple[int, int] | None = None,
 ) -> TrainData:
     """Load ``--data`` specifications (caches or ``READER:FOLDER``) and merge them.
 
     See :func:`prepare_training_data` for the filters; ``users``/``exclude_users``
-    are :func:`parse_users` strings.
+    are :func:`parse_users` strings. ``canvas_size`` preprocesses folders on that
+    canvas (fine-tuning uses the initial model's) instead of each reader's own.
     """
     from sigver.cache import load_signatures
 
@@ -434,8 +493,21 @@ def load_training_data(
     for i, spec in enumerate(specs):
         src = DataSource.parse(str(spec), dataset)
         cache = load_signatures(
-            src.dataset, src.path, allow_pickle=allow_pickle, n_jobs=n_jobs, progress=progress
+            src.dataset,
+            src.path,
+            allow_pickle=allow_pickle,
+            canvas_size=canvas_size,
+            n_jobs=n_jobs,
+            progress=progress,
         )
+        if canvas_size is not None and cache.canvas_size is not None:
+            if tuple(cache.canvas_size) != tuple(canvas_size):
+                logger.warning(
+                    "%s was preprocessed on a %s canvas; the model will record %s",
+                    spec,
+                    tuple(cache.canvas_size),
+                    tuple(canvas_size),
+                )
         loaded.append((f"{i}-{cache.dataset or src.path.stem}", cache))
     return prepare_training_data(
         loaded,
@@ -443,6 +515,13 @@ def load_training_data(
         exclude_users=[parse_users(s) for s in exclude_users],
         forg=forg,
         allow_exploitation=allow_exploitation,
+        preprocess=None
+        if canvas_size is None
+        else {
+            "canvas_size": list(canvas_size),
+            "img_size": list(loaded[0][1].img_size),
+            "input_size": [150, 220],
+        },
     )
 
 
@@ -596,8 +675,12 @@ def _losses(
     y: torch.Tensor,
     yforg: torch.Tensor,
     lamb: float,
+    pos_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Total loss and its parts; counts for accuracies (as tensors, summed later)."""
+    """Total loss and its parts; counts for accuracies (as tensors, summed later).
+
+    ``pos_weight`` weights the forgery (positive) terms of the BCE.
+    """
 
     genuine = yforg == 0
     n_gen = genuine.sum()
@@ -610,7 +693,9 @@ def _losses(
         else:
             # Keeps every parameter in the graph (DDP needs it) with a zero gradient.
             class_loss = logits.sum() * 0.0
-        forg_loss = F.binary_cross_entropy_with_logits(forg_logits.float(), yforg.float())
+        forg_loss = F.binary_cross_entropy_with_logits(
+            forg_logits.float(), yforg.float(), pos_weight=pos_weight
+        )
         loss = (1.0 - lamb) * class_loss + lamb * forg_loss
     with torch.no_grad():
         stats = {
@@ -623,6 +708,10 @@ def _losses(
         if forg_logits is not None:
             stats["forg_loss_sum"] = forg_loss.detach() * len(y)
             stats["forg_correct"] = ((forg_logits > 0).long() == yforg).sum().float()
+            # Per-class hits: the balanced accuracy shows a head stuck at the prior.
+            stats["forg_tp"] = ((forg_logits > 0) & (yforg == 1)).sum().float()
+            stats["forg_tn"] = ((forg_logits <= 0) & (yforg == 0)).sum().float()
+            stats["n_forg"] = (yforg == 1).sum().float()
     return loss, stats
 
 
@@ -636,6 +725,11 @@ def _summarise(stats: Mapping[str, float], prefix: str) -> dict[str, float]:
     if "forg_correct" in stats:
         out[f"{prefix}forg_loss"] = stats["forg_loss_sum"] / n
         out[f"{prefix}forg_acc"] = stats["forg_correct"] / n
+        n_forg = stats.get("n_forg", 0.0)
+        if n_forg > 0 and n - n_forg > 0:
+            out[f"{prefix}forg_bacc"] = 0.5 * (
+                stats["forg_tp"] / n_forg + stats["forg_tn"] / (stats["n"] - n_forg)
+            )
     return out
 
 
@@ -802,6 +896,10 @@ def train(
         use_amp = config.amp and dev.type == "cuda"
         channels_last = config.channels_last and dev.type == "cpu"
         cfg = dataclasses.replace(config, channels_last=channels_last)
+        if cfg.init and not cfg.init_sha256:
+            from sigver.models.checkpoint import file_sha256
+
+            cfg = dataclasses.replace(cfg, init_sha256=file_sha256(cfg.init))
 
         train_idx, val_idx = split_train_val(data.y, data.yforg, cfg.val_fraction, cfg.seed)
         # Whole training set in memory, on the device (uint8: ~41 kB per image).
@@ -821,11 +919,14 @@ def train(
             logger.debug("channels_last disabled: a convolution has < 8 output channels")
             channels_last = False
             cfg = dataclasses.replace(cfg, channels_last=False)
+        frozen: list[nn.Module] = []
+        if cfg.init:
+            frozen = _init_backbone(backbone, cfg)
         net = TrainingNetwork(backbone, data.n_classes, cfg.forg).to(dev)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(
-            net.parameters(),
+            [p for p in net.parameters() if p.requires_grad],
             lr=cfg.lr,
             momentum=cfg.momentum,
             nesterov=True,
@@ -847,8 +948,8 @@ def train(
             if state.get("data_fingerprint") != fingerprint:
                 raise ModelError(f"{resume}: was trained on different data; cannot resume")
             saved_cfg = state.get("config", {})
-            for key in ("arch", "arch_config", "forg"):
-                if saved_cfg.get(key) != getattr(cfg, key):
+            for key in ("arch", "arch_config", "forg", "init_sha256", "freeze"):
+                if saved_cfg.get(key, type(getattr(cfg, key))()) != getattr(cfg, key):
                     raise ModelError(
                         f"{resume}: {key}={saved_cfg.get(key)!r} differs from {getattr(cfg, key)!r}"
                     )
@@ -917,11 +1018,18 @@ def train(
             return contextlib.nullcontext()
 
         show = progress and dist_info.is_main
+        pos_weight = None
+        if cfg.forg and cfg.forg_balance:
+            n_forg = int((f_tr == 1).sum())
+            pos_weight = torch.tensor((len(f_tr) - n_forg) / n_forg, device=dev)
         crop_gen = torch.Generator()
         start_time = time.perf_counter()
         for epoch in range(start_epoch, cfg.epochs):
             epoch_start = time.perf_counter()
             net.train()
+            for module in frozen:
+                module.eval()  # frozen blocks keep their BatchNorm statistics
+            lamb = cfg.lamb_at(epoch)
             sampler.set_epoch(epoch)
             # Crops depend only on (seed, epoch, rank): a resumed run sees the same ones.
             crop_gen.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + dist_info.rank)
@@ -942,7 +1050,9 @@ def train(
                 yb, fb = y_tr[idx], f_tr[idx]
                 with amp_ctx():
                     logits, forg_logits = model(inputs)
-                loss, stats = _losses(logits, forg_logits, yb, fb, cfg.lamb)
+                loss, stats = _losses(logits, forg_logits, yb, fb, lamb, pos_weight)
+                if cfg.forg and cfg.forg_normalise and lamb < 1.0:
+                    loss = loss / (1.0 - lamb)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip > 0:
@@ -973,6 +1083,7 @@ def train(
             elapsed = elapsed_before + (time.perf_counter() - start_time)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
+                **({"lamb": round(lamb, 6)} if cfg.forg else {}),
                 # The lr used during this epoch (the scheduler has already stepped).
                 "lr": float(f"{_lr_during(cfg, epoch):.6g}"),
                 **{k: round(v, 6) for k, v in train_metrics.items()},
@@ -1047,6 +1158,42 @@ def train(
     finally:
         if dist_info.initialized_here:
             dist.destroy_process_group()
+
+
+def _init_backbone(backbone: nn.Module, cfg: TrainConfig) -> list[nn.Module]:
+    """Load ``cfg.init`` into ``backbone`` and freeze its first ``cfg.freeze`` blocks.
+
+    Returns the frozen blocks (to be kept in eval mode).
+    """
+    from sigver.models.checkpoint import file_sha256, load_weights
+
+    weights = load_weights(cfg.init)
+    if weights.meta.arch != cfg.arch or dict(weights.meta.arch_config) != dict(cfg.arch_config):
+        raise ModelError(
+            f"--init {cfg.init}: is a {weights.meta.arch} {weights.meta.arch_config}, "
+            f"not {cfg.arch} {cfg.arch_config}"
+        )
+    if cfg.init_sha256 and file_sha256(cfg.init) != cfg.init_sha256:
+        raise ModelError(f"--init {cfg.init}: has changed since this run started")
+    backbone.load_state_dict(weights.state_dict)
+    names = backbone.trainable_blocks()
+    n = len(names) - 1 if cfg.freeze == -1 else cfg.freeze
+    if n >= len(names):
+        raise SigverError(
+            f"--freeze {cfg.freeze}: {cfg.arch} has {len(names)} trainable blocks "
+            f"({', '.join(names)}); freezing all of them leaves nothing to train"
+        )
+    blocks = dict(backbone.blocks())
+    frozen = [blocks[name] for name in names[:n]]
+    for module in frozen:
+        module.requires_grad_(False)
+    logger.info(
+        "fine-tuning from %s: frozen %s, trained %s",
+        cfg.init,
+        ", ".join(names[:n]) or "nothing",
+        ", ".join(names[n:]),
+    )
+    return frozen
 
 
 def _min_conv_channels(model: nn.Module) -> int:

@@ -285,3 +285,41 @@ def test_featureset_from_cache_keeps_labels_and_provenance() -> None:
     assert fs.meta == {"dataset": "sigcomp2011", "model_id": "m"}
     # An explicit dataset in the metadata wins over the cache's.
     assert FeatureSet.from_cache(cache, feats, {"dataset": "x"}).meta["dataset"] == "x"
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("model", (400, 570)), ("dataset", (952, 1360))])
+def test_evaluate_preprocesses_folders_on_the_model_canvas(tmp_path, policy, expected):
+    # One canvas policy: research figures are measured on the product's preprocessing
+    # (the model's canvas) unless the published per-dataset canvas is asked for.
+    import torch
+
+    import sigver.cache
+    from sigver.models import get_model
+    from sigver.models.checkpoint import WeightsMeta, save_checkpoint
+    from sigver.synth import generate_corpus
+
+    model = get_model("sigresnet", widths=(4, 8, 8, 8), feature_dim=8)
+    preset = {"canvas_size": [400, 570], "img_size": [170, 242], "input_size": [150, 220]}
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, model, WeightsMeta.for_model(model, name="m", preprocess=preset))
+    generate_corpus(tmp_path / "gpds", 4, 4, 1, seed=1, n_jobs=1, progress=False)
+    seen = []
+    real = sigver.cache.load_signatures
+
+    def spy(*args, **kw):
+        cache = real(*args, **kw)
+        seen.append(cache.canvas_size)
+        return cache
+
+    torch.manual_seed(0)
+    argv = [
+        "evaluate", "--model", str(ckpt), "--data", str(tmp_path / "gpds"), "--dataset", "gpds",
+        "--exp-users", "0", "2", "--dev-users", "2", "4", "--refs", "2", "--folds", "1",
+        "--out", str(tmp_path / "e"), "--no-plots", "--no-progress", "--jobs", "1",
+    ]  # fmt: skip
+    if policy == "dataset":
+        argv += ["--canvas", "dataset"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sigver.cache, "load_signatures", spy)
+        assert main(argv) == 0
+    assert seen == [expected]

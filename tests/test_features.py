@@ -185,3 +185,30 @@ def test_shipped_model_and_background(monkeypatch: pytest.MonkeyPatch) -> None:
     x = np.zeros((1, 1, 170, 242), np.uint8)
     x[0, 0, 80:90, 60:180] = 255
     assert np.isfinite(ext.extract(x)).all()
+
+
+def test_features_from_a_chosen_layer(checkpoint: Path, tmp_path: Path) -> None:
+    ext = Extractor.from_checkpoint(checkpoint, layer="stage3")
+    x = _images(5)
+    feats = ext.extract(x)
+    # stage3 has 16 channels, pooled to 2 x 3 cells.
+    assert ext.feature_dim == 16 * 6 and feats.shape == (5, 96)
+    manual = Extractor.from_checkpoint(checkpoint).model
+    with torch.inference_mode():
+        inputs = torch.from_numpy(x[:, :, 10:160, 11:231].copy()).float() / 255.0
+        out = manual.conv_layers[:5](inputs)  # stem .. stage3
+        expected = torch.nn.functional.adaptive_avg_pool2d(out, (2, 3)).flatten(1).numpy()
+    np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-6)
+    assert ext.model_id.endswith("@stage3") and ext.describe()["layer"] == "stage3"
+    last = Extractor.from_checkpoint(checkpoint, layer="fc1")  # the last layer is the default
+    assert last.layer is None and last.model_id == Extractor.from_checkpoint(checkpoint).model_id
+    with pytest.raises(ModelError, match="layers: stem"):
+        Extractor.from_checkpoint(checkpoint, layer="conv9")
+    cache = SignatureCache(
+        x=x, y=[0] * 5, yforg=[0] * 5, user_ids=["u"], filenames=list("abcde"), meta={}
+    )
+    save_cache(tmp_path / "c.npz", cache)
+    argv = ["features", "--model", str(checkpoint), "--data", str(tmp_path / "c.npz")]
+    assert main([*argv, "--layer", "stage2", "--out", str(tmp_path / "f.npz")]) == 0
+    assert load_features(tmp_path / "f.npz").features.shape == (5, 8 * 6)  # stage2: 8 channels
+    assert main([*argv, "--layer", "nope", "--out", str(tmp_path / "g.npz")]) == 2

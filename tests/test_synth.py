@@ -269,6 +269,10 @@ def test_distance_ordering_genuine_forgery_other(sample_set: dict) -> None:
 
 
 def test_background_statistics_independent_of_class(sample_set: dict) -> None:
+    _assert_background_independent_of_class(sample_set)
+
+
+def _assert_background_independent_of_class(sample_set: dict) -> None:
     def background_stats(img: np.ndarray) -> tuple[float, float]:
         paper = np.median(img)
         ink = (img < paper - 25).astype(np.uint8)
@@ -284,3 +288,128 @@ def test_background_statistics_independent_of_class(sample_set: dict) -> None:
         effect = abs(gen[:, k].mean() - forg[:, k].mean()) / pooled
         assert 0.3 < auc < 0.7, f"background {name} separates classes (AUC {auc:.2f})"
         assert effect < 0.5, f"background {name} differs by {effect:.2f} std"
+
+
+# ----------------------------------------------------------------------------- v2
+
+
+def test_v1_generator_is_unchanged() -> None:
+    # The shipped v1 model was trained on this generator: its default output
+    # must stay pixel-identical (hash recorded before the v2 generator landed).
+    import hashlib
+
+    digest = hashlib.sha256()
+    for w in range(4):
+        _, g, f = generate_writer(0, w, 2, 2)
+        for img in g + f:
+            digest.update(img.tobytes())
+            digest.update(str(img.shape).encode())
+    expected = "9543dcd351f979a7a5536f70da62c78387ca6af4af02961bcd05a71796f74706"
+    assert digest.hexdigest() == expected
+
+
+def test_v2_corpus_is_deterministic_and_lists_writers(tmp_path: Path) -> None:
+    from sigver.datasets import get_reader
+
+    kw = {"seed": 2, "progress": False, "version": 2, "scripts": ("arabic", "cjk", "bengali")}
+    a = generate_corpus(tmp_path / "a", 4, 2, 2, n_jobs=1, **kw)
+    b = generate_corpus(tmp_path / "b", 4, 2, 2, n_jobs=2, **kw)
+    assert _files(a.root) == _files(b.root) and len(a.files) == 16
+    # Not the v1 writers: same seed, other generator.
+    v1 = generate_corpus(tmp_path / "v1", 4, 2, 2, seed=2, n_jobs=1, progress=False)
+    assert all(_files(a.root)[k] != _files(v1.root)[k] for k in _files(v1.root))
+    csv = (a.root / "writers.csv").read_text().splitlines()
+    assert csv[0] == "user,script,style,form,pen"
+    assert [line.split(",")[1] for line in csv[1:]] == ["arabic", "cjk", "bengali", "arabic"]
+    assert not (v1.root / "writers.csv").exists()
+    scan = get_reader("gpds").scan(a.root)
+    assert len(scan.samples) == 16
+    assert [p.name for p in scan.unmatched] == ["writers.csv"]
+
+
+def test_v2_every_script_renders_scans() -> None:
+    from sigver.synth.scripts import SCRIPTS
+
+    for k, script in enumerate(SCRIPTS):
+        writer, genuine, forgeries = generate_writer(5, k, 1, 1, scripts=(script,))
+        assert writer.version == 2 and writer.script == script
+        for img in genuine + forgeries:
+            assert img.dtype == np.uint8 and img.ndim == 2
+            assert img.shape[0] <= MAX_SIZE[0] and img.shape[1] <= MAX_SIZE[1]
+            assert np.median(img) > 120  # paper (grey or coloured) is lighter than ink
+            assert img.min() < np.median(img) - 40, script  # some ink is visible
+
+
+def test_v2_holdout_styles_are_never_drawn_for_training() -> None:
+    from sigver.synth.scripts import SCRIPTS, styles_for
+
+    for script, spec in SCRIPTS.items():
+        assert spec.holdout_style not in styles_for(script, "train")
+        assert styles_for(script, "holdout") == (spec.holdout_style,)
+        train = {make_writer(0, w, scripts=(script,), split="train").style for w in range(12)}
+        held = {make_writer(0, w, scripts=(script,), split="holdout").style for w in range(3)}
+        assert spec.holdout_style not in train and held == {spec.holdout_style}
+    with pytest.raises(SynthError):
+        make_writer(0, 0, scripts=("klingon",))
+    with pytest.raises(SynthError):
+        make_writer(0, 0, split="train")  # splits are a v2 option
+
+
+def test_v2_cjk_holdout_characters_are_disjoint() -> None:
+    from sigver.synth.scripts import _cjk_chars
+
+    a, b = set(_cjk_chars("set_a")), set(_cjk_chars("set_b"))
+    assert a and b and not a & b
+
+
+def test_headline_and_right_to_left_layout() -> None:
+    from sigver.synth.scripts import script_font
+
+    font = script_font("devanagari", "hand0")
+    plain = _plan(np.random.default_rng(3), "abc de", font, False, (), 3.0)
+    headed = _plan(np.random.default_rng(3), "abc de", font, False, (), 3.0, headline=True)
+    assert len(headed) == len(plain) + 2  # one head line per word
+    arabic = script_font("arabic", "hand0")
+    ltr = _plan(np.random.default_rng(4), "ab", arabic, True, (), 3.0)
+    rtl = _plan(np.random.default_rng(4), "ab", arabic, True, (), 3.0, rtl=True)
+    # Right to left: the first pen-down point lies right of the last body point.
+    assert ltr[0][0, 0] < ltr[0][-1, 0]
+    assert rtl[0][0, 0] > rtl[0][-1, 0]
+
+
+@pytest.fixture(scope="module")
+def sample_set_v2() -> dict[str, list[list[np.ndarray]]]:
+    """16 v2 writers (two of each script) x (3 genuine + 2 forgeries)."""
+    genuine, forgeries = [], []
+    for w in range(16):
+        _, g, f = generate_writer(13, w, 3, 2, version=2)
+        genuine.append(g)
+        forgeries.append(f)
+    return {"genuine": genuine, "forgeries": forgeries}
+
+
+def test_v2_background_statistics_independent_of_class(sample_set_v2: dict) -> None:
+    _assert_background_independent_of_class(sample_set_v2)
+
+
+def test_cli_v2_scripts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "corpus"
+    argv = ["synth", "--writers", "2", "--genuine", "1", "--forgeries", "1", "--seed", "3"]
+    argv += ["--scripts", "greek,initials", "--split", "train", "--out", str(out)]
+    assert main([*argv, "--jobs", "1", "--no-progress"]) == 0
+    assert "generator v2" in capsys.readouterr().out
+    assert (out / "writers.csv").read_text().splitlines()[1].split(",")[1:3] == ["greek", "greeks"]
+    bad = ["synth", "--writers", "1", "--scripts", "elvish", "--out", str(tmp_path / "x")]
+    assert main(bad) == 2
+
+
+def test_v2_ink_is_always_found_by_the_preprocessing(sample_set_v2: dict) -> None:
+    # Pencil on grey paper, blue ink on coloured paper and pre-printed boxes must all
+    # leave the signature clearly darker than everything else on the form.
+    from sigver.preprocessing import locate_signature
+
+    for images in sample_set_v2["genuine"] + sample_set_v2["forgeries"]:
+        for img in images:
+            locate_signature(img)
+    for w in range(40):  # more pens and papers, one image each
+        locate_signature(generate_writer(21, w, 1, 0, version=2)[1][0])

@@ -311,3 +311,143 @@ def test_distributed_gloo_two_processes_agree(tmp_path: Path) -> None:
     initial = get_model("sigresnet", **TINY).state_dict()
     moved = [k for k in p0 if k.endswith("weight") and not torch.equal(p0[k], initial[k])]
     assert moved, "training did not change the weights"
+
+
+# -- SigNet-F fixes and fine-tuning (issue 9) ---------------------------------------------
+
+
+def test_lambda_warmup_schedule() -> None:
+    cfg = tiny_config(forg=True, lamb=0.9, lamb_warmup=3)
+    assert [cfg.lamb_at(e) for e in range(5)] == pytest.approx([0.0, 0.3, 0.6, 0.9, 0.9])
+    assert tiny_config(forg=True, lamb=0.9).lamb_at(0) == 0.9
+    with pytest.raises(SigverError):
+        tiny_config(lamb_warmup=-1)
+    assert "ramped from 0 over 3 epochs" in cfg.recipe()["loss"]
+
+
+def test_balanced_forgery_loss_and_balanced_accuracy_by_hand() -> None:
+    logits = torch.zeros(4, 2)
+    y = torch.tensor([0, 1, 0, 1])
+    yforg = torch.tensor([0, 0, 0, 1])
+    forg_logits = torch.tensor([-1.0, -1.0, -1.0, -1.0])  # everything "genuine": the prior
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    # pos_weight 3 (= 3 genuine / 1 forgery) multiplies the forgery term only.
+    bce = -(3 * math.log(1 - sig(-1.0)) + 3 * math.log(sig(-1.0))) / 4
+    loss, stats = _losses(logits, forg_logits, y, yforg, 1.0, torch.tensor(3.0))
+    assert loss.item() == pytest.approx(bce, rel=1e-5)
+    from sigver.training import _summarise
+
+    out = _summarise({k: float(v) for k, v in stats.items()}, "val_")
+    assert out["val_forg_acc"] == pytest.approx(0.75)  # the prior looks good ...
+    assert out["val_forg_bacc"] == pytest.approx(0.5)  # ... and is chance level
+
+
+def test_signet_f_warmup_and_balance_run_logs_lambda(tmp_path: Path) -> None:
+    data = prepare_training_data([("toy", toy_cache(3, 6, n_forg=2))], forg=True)
+    cfg = tiny_config(epochs=2, forg=True, lamb=0.95, lamb_warmup=2, forg_balance=True)
+    result = train(data, cfg, tmp_path, progress=False)
+    assert [row["lamb"] for row in result.history] == pytest.approx([0.0, 0.475])
+    assert "train_forg_bacc" in result.history[0]
+
+
+def _block_params(model: torch.nn.Module, name: str) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in dict(model.blocks())[name].state_dict().items()}
+
+
+def test_fine_tune_freezes_first_blocks_and_replaces_the_head(tmp_path: Path) -> None:
+    base = prepare_training_data([("toy", toy_cache(4, 6))])
+    first = train(base, tiny_config(epochs=1), tmp_path / "base", progress=False)
+    init = load_checkpoint(first.best_path)
+    # A new institution: 3 other writers, genuine signatures only.
+    bank = prepare_training_data([("bank", toy_cache(3, 6, seed=9))])
+    cfg = tiny_config(epochs=1, init=str(first.best_path), freeze=2)
+    tuned = train(bank, cfg, tmp_path / "tuned", progress=False)
+    out = load_checkpoint(tuned.last_path)
+    assert out.heads["classifier"]["weight"].shape == (3, 16)  # new writer head
+    names = tuned.model.trainable_blocks()
+    for k, v in init.state_dict.items():
+        block = k.split(".")[1]
+        same = torch.equal(v, out.state_dict[k])
+        if block in names[:2]:
+            assert same, k  # frozen, BatchNorm statistics included
+    changed = [k for k, v in init.state_dict.items() if not torch.equal(v, out.state_dict[k])]
+    assert changed and all(k.split(".")[1] in names[2:] for k in changed)
+    assert out.training_state["config"]["init_sha256"]
+    assert out.meta.recipe["freeze"] == 2
+    # -1: only the last block trains.
+    last_only = tiny_config(epochs=1, init=str(first.best_path), freeze=-1)
+    res = train(bank, last_only, tmp_path / "last", progress=False)
+    changed = {
+        k.split(".")[1]
+        for k, v in init.state_dict.items()
+        if not torch.equal(v, res.model.state_dict()[k])
+    }
+    assert changed == {names[-1]}
+    with pytest.raises(SigverError, match="nothing to train"):
+        train(bank, tiny_config(init=str(first.best_path), freeze=6), tmp_path / "x")
+    with pytest.raises(ModelError, match="not sigresnet"):
+        bad = tiny_config(init=str(first.best_path), arch_config={"widths": [4, 8, 8, 8]})
+        train(bank, bad, tmp_path / "y", progress=False)
+
+
+def test_fine_tune_cli_on_a_folder_manifest_of_genuine_signatures(tmp_path: Path) -> None:
+    import cv2
+
+    base = prepare_training_data([("toy", toy_cache(4, 6))])
+    first = train(base, tiny_config(epochs=1), tmp_path / "base", progress=False)
+    # The institution's scans: a `folder` manifest, genuine only.
+    from sigver.synth import generate_writer
+
+    rows = ["path,user,label"]
+    for w in range(3):
+        _, genuine, _ = generate_writer(1, w, 4, 0)
+        for i, img in enumerate(genuine):
+            rel = f"scans/u{w}/{i}.png"
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / rel), img)
+            rows.append(f"{rel},client{w},genuine")
+    manifest = tmp_path / "bank.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "tuned"
+    argv = ["train", "--init", str(first.best_path), "--freeze", "-1", "--data"]
+    argv += [f"folder:{manifest}", "--epochs", "1", "--batch-size", "4", "--lr", "0.01"]
+    argv += ["--out", str(out), "--no-progress", "--jobs", "1"]
+    assert main(argv) == 0
+    tuned = load_checkpoint(out / "last.pt")
+    assert tuned.meta.arch == "sigresnet" and tuned.meta.arch_config == TINY  # from --init
+    assert tuned.heads["classifier"]["weight"].shape[0] == 3
+    assert tuned.meta.preprocess["canvas_size"] == first_canvas(first.best_path)
+    assert main(["train", "--freeze", "2", "--data", str(manifest), "--out", str(out)]) == 2
+
+
+def first_canvas(path: Path) -> list[int]:
+    return list(load_checkpoint(path).meta.preprocess["canvas_size"])
+
+
+def test_train_cli_records_the_chosen_canvas(tmp_path: Path) -> None:
+    cache_path = tmp_path / "toy.npz"
+    save_cache(cache_path, toy_cache(3, 5))
+    argv = ["train", "--data", str(cache_path), "--arch", "sigresnet", "--arch-config"]
+    argv += [json.dumps(TINY), "--epochs", "1", "--batch-size", "6", "--canvas", "300", "400"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "best.pt").meta.preprocess["canvas_size"] == [
+        300,
+        400,
+    ]
+
+
+def test_forg_normalise_equals_a_larger_learning_rate(tmp_path: Path) -> None:
+    # Without weight decay, SGD's update is linear in the gradient: dividing the loss
+    # by (1 - lambda) = 0.5 is exactly training at twice the learning rate.
+    data = prepare_training_data([("toy", toy_cache(3, 6, n_forg=3))], forg=True)
+    common = dict(epochs=1, forg=True, lamb=0.5, weight_decay=0.0, grad_clip=0.0)
+    a = train(
+        data, tiny_config(lr=0.01, forg_normalise=True, **common), tmp_path / "a", progress=False
+    )
+    b = train(data, tiny_config(lr=0.02, **common), tmp_path / "b", progress=False)
+    c = train(data, tiny_config(lr=0.01, **common), tmp_path / "c", progress=False)
+    sa, sb, sc = (r.model.state_dict() for r in (a, b, c))
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=1e-4, atol=1e-5)
+    assert any(not torch.allclose(sa[k], sc[k]) for k in sa if sa[k].is_floating_point())
+    assert "divided by (1 - lambda)" in tiny_config(forg_normalise=True, forg=True).recipe()["loss"]

@@ -158,6 +158,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="background negatives (default: <model stem>.background.npz)",
     )
+    parser.add_argument(
+        "--canvas",
+        choices=("model", "dataset"),
+        default="model",
+        help="canvas a dataset folder is preprocessed on with --model: 'model' (default) = the "
+        "model's own, as enrollment and verification do, so figures describe what operators "
+        "get; 'dataset' = the published per-dataset canvas (reproducing papers). Caches and "
+        "feature sets keep the canvas they were made with",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -259,14 +268,29 @@ def _load_features(args: argparse.Namespace) -> Any:
         raise SigverError("--model and --baseline need --data (a cache or a dataset folder)")
     from sigver.cache import data_from_args
 
-    cache = data_from_args(args, progress=progress)
     if args.baseline is not None:
         from sigver.baseline import baseline_features
 
+        cache = data_from_args(args, progress=progress)
         return baseline_features(cache, args.baseline, progress=progress)
     from sigver.features import Extractor
 
-    return Extractor.from_checkpoint(args.model).extract_featureset(cache, progress=progress)
+    extractor = Extractor.from_checkpoint(args.model)
+    # One canvas policy: by default the product's preprocessing (the model's canvas).
+    canvas = None
+    if getattr(args, "canvas", "model") == "model":
+        canvas = tuple(extractor.preprocess_config.canvas_size)
+    cache = data_from_args(args, progress=progress, canvas_size=canvas)
+    if cache.canvas_size is not None and canvas and tuple(cache.canvas_size) != canvas:
+        logger.warning(
+            "%s was preprocessed on a %s canvas, not the model's %s: the figures do not "
+            "describe the product's preprocessing (re-preprocess the folder to fix)",
+            args.data,
+            tuple(cache.canvas_size),
+            canvas,
+        )
+    logger.info("evaluating on a %s canvas (--canvas %s)", cache.canvas_size, args.canvas)
+    return extractor.extract_featureset(cache, progress=progress)
 
 
 def run_deployment(args: argparse.Namespace) -> int:

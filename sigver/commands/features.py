@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="signet",
         help="architecture of a reference SigNet tuple checkpoint (default signet)",
     )
+    parser.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="take features at this block's output (e.g. stage3, conv5, fc1; convolutional "
+        "outputs are pooled to 2x3 cells) instead of the last layer; an unknown name lists them",
+    )
     add_data_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .npz")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -55,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         extractor = Extractor.from_checkpoint(
             args.model, args.device, reference_arch=args.reference_arch
+        )
+    if args.layer is not None:
+        # An unknown name fails here, with the list of the model's layers.
+        extractor = Extractor(
+            extractor.model, extractor.weights, device=args.device, layer=args.layer
         )
     cache = data_from_args(args, progress=not args.no_progress)
     canvas = cache.canvas_size

@@ -28,12 +28,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SHEET.png",
         help="also draw a contact sheet of a few writers (genuine and forgeries) to this PNG",
     )
+    parser.add_argument(
+        "--version",
+        dest="synth_version",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="generator: 1 (default) = the Latin-only v1 corpus the shipped v1 model was trained "
+        "on, byte-identical; 2 = scripts, pens, papers, resolutions, forms, JPEG",
+    )
+    parser.add_argument(
+        "--scripts",
+        metavar="LIST",
+        help="v2 writing systems, comma-separated, assigned round-robin to writers (implies "
+        "--version 2; default all: latin,cyrillic,greek,devanagari,bengali,arabic,cjk,initials)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("all", "train", "holdout"),
+        default="all",
+        help="v2 styles: train leaves out each script's hold-out style, holdout uses only it "
+        "(use another --seed for hold-out writers too)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate the corpus (and the optional preview) and print a summary."""
     from sigver.synth import SynthError, generate_corpus, preview_sheet, save_preview
+    from sigver.synth.corpus import check_options
 
     # Validate everything before writing anything.
     for flag, value, low in (
@@ -47,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
             raise SynthError(f"{flag} must be >= {low}, got {value}")
     if args.preview is not None and not str(args.preview).lower().endswith(".png"):
         raise SynthError(f"--preview must name a .png file, got {args.preview}")
+    scripts = None
+    if args.scripts is not None:
+        scripts = tuple(s.strip() for s in args.scripts.split(",") if s.strip())
+    version, scripts = check_options(args.synth_version, scripts, args.split)
+    options = {} if version == 1 else {"version": 2, "scripts": scripts, "split": args.split}
 
     start = time.perf_counter()
     info = generate_corpus(
@@ -57,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_jobs=args.jobs,
         progress=None if not args.no_progress else False,
+        **options,
     )
     elapsed = time.perf_counter() - start
     n = len(info.files)
     print(
         f"wrote {n} images ({args.writers} writers x {args.genuine} genuine + "
-        f"{args.forgeries} forgeries) to {info.root} in {elapsed:.1f} s "
+        f"{args.forgeries} forgeries, generator v{version}) to {info.root} in {elapsed:.1f} s "
         f"({n / max(elapsed, 1e-9):.1f} images/s)"
     )
     if args.preview is not None:
@@ -71,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             n_writers=min(args.writers, 6),
             n_genuine=min(args.genuine, 3),
             n_forgeries=min(args.forgeries, 3),
+            **options,
         )
         print(f"preview: {save_preview(args.preview, sheet)}")
     return 0

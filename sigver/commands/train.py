@@ -6,6 +6,10 @@ Examples::
         --users sigcomp2011:001-037 --arch signet --out runs/signet
     sigver train --data gpds.npz --arch signet --forg --lamb 0.95 --out runs/signet_f
     sigver train --data synth.npz --arch signet --out runs/signet --resume runs/signet/last.pt
+    sigver train --data synth.npz --arch signet --forg --lamb 0.95 --lamb-warmup 3 \
+        --forg-balance --out runs/signet_f
+    sigver train --init models/sigver-sigresnet-v1.pt --freeze -1 \
+        --data folder:/bank/manifest.csv --out runs/bank     # retrain the last layers
     torchrun --nproc_per_node 2 -m sigver train --data synth.npz --arch signet --out runs/ddp
 """
 
@@ -59,6 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--allow-pickle", action="store_true", help="trusted reference caches only")
     data.add_argument("--jobs", type=int, default=2, metavar="N", help="preprocessing workers")
     data.add_argument(
+        "--canvas",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="the model's preprocessing canvas: folders are preprocessed on it and it is "
+        "recorded in the checkpoint (what enrollment uses); default: the --init model's, "
+        "else the first source's. Caches keep their own canvas (a warning says so)",
+    )
+    data.add_argument(
         "--val-fraction",
         type=float,
         default=0.1,
@@ -67,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     model = parser.add_argument_group("model and recipe (defaults: the published recipe)")
-    model.add_argument("--arch", default="signet", help="architecture (default signet)")
+    model.add_argument("--arch", help="architecture (default signet, or the --init checkpoint's)")
     model.add_argument(
         "--arch-config",
         default="{}",
@@ -89,6 +102,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--forg", action="store_true", help="SigNet-F: add the forgery loss")
     model.add_argument("--lamb", type=float, default=0.95, help="forgery-loss weight (SigNet-F)")
+    model.add_argument(
+        "--lamb-warmup",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="SigNet-F: ramp lambda linearly from 0 over this many epochs (default 0: off)",
+    )
+    model.add_argument(
+        "--forg-balance",
+        action="store_true",
+        help="SigNet-F: weight forgeries by n_genuine/n_forgeries in the forgery loss",
+    )
+    model.add_argument(
+        "--forg-normalise",
+        action="store_true",
+        help="SigNet-F: divide the loss by (1 - lambda) so the writer term keeps its "
+        "learning rate (CE + lambda/(1-lambda) BCE)",
+    )
+    tune = parser.add_argument_group("fine-tuning")
+    tune.add_argument(
+        "--init",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start the backbone from this checkpoint (new writer head); e.g. the shipped model",
+    )
+    tune.add_argument(
+        "--freeze",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --init: freeze the first N trainable blocks; 0 (default) retrains all "
+        "layers, -1 retrains only the last (fully connected) block",
+    )
     model.add_argument("--seed", type=int, default=42, help="default 42")
     model.add_argument("--resume", type=Path, metavar="LAST_PT", help="continue a run")
     model.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -109,16 +155,29 @@ def run(args: argparse.Namespace) -> int:
     if rank != 0:
         # Other ranks only report problems; rank 0 logs the run.
         logging.getLogger("sigver").setLevel(logging.WARNING)
-    if args.arch not in available_models():
-        raise SigverError(f"unknown --arch {args.arch!r}; available: {available_models()}")
     try:
         arch_config = json.loads(args.arch_config)
     except json.JSONDecodeError as exc:
         raise SigverError(f"--arch-config is not JSON: {exc}") from exc
     if not isinstance(arch_config, dict):
         raise SigverError("--arch-config must be a JSON object")
+    arch = args.arch or "signet"
+    canvas = None if args.canvas is None else tuple(args.canvas)
+    if args.freeze and args.init is None:
+        raise SigverError("--freeze needs --init CHECKPOINT")
+    if args.init is not None:
+        from sigver.models.checkpoint import load_weights
+
+        meta = load_weights(args.init).meta
+        if canvas is None and meta.preprocess.get("canvas_size"):
+            # Fine-tuning data must look like what the initial model was trained on.
+            canvas = tuple(int(v) for v in meta.preprocess["canvas_size"])
+        if args.arch is None:
+            arch, arch_config = meta.arch, dict(meta.arch_config)
+    if arch not in available_models():
+        raise SigverError(f"unknown --arch {arch!r}; available: {available_models()}")
     config = TrainConfig(
-        arch=args.arch,
+        arch=arch,
         arch_config=arch_config,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -129,6 +188,11 @@ def run(args: argparse.Namespace) -> int:
         lr_decay_times=args.lr_decay_times,
         forg=args.forg,
         lamb=args.lamb,
+        lamb_warmup=args.lamb_warmup,
+        forg_balance=args.forg_balance,
+        forg_normalise=args.forg_normalise,
+        init="" if args.init is None else str(args.init),
+        freeze=args.freeze,
         val_fraction=args.val_fraction,
         seed=args.seed,
         amp=not args.no_amp,
@@ -147,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         allow_pickle=args.allow_pickle,
         n_jobs=args.jobs,
         progress=progress,
+        canvas_size=canvas,
     )
     result = train(
         data,

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from sigver._util import write_png
+from sigver._util import atomic_write, write_png
 from sigver.errors import SigverError
-from sigver.synth.model import Forger, SynthWriter, forgery_strokes, genuine_strokes
-from sigver.synth.render import ScanParams, render_strokes
+from sigver.synth.model import PEN_TYPES, Forger, SynthWriter, forgery_strokes, genuine_strokes
+from sigver.synth.render import ScanParams, ScanParamsV2, render_strokes, render_strokes_v2
+from sigver.synth.scripts import SCRIPTS, SPLITS
 
 __all__ = [
     "FORGERIES_PER_FORGER",
+    "VERSIONS",
     "CorpusInfo",
     "SynthError",
+    "check_options",
     "generate_corpus",
     "generate_writer",
     "make_writer",
@@ -39,7 +44,10 @@ logger = logging.getLogger(__name__)
 
 #: Each forger imitates a writer this many times (forgeries 1-3 by forger 1, ...).
 FORGERIES_PER_FORGER = 3
-_GENUINE, _FORGERY, _FORGER = 0, 1, 2
+_GENUINE, _FORGERY, _FORGER, _WRITER_V2 = 0, 1, 2, 3
+#: Generator versions: 1 is the Latin-only corpus the v1 model was trained on
+#: (kept byte-identical), 2 adds scripts and acquisition diversity.
+VERSIONS: tuple[int, ...] = (1, 2)
 
 
 class SynthError(SigverError, ValueError):
@@ -81,7 +89,39 @@ def sample_rngs(
     return np.random.default_rng(shape_seq), np.random.default_rng(scan_seq)
 
 
-def make_writer(seed: int, writer: int) -> SynthWriter:
+def check_options(
+    version: int, scripts: Sequence[str] | None, split: str
+) -> tuple[int, tuple[str, ...]]:
+    """Validate generator options; returns ``(version, scripts)``.
+
+    ``scripts`` implies version 2; version 2 without ``scripts`` uses all of
+    :data:`sigver.synth.scripts.SCRIPTS`.
+    """
+    if scripts is not None and version == 1:
+        version = 2
+    if version not in VERSIONS:
+        raise SynthError(f"version must be one of {VERSIONS}, got {version!r}")
+    if split not in SPLITS:
+        raise SynthError(f"split must be one of {SPLITS}, got {split!r}")
+    if version == 1:
+        if split != "all":
+            raise SynthError("split needs the v2 generator (version 2 or scripts)")
+        return 1, ("latin",)
+    chosen = tuple(SCRIPTS) if scripts is None else tuple(scripts)
+    unknown = [s for s in chosen if s not in SCRIPTS]
+    if unknown or not chosen:
+        raise SynthError(f"unknown script(s) {unknown}; available: {', '.join(SCRIPTS)}")
+    return 2, chosen
+
+
+def make_writer(
+    seed: int,
+    writer: int,
+    *,
+    version: int = 1,
+    scripts: Sequence[str] | None = None,
+    split: str = "all",
+) -> SynthWriter:
     """The writer number ``writer`` of the corpus with seed ``seed``.
 
     Parameters
@@ -90,6 +130,14 @@ def make_writer(seed: int, writer: int) -> SynthWriter:
         Corpus seed (>= 0).
     writer : int
         Zero-based writer index (>= 0).
+    version : {1, 2}
+        Generator version; 1 (default) is the v1 corpus, unchanged.
+    scripts : sequence of str, optional
+        v2: writing systems, assigned round-robin (writer ``i`` writes
+        ``scripts[i % len(scripts)]``); implies version 2. Default: all.
+    split : {"all", "train", "holdout"}
+        v2: which styles of each script may be drawn (the hold-out style is
+        excluded from ``train`` and the only one in ``holdout``).
 
     Returns
     -------
@@ -98,7 +146,11 @@ def make_writer(seed: int, writer: int) -> SynthWriter:
     _check_seed(seed)
     if writer < 0:
         raise SynthError(f"writer index must be >= 0, got {writer}")
-    return SynthWriter.random(np.random.default_rng(_seq(seed, writer)))
+    version, chosen = check_options(version, scripts, split)
+    if version == 1:
+        return SynthWriter.random(np.random.default_rng(_seq(seed, writer)))
+    rng = np.random.default_rng(_seq(seed, writer, _WRITER_V2))
+    return SynthWriter.random_v2(rng, chosen[writer % len(chosen)], split)
 
 
 def render_genuine(
@@ -124,6 +176,17 @@ def render_genuine(
     """
     strokes = genuine_strokes(writer, rng)
     scan_rng = rng if scan_rng is None else scan_rng
+    if writer.version == 2:
+        return render_strokes_v2(
+            strokes,
+            size_px=writer.size_px,
+            pen_width=writer.pen_width,
+            ink=writer.ink,
+            pen=writer.pen,
+            nib_angle=writer.nib_angle,
+            scan=ScanParamsV2.random(scan_rng),
+            rng=scan_rng,
+        )
     return render_strokes(
         strokes,
         size_px=writer.size_px,
@@ -162,6 +225,22 @@ def render_forgery(
         forger = Forger.random(rng)
     strokes = forgery_strokes(writer, rng, forger)
     scan_rng = rng if scan_rng is None else scan_rng
+    if writer.version == 2:
+        # The forger often uses a pen of another type than the writer's.
+        pens = list(PEN_TYPES)
+        pen = writer.pen
+        if rng.random() < 0.5:
+            pen = str(pens[int(rng.choice(len(pens), p=list(PEN_TYPES.values())))])
+        return render_strokes_v2(
+            strokes,
+            size_px=writer.size_px,
+            pen_width=writer.pen_width * forger.pen_factor,
+            ink=writer.ink * forger.ink_factor,
+            pen=pen,
+            nib_angle=writer.nib_angle + float(rng.normal(0.0, 0.3)),
+            scan=ScanParamsV2.random(scan_rng),
+            rng=scan_rng,
+        )
     return render_strokes(
         strokes,
         size_px=writer.size_px,
@@ -178,7 +257,14 @@ def _forger(seed: int, writer: int, forgery: int) -> Forger:
 
 
 def generate_writer(
-    seed: int, writer: int, n_genuine: int, n_forgeries: int
+    seed: int,
+    writer: int,
+    n_genuine: int,
+    n_forgeries: int,
+    *,
+    version: int = 1,
+    scripts: Sequence[str] | None = None,
+    split: str = "all",
 ) -> tuple[SynthWriter, list[np.ndarray], list[np.ndarray]]:
     """All images of one writer, in memory, exactly as :func:`generate_corpus` writes them.
 
@@ -190,13 +276,15 @@ def generate_writer(
         Zero-based writer index.
     n_genuine, n_forgeries : int
         Number of genuine signatures and skilled forgeries.
+    version, scripts, split
+        Generator options, see :func:`make_writer`.
 
     Returns
     -------
     tuple
         ``(writer, genuine_images, forgery_images)``.
     """
-    w = make_writer(seed, writer)
+    w = make_writer(seed, writer, version=version, scripts=scripts, split=split)
     genuine = [
         render_genuine(w, *sample_rngs(seed, writer, "genuine", i)) for i in range(n_genuine)
     ]
@@ -221,6 +309,15 @@ class CorpusInfo:
         Corpus seed.
     files : list of pathlib.Path
         Every image written, writer by writer, genuine first.
+    version : int
+        Generator version.
+    scripts : tuple of str
+        Writing systems (v2).
+    split : str
+        Style split (v2).
+    writers : list of dict
+        v2: one row per writer (``user``, ``script``, ``style``, ``form``, ``pen``),
+        also written to ``writers.csv``.
     """
 
     root: Path
@@ -229,6 +326,10 @@ class CorpusInfo:
     n_forgeries: int
     seed: int
     files: list[Path] = field(repr=False)
+    version: int = 1
+    scripts: tuple[str, ...] = ("latin",)
+    split: str = "all"
+    writers: list[dict[str, str]] = field(default_factory=list, repr=False)
 
 
 def _writer_id(writer: int, n_writers: int) -> str:
@@ -236,12 +337,18 @@ def _writer_id(writer: int, n_writers: int) -> str:
 
 
 def _write_writer(
-    root: str, seed: int, writer: int, n_writers: int, n_genuine: int, n_forgeries: int
-) -> list[str]:
+    root: str,
+    seed: int,
+    writer: int,
+    n_writers: int,
+    n_genuine: int,
+    n_forgeries: int,
+    options: dict[str, Any],
+) -> tuple[list[str], dict[str, str]]:
     uid = _writer_id(writer, n_writers)
     folder = Path(root) / uid
     folder.mkdir(parents=True, exist_ok=True)
-    _, genuine, forgeries = generate_writer(seed, writer, n_genuine, n_forgeries)
+    w, genuine, forgeries = generate_writer(seed, writer, n_genuine, n_forgeries, **options)
     width = max(2, len(str(max(n_genuine, n_forgeries))))
     written = []
     for prefix, images in (("c", genuine), ("cf", forgeries)):
@@ -249,7 +356,8 @@ def _write_writer(
             path = folder / f"{prefix}-{uid}-{i + 1:0{width}d}.png"
             write_png(path, img)
             written.append(str(path))
-    return written
+    row = {"user": uid, "script": w.script, "style": w.style or w.font, "form": w.form}
+    return written, row | {"pen": w.pen}
 
 
 def _check_counts(n_writers: int, n_genuine: int, n_forgeries: int, n_jobs: int) -> None:
@@ -272,6 +380,9 @@ def generate_corpus(
     n_jobs: int = 2,
     *,
     progress: bool | None = None,
+    version: int = 1,
+    scripts: Sequence[str] | None = None,
+    split: str = "all",
 ) -> CorpusInfo:
     """Write a synthetic corpus in the GPDS layout.
 
@@ -296,6 +407,10 @@ def generate_corpus(
         Worker processes (one task per writer); does not change the output.
     progress : bool, optional
         Show a tqdm bar; default: only when stderr is a terminal.
+    version, scripts, split
+        Generator options, see :func:`make_writer`. The defaults write the v1
+        corpus, byte-identical to earlier releases; v2 corpora also get a
+        ``writers.csv`` (user, script, style, form, pen) in ``out_dir``.
 
     Returns
     -------
@@ -306,6 +421,10 @@ def generate_corpus(
 
     _check_seed(seed)
     _check_counts(n_writers, n_genuine, n_forgeries, n_jobs)
+    version, chosen = check_options(version, scripts, split)
+    options: dict[str, Any] = {}
+    if version == 2:
+        options = {"version": 2, "scripts": chosen, "split": split}
     root = Path(out_dir)
     if root.exists() and not root.is_dir():
         raise SynthError(f"{root} exists and is not a folder")
@@ -322,16 +441,24 @@ def generate_corpus(
         root,
     )
     tasks = (
-        delayed(_write_writer)(str(root), seed, w, n_writers, n_genuine, n_forgeries)
+        delayed(_write_writer)(str(root), seed, w, n_writers, n_genuine, n_forgeries, options)
         for w in range(n_writers)
     )
     results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
     files: list[Path] = []
+    rows: list[dict[str, str]] = []
     with tqdm(total=n_writers, unit="writer", desc="synth", disable=not progress) as bar:
-        for paths in results:
+        for paths, row in results:
             files.extend(Path(p) for p in paths)
+            rows.append(row)
             bar.update(1)
-    return CorpusInfo(root, n_writers, n_genuine, n_forgeries, seed, files)
+    if version == 2:
+        lines = ["user,script,style,form,pen"]
+        lines += [",".join(r[k] for k in ("user", "script", "style", "form", "pen")) for r in rows]
+        atomic_write(root / "writers.csv", ("\n".join(lines) + "\n").encode())
+    return CorpusInfo(
+        root, n_writers, n_genuine, n_forgeries, seed, files, version, chosen, split, rows
+    )
 
 
 def _fit(img: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -352,6 +479,9 @@ def preview_sheet(
     *,
     cell: tuple[int, int] = (120, 280),
     first_writer: int = 0,
+    version: int = 1,
+    scripts: Sequence[str] | None = None,
+    split: str = "all",
 ) -> np.ndarray:
     """A labelled contact sheet: one row per writer, genuine then forgeries.
 
@@ -367,6 +497,8 @@ def preview_sheet(
         ``(height, width)`` of one thumbnail.
     first_writer : int
         Zero-based index of the first writer shown.
+    version, scripts, split
+        Generator options, see :func:`make_writer`.
 
     Returns
     -------
@@ -390,9 +522,15 @@ def preview_sheet(
         cv2.line(sheet, (sx, 0), (sx, height - 1), 150, 1)
     for r in range(n_writers):
         idx = first_writer + r
-        writer, genuine, forgeries = generate_writer(seed, idx, n_genuine, n_forgeries)
+        writer, genuine, forgeries = generate_writer(
+            seed, idx, n_genuine, n_forgeries, version=version, scripts=scripts, split=split
+        )
         y = head_h + r * (label_h + ch + gap)
-        label = f"writer {idx + 1:03d}: '{writer.text}' ({writer.font})"
+        if writer.version == 1:
+            label = f"writer {idx + 1:03d}: '{writer.text}' ({writer.font})"
+        else:
+            # cv2 only draws ASCII: name the script and style, not the text.
+            label = f"writer {idx + 1:03d}: {writer.script}/{writer.style}, {writer.pen} pen"
         cv2.putText(sheet, label, (gap, y + 13), font, 0.45, 60, 1, cv2.LINE_AA)
         for c, img in enumerate(genuine + forgeries):
             x = gap + c * (cw + gap) + (sep if c >= n_genuine else 0)

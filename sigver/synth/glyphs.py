@@ -33,10 +33,13 @@ class Glyph:
         Each ``(n, 2)`` float64 polyline in cap-height units.
     advance : float
         Horizontal advance in cap-height units.
+    marks : tuple of numpy.ndarray
+        Strokes written after the whole word (Arabic dots); empty for Hershey glyphs.
     """
 
     strokes: tuple[np.ndarray, ...]
     advance: float
+    marks: tuple[np.ndarray, ...] = ()
 
 
 @lru_cache(maxsize=len(FONTS))

@@ -15,6 +15,7 @@ renderer turns them into pixels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +80,18 @@ class SynthWriter:
         Subset of ``("underline", "paraph", "flourish")``.
     template : list of numpy.ndarray
         The shape plan: pen-down components in cap heights.
+    version : int
+        Generator version (1: the v1 corpus, Latin only; 2: scripts and
+        acquisition diversity, see :meth:`random_v2`).
+    script, style : str
+        Writing system and style (font, hand or character set) of a v2 writer.
+    pen : str
+        Pen type of a v2 writer (a key of :data:`PEN_TYPES`).
+    nib_angle : float
+        Angle of a fountain-pen nib, radians.
+    pressure_profile : str or None
+        Shape of the pressure along each stroke (v2; a key of
+        :data:`PRESSURE_PROFILES`); None keeps the v1 behaviour.
     """
 
     text: str
@@ -92,6 +105,12 @@ class SynthWriter:
     stability: float
     decorations: tuple[str, ...]
     template: list[np.ndarray] = field(repr=False)
+    version: int = 1
+    script: str = "latin"
+    style: str = ""
+    pen: str = "ballpoint"
+    nib_angle: float = 0.0
+    pressure_profile: str | None = None
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> SynthWriter:
@@ -133,6 +152,105 @@ class SynthWriter:
             decorations=tuple(decorations),
             template=template,
         )
+
+    @classmethod
+    def random_v2(cls, rng: np.random.Generator, script: str, split: str = "all") -> SynthWriter:
+        """Draw a v2 writer of ``script`` (a key of :data:`sigver.synth.scripts.SCRIPTS`).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of randomness.
+        script : str
+            Writing system.
+        split : {"all", "train", "holdout"}
+            Which of the script's styles may be drawn (see
+            :func:`sigver.synth.scripts.styles_for`).
+
+        Returns
+        -------
+        SynthWriter
+        """
+        from sigver.synth.scripts import SCRIPTS, script_font, script_text, styles_for
+
+        spec = SCRIPTS[script]
+        styles = styles_for(script, split)
+        style = str(styles[int(rng.integers(len(styles)))])
+        font = script_font(script, style)
+        form, text = script_text(rng, script, style)
+        cursive = rng.random() < spec.cursive_prob
+        short = script == "initials" or len(text) <= 5
+        decorations = []
+        if rng.random() < (0.45 if short else 0.25):
+            decorations.append("underline")
+        if script == "initials" or rng.random() < (0.35 if short else 0.15):
+            decorations.append("paraph")
+        if rng.random() < (0.6 if script == "initials" else 0.3):
+            decorations.append("flourish")
+        size_px = float(np.exp(rng.uniform(np.log(45.0), np.log(95.0))))
+        # Dense CJK characters survive only a little inertia smoothing.
+        speed = float(rng.uniform(0.8, 2.5) if script == "cjk" else rng.uniform(1.5, 6.0))
+        if script == "cjk":
+            size_px *= 1.3
+        if form == "flourish":
+            template = _flourish_plan(rng, speed)
+        else:
+            template = _plan(
+                rng,
+                text,
+                font,
+                cursive,
+                tuple(decorations),
+                speed,
+                headline=spec.headline,
+                rtl=spec.rtl,
+            )
+        pens = list(PEN_TYPES)
+        pen = str(pens[int(rng.choice(len(pens), p=list(PEN_TYPES.values())))])
+        profiles = list(PRESSURE_PROFILES)
+        return cls(
+            text=text,
+            form=form,
+            font=style,
+            size_px=size_px,
+            pen_width=float(rng.uniform(2.2, 4.8)),
+            ink=float(rng.uniform(25.0, 115.0)),
+            pressure=float(rng.uniform(0.45, 0.8)),
+            speed=speed,
+            stability=float(rng.beta(4.0, 2.0)),
+            decorations=tuple(decorations),
+            template=template,
+            version=2,
+            script=script,
+            style=style,
+            pen=pen,
+            nib_angle=float(rng.uniform(0.0, np.pi)),
+            pressure_profile=str(profiles[int(rng.integers(len(profiles)))]),
+        )
+
+
+#: v2 pen types and their probabilities (see :func:`sigver.synth.render.render_strokes_v2`).
+PEN_TYPES: dict[str, float] = {
+    "ballpoint": 0.45,
+    "gel": 0.2,
+    "felt": 0.15,
+    "fountain": 0.1,
+    "pencil": 0.1,
+}
+#: v2 pressure profiles along a stroke (multipliers of the writer's pressure).
+PRESSURE_PROFILES: tuple[str, ...] = ("even", "attack", "fade", "wavy")
+
+
+def pressure_profile(name: str, n: int) -> np.ndarray:
+    """Pressure multiplier along a stroke of ``n`` samples (deterministic)."""
+    t = np.linspace(0.0, 1.0, n)
+    if name == "attack":  # presses at the start, lifts off gradually
+        return 1.15 - 0.35 * t
+    if name == "fade":
+        return 0.8 + 0.35 * t
+    if name == "wavy":
+        return 1.0 + 0.18 * np.sin(2 * np.pi * t * max(1.0, n / 80.0))
+    return np.ones(n)
 
 
 #: Beta distribution of forger skill (mean ~0.44: most people who were asked
@@ -242,13 +360,22 @@ def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, step: float) -> np.n
 def _plan(
     rng: np.random.Generator,
     text: str,
-    font_name: str,
+    font_name: str | Mapping[str, Glyph],
     cursive: bool,
     decorations: tuple[str, ...],
     speed: float,
+    *,
+    headline: bool = False,
+    rtl: bool = False,
 ) -> list[np.ndarray]:
-    """Build the writer's template trajectory (the shape plan)."""
-    font = load_font(font_name)
+    """Build the writer's template trajectory (the shape plan).
+
+    ``font_name`` is a Hershey font name or a glyph mapping (v2 scripts);
+    ``headline`` draws a head line across every word after it is written,
+    ``rtl`` mirrors the line so that it is written right to left. With the
+    defaults, the random stream is consumed exactly as in v1.
+    """
+    font = load_font(font_name) if isinstance(font_name, str) else font_name
     deformations: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     # Draw one deformation per distinct character in a fixed order, so that
     # the same letter always looks the same within a writer.
@@ -264,12 +391,23 @@ def _plan(
     squash_x, squash_y = rng.uniform(0.45, 0.85), rng.uniform(0.45, 0.85)
 
     components: list[np.ndarray] = []
+    late: list[np.ndarray] = []  # marks and head lines, written after the word
     x = 0.0
     prev_joinable = False
     pos_in_word = 0
+    word_start = 0.0
+
+    def close_word(x_end: float) -> None:
+        if headline and x_end - word_start > 0.1:
+            a = (word_start - rng.uniform(0.0, 0.1), -1.0 + rng.normal(0.0, 0.03))
+            b = (x_end + rng.uniform(-0.05, 0.1), -1.0 + rng.normal(0.0, 0.03))
+            late.append(geo.resample(np.array([a, b]), STEP))
+
     for ch in text:
         if ch == " ":
+            close_word(x - spacing)
             x += space
+            word_start = x
             prev_joinable = False
             pos_in_word = 0
             continue
@@ -296,9 +434,19 @@ def _plan(
                 components[-1] = np.vstack([components[-1], bridge[1:-1], placed[0]])
                 placed = placed[1:]
         components.extend(placed)
+        for m in glyph.marks:
+            d = _deform(m, lin, waves)
+            late.append(d * (hx, hy) + (x, 0.0))
         x += glyph.advance * lin[0, 0] * hx + spacing
         prev_joinable = cursive and ch.isalpha()
         pos_in_word += 1
+    close_word(x - spacing)
+    if components and late:
+        components.extend(late)
+    if rtl:
+        # Mirroring keeps the time order of every stroke, so the line and each
+        # letter are now written leftwards.
+        components = [c * (-1.0, 1.0) for c in components]
 
     if not components:  # a name made only of unsupported characters: draw a line
         components = [geo.resample(np.array([[0.0, 0.0], [3.0, 0.0]]), STEP)]
@@ -352,6 +500,22 @@ def _plan(
         c = c @ rot.T
         # The writer's inertia rounds corners of the plan itself.
         out.append(geo.gaussian_smooth(geo.resample(c, STEP), speed))
+    return out
+
+
+def _flourish_plan(rng: np.random.Generator, speed: float) -> list[np.ndarray]:
+    """A signature made only of a flourish: one or two looping strokes."""
+    out = []
+    for k in range(1 + int(rng.random() < 0.4)):
+        n = int(rng.integers(5, 10))
+        t = np.linspace(0.0, 1.0, n)
+        x = 3.5 * t + rng.normal(0.0, 0.35, n)
+        y = -0.5 + 0.6 * np.sin(2 * np.pi * t * rng.uniform(0.8, 2.2) + rng.uniform(0, 6.3))
+        y = y + rng.normal(0.0, 0.25, n) + 0.6 * k
+        # Loops: every other node steps back, as in a looped paraph.
+        x[1::2] -= rng.uniform(0.2, 0.7)
+        path = geo.catmull_rom(np.column_stack([x, y]), STEP)
+        out.append(geo.gaussian_smooth(geo.resample(path, STEP), speed))
     return out
 
 
@@ -419,6 +583,8 @@ def genuine_strokes(writer: SynthWriter, rng: np.random.Generator) -> list[PenSt
         drift = geo.smooth_noise(rng, n, 12.0, 2) * (0.01 * v)
         c = geo.gaussian_smooth(c + drift, rng.uniform(0.5, 1.5))
         p = base_p + 0.12 * geo.smooth_noise(rng, n, 20.0)
+        if writer.pressure_profile is not None:
+            p = p * pressure_profile(writer.pressure_profile, n)
         p = np.clip(p, 0.05, 1.0) * _taper(n, rng, blunt=False)
         out.append(PenStroke(c, p))
     return out

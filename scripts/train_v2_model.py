@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""The v2 feature-extractor pipeline (issue 9), stage by stage, CPU-sized.
+
+Every stage is a ``sigver`` command run in-process; a stage whose output is
+complete in ``--work`` is skipped, and an interrupted base training resumes
+from its ``last.pt``, so the same command can be re-run across sessions.
+``--dry-run`` prints the commands without running anything.
+
+Stages:
+
+1. ``synth``: v2 corpus (all scripts, training styles: ``--split train``).
+2. ``holdout``: one small corpus per script, other seed, hold-out style only.
+3. ``caches``: preprocess the corpora (synthetic canvas scaled so that the
+   median ink width matches SigComp2011's, as for v1; see ``--synth-canvas``)
+   and SigComp2011 on its own (= the model's) canvas.
+4. ``base``: synthetic-only model (no SigComp writer at all): SigNet-F with
+   lambda warm-up, balanced and normalised forgery loss (``--loss signet`` for
+   the plain writer loss).
+5. ``finetune``: the base model fine-tuned on SigComp2011 development writers
+   001-037, genuine signatures only (the institution use case): all layers
+   (``ft_all``) and the last block only (``ft_last``).
+6. ``evaluate``: SigComp2011-dev (5 references, 10 folds) for the shipped v1
+   model, ``base``, ``ft_all`` and ``ft_last``; and each per-script hold-out
+   corpus (first half of its writers exploitation, second half development).
+
+Usage::
+
+    python scripts/train_v2_model.py --work /tmp/v2 --sigcomp ../shared/data/sigcomp2011
+    python scripts/train_v2_model.py --work /tmp/v2 --dry-run
+    python scripts/train_v2_model.py --work /tmp/v2-tiny --writers 16 --epochs 1 \\
+        --holdout-writers 4 --finetune-epochs 1 --no-sigcomp          # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("train_v2_model")
+#: SigComp2011 median ink width (pixels, own canvas), see scripts/train_default_model.py.
+SIGCOMP_INK_WIDTH = 634.0
+
+
+def _median_ink_width(folder: Path, limit: int = 200) -> float:
+    import numpy as np
+
+    from sigver.errors import ImageError
+    from sigver.preprocessing import locate_signature, read_image
+
+    widths = []
+    for path in sorted(folder.rglob("c-*.png"))[:limit]:
+        try:
+            loc = locate_signature(read_image(path))
+        except ImageError:  # the cache stage reports (and skips) such images
+            continue
+        widths.append(loc.cmax - loc.cmin + 1)
+    return float(np.median(widths))
+
+
+class Pipeline:
+    """Runs (or prints) ``sigver`` commands, skipping stages already done."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work: Path = args.work
+        self.timings: dict[str, float] = {}
+
+    def run(self, name: str, argv: list[str], done: Path) -> None:
+        from sigver.cli import main
+
+        line = shlex.join(["sigver", *argv])
+        if done.exists():
+            log.info("skip %s (%s exists)", name, done)
+            return
+        print(f"[{name}] {line}", flush=True)
+        if self.args.dry_run:
+            return
+        start = time.perf_counter()
+        if main(argv) != 0:
+            raise SystemExit(f"stage {name} failed: {line}")
+        self.timings[name] = round(time.perf_counter() - start, 1)
+        if done.suffix == ".done":
+            done.write_text(line + "\n")
+        self._save_timings()
+
+    def _save_timings(self) -> None:
+        path = self.work / "timings.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps(old | self.timings, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    parser.add_argument("--no-sigcomp", action="store_true", help="synthetic stages only")
+    parser.add_argument("--writers", type=int, default=3000)
+    parser.add_argument("--genuine", type=int, default=10)
+    parser.add_argument("--forgeries", type=int, default=5)
+    parser.add_argument("--holdout-writers", type=int, default=24, help="per script")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--loss", choices=("signet-f", "signet"), default="signet-f")
+    parser.add_argument("--lamb", type=float, default=0.95)
+    parser.add_argument("--lamb-warmup", type=int, default=2)
+    parser.add_argument("--finetune-epochs", type=int, default=6)
+    parser.add_argument("--finetune-lr", type=float, default=0.001)
+    parser.add_argument(
+        "--synth-canvas",
+        default="auto",
+        help="'auto' (match SigComp2011's median ink width) or H,W",
+    )
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    from sigver.features import default_model_path
+    from sigver.synth.scripts import SCRIPTS
+
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    p = Pipeline(args)
+    jobs = ["--jobs", str(args.jobs)]
+    quiet = ["--no-progress"]
+
+    # 1-2. corpora
+    synth = work / "synth"
+    p.run(
+        "synth",
+        ["synth", "--version", "2", "--split", "train", "--writers", str(args.writers),
+         "--genuine", str(args.genuine), "--forgeries", str(args.forgeries), "--seed", "0",
+         "--out", str(synth), *jobs, *quiet],
+        work / "synth.done",
+    )  # fmt: skip
+    for script in SCRIPTS:
+        p.run(
+            f"holdout-{script}",
+            ["synth", "--scripts", script, "--split", "holdout", "--writers",
+             str(args.holdout_writers), "--genuine", "10", "--forgeries", "5", "--seed", "1",
+             "--out", str(work / "holdout" / script), *jobs, *quiet],
+            work / f"holdout-{script}.done",
+        )  # fmt: skip
+
+    # 3. caches
+    if args.synth_canvas == "auto":
+        if args.dry_run and not synth.exists():
+            canvas = ["<auto>", "<auto>"]
+        else:
+            from sigver.preprocessing import CANVAS_SIZES
+
+            h, w = CANVAS_SIZES["sigcomp2011"]
+            scale = _median_ink_width(synth) / SIGCOMP_INK_WIDTH
+            canvas = [str(round(h * scale)), str(round(w * scale))]
+    else:
+        canvas = args.synth_canvas.split(",")
+    p.run(
+        "cache-synth",
+        ["preprocess", "--dataset", "gpds", "--path", str(synth), "--out",
+         str(work / "synth.npz"), "--canvas", *canvas, *jobs, *quiet],
+        work / "synth.npz",
+    )  # fmt: skip
+    for script in SCRIPTS:
+        p.run(
+            f"cache-holdout-{script}",
+            ["preprocess", "--dataset", "gpds", "--path", str(work / "holdout" / script),
+             "--out", str(work / "holdout" / f"{script}.npz"), "--canvas", *canvas, *jobs,
+             *quiet],
+            work / "holdout" / f"{script}.npz",
+        )  # fmt: skip
+    sigcomp = work / "sigcomp2011.npz"
+    if not args.no_sigcomp:
+        p.run(
+            "cache-sigcomp",
+            ["preprocess", "--dataset", "sigcomp2011", "--path", str(args.sigcomp), "--out",
+             str(sigcomp), *jobs, *quiet],
+            sigcomp,
+        )  # fmt: skip
+
+    # 4. base model: synthetic only
+    base = work / "base"
+    loss = ["--forg", "--lamb", str(args.lamb), "--lamb-warmup", str(args.lamb_warmup),
+            "--forg-balance", "--forg-normalise"] if args.loss == "signet-f" else []  # fmt: skip
+    resume = ["--resume", str(base / "last.pt")] if (base / "last.pt").exists() else []
+    p.run(
+        "base",
+        # The synthetic canvas only compensates the generator's drawing size: the
+        # model records the product canvas (SigComp2011 = GPDS, 952 x 1360).
+        ["train", "--data", str(work / "synth.npz"), "--canvas", "952", "1360", "--arch",
+         "sigresnet", "--epochs",
+         str(args.epochs), "--lr", str(args.lr), *loss, "--name", "sigver-sigresnet-v2-synth",
+         "--version", "2", "--out", str(base), *resume, *quiet],
+        work / "base.done",
+    )  # fmt: skip
+
+    # 5. fine-tuning on SigComp2011 development writers, genuine only
+    models = {"v1": default_model_path(), "base": base / "best.pt"}
+    if not args.no_sigcomp:
+        for name, freeze in (("ft_all", "0"), ("ft_last", "-1")):
+            p.run(
+                name,
+                ["train", "--init", str(base / "best.pt"), "--freeze", freeze, "--data",
+                 str(sigcomp), "--users", "sigcomp2011:001-037", "--epochs",
+                 str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--lr-decay-times",
+                 "2", "--name", f"sigver-sigresnet-v2-{name}", "--version", "2", "--out",
+                 str(work / name), *quiet],
+                work / f"{name}.done",
+            )  # fmt: skip
+            models[name] = work / name / "best.pt"
+
+    # 6. evaluation
+    if not args.no_sigcomp:
+        for name, model in models.items():
+            p.run(
+                f"eval-sigcomp-{name}",
+                ["evaluate", "--model", str(model), "--data", str(sigcomp), "--preset",
+                 "sigcomp2011-dev", "--out", str(work / "eval" / f"sigcomp-{name}"), *quiet],
+                work / "eval" / f"sigcomp-{name}" / "results.json",
+            )  # fmt: skip
+    half = args.holdout_writers // 2
+    for script in SCRIPTS:
+        for name in ("v1", "base"):
+            p.run(
+                f"eval-holdout-{script}-{name}",
+                ["evaluate", "--model", str(models[name]), "--data",
+                 str(work / "holdout" / f"{script}.npz"), "--exp-users", "0", str(half),
+                 "--dev-users", str(half), str(args.holdout_writers), "--refs", "5",
+                 "--folds", "10", "--out", str(work / "eval" / f"holdout-{script}-{name}"),
+                 *quiet],
+                work / "eval" / f"holdout-{script}-{name}" / "results.json",
+            )  # fmt: skip
+    if not args.dry_run:
+        print(f"timings: {work / 'timings.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
