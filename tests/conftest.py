@@ -28,3 +28,17 @@ def sigcomp_path() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not available at {path}")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_inference_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never touch the real user cache; default to the torch backend.
+
+    The ONNX backend exports and verifies each new checkpoint once (seconds), so
+    tests opt into it explicitly (tests/test_inference.py) instead of paying that
+    for every temporary model.
+    """
+    monkeypatch.setenv("SIGVER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "sigver-cache"))
+    monkeypatch.setenv("SIGVER_BACKEND", "torch")

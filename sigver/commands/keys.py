@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from enrollment._cli import add_home_argument, format_table, print_json
+from enrollment._cli import add_home_argument, check_home, format_table, print_json
 
 NAME = "keys"
 HELP = "create, list or revoke API keys for 'sigver serve' (keys are stored hashed)"
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from enrollment.errors import EnrollmentError
     from enrollment.store import UserStore
 
+    check_home(args, create=args.action == "create")
     store = UserStore(args.home)
     if args.action == "create":
         try:
@@ -37,10 +39,13 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print_json({**info.to_dict(), "key": plaintext})
         else:
-            print(plaintext)
+            # Only the key goes to stdout, so `KEY=$(sigver keys create ops)` needs no
+            # filtering; the advice is for the person at the terminal.
+            print(plaintext, flush=True)
             print(
                 f"# API key {info.name!r} (id {info.key_id}); store it now, it is not shown "
                 "again. Send it as the X-API-Key header.",
+                file=sys.stderr,
             )
         return 0
     if args.action == "list":

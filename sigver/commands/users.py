@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from enrollment._cli import add_home_argument, format_table, print_json
+from enrollment._cli import add_home_argument, check_home, format_table, print_json
 
 NAME = "users"
 HELP = "list, show or remove enrolled users, or set a user's threshold"
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from enrollment.errors import EnrollmentError
     from enrollment.store import UserStore, validate_user_id
 
+    check_home(args, create=False)
     store = UserStore(args.home)
     if args.action == "list":
         users = store.list_users()
