@@ -128,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args))
     except SigverError as exc:
-        logger.error("%s", exc)
+        hint = getattr(exc, "cli_hint", None)
+        logger.error("%s", f"{exc} ({hint})" if hint else exc)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         logger.error("interrupted")

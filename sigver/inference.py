@@ -235,8 +235,11 @@ def export_onnx(
         try:
             import contextlib
             import io
+            import warnings
 
-            with contextlib.redirect_stdout(io.StringIO()):
+            # The exporter's deprecation chatter is about torch internals, not the model.
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 torch.onnx.export(
                     model,
                     (dummy,),
@@ -393,7 +396,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"sigver": __version__}
-    for name in ("onnxruntime", "torch"):
+    for name in ("onnxruntime", "onnx", "onnxscript", "torch"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -403,6 +406,12 @@ def _versions() -> dict[str, str]:
 
 def _record_path(sha256: str) -> Path:
     return cache_dir() / "onnx" / f"{sha256}.json"
+
+
+def _watched(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """Packages whose upgrade invalidates a record: the runtime always; the exporter
+    only for a failed export (upgrading or installing it may fix the export)."""
+    return ("onnxruntime",) if record.get("verified") else ("onnxruntime", "onnx", "onnxscript")
 
 
 def _load_record(sha256: str, reference_arch: str) -> dict[str, Any] | None:
@@ -415,13 +424,13 @@ def _load_record(sha256: str, reference_arch: str) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         logger.warning("ignoring unreadable ONNX cache record %s (%s)", path, exc)
         return None
-    ort_version = _versions()["onnxruntime"]
+    versions = _versions()
     if (
         not isinstance(record, Mapping)
         or record.get("record_version") != RECORD_VERSION
         or record.get("checkpoint_sha256") != sha256
         or record.get("reference_arch") != reference_arch
-        or record.get("versions", {}).get("onnxruntime") != ort_version
+        or any(record.get("versions", {}).get(k) != versions[k] for k in _watched(record))
     ):
         logger.info("ONNX cache record %s is stale; verifying again", path)
         return None
@@ -626,7 +635,12 @@ def open_extractor(
     torch_ext: Extractor | None = None
     if record is None:
         torch_ext = _torch(path, device, reference_arch)
-        logger.info("first use of %s: exporting to ONNX and verifying it", torch_ext.model_id)
+        logger.info(
+            "first use of %s with ONNX Runtime: exporting and checking it against torch "
+            "(once per model, cached in %s)",
+            torch_ext.model_id,
+            cache_dir(),
+        )
         record = prepare_onnx(torch_ext, reference_arch=reference_arch)
     if not record.get("verified"):
         reason = record.get("reason", "ONNX export not verified")

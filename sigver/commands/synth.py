@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         n_forgeries=args.forgeries,
         seed=args.seed,
         n_jobs=args.jobs,
-        progress=None if not args.no_progress else False,
+        progress=not args.no_progress,
     )
     elapsed = time.perf_counter() - start
     n = len(info.files)
