@@ -205,6 +205,18 @@ def save_checkpoint(
     return digest
 
 
+def _looks_pickled(path: Path) -> bool:
+    """A torch zip archive or a raw pickle (protocol 2+), as opposed to any other file."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80)
+
+
 def _torch_load(path: Path, map_location: str | torch.device) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -214,7 +226,7 @@ def _torch_load(path: Path, map_location: str | torch.device) -> Any:
         # torch's own message (unpickler internals, zip offsets) means nothing to a
         # user who passed the wrong file; keep it for --verbose only.
         logger.debug("torch.load(%s) failed: %r", path, exc)
-        if isinstance(exc, pickle.UnpicklingError) and "weights" in str(exc).lower():
+        if isinstance(exc, pickle.UnpicklingError) and _looks_pickled(path):
             raise ModelError(
                 f"{path}: refused, it holds pickled objects that weights-only loading does "
                 "not allow (an unsafe or foreign file)"
