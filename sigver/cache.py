@@ -339,7 +339,7 @@ def load_cache(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> S
         # for --verbose and say what was expected instead.
         logger.debug("np.load(%s) failed: %r", src, exc)
         raise DatasetError(
-            f"{src} is not a .npz signature cache (write one with `sigver preprocess`, "
+            f"{src}: not a readable .npz signature cache (write one with `sigver preprocess`, "
             "or pass a dataset folder with --dataset)"
         ) from None
     if not isinstance(npz, np.lib.npyio.NpzFile):

@@ -641,7 +641,23 @@ def open_extractor(
             torch_ext.model_id,
             cache_dir(),
         )
-        record = prepare_onnx(torch_ext, reference_arch=reference_arch)
+        try:
+            record = prepare_onnx(torch_ext, reference_arch=reference_arch)
+        except OSError as exc:
+            # An unwritable cache (a service account without a home, a read-only
+            # file system) must not stop verification: torch still works.
+            if choice == "onnx":
+                raise ModelError(
+                    f"cannot write the ONNX cache in {cache_dir()} ({exc.strerror or exc}); "
+                    f"set {CACHE_ENV} to a writable folder"
+                ) from None
+            logger.warning(
+                "cannot write the ONNX cache in %s (%s); using torch (set %s)",
+                cache_dir(),
+                exc.strerror or exc,
+                CACHE_ENV,
+            )
+            return torch_ext
     if not record.get("verified"):
         reason = record.get("reason", "ONNX export not verified")
         if choice == "onnx":

@@ -170,7 +170,7 @@ def test_non_checkpoint_model_message(tmp_path: Path, caplog) -> None:
 
     with pytest.raises(DatasetError) as info:
         load_cache(data)
-    assert "not a .npz signature cache" in str(info.value)
+    assert "not a readable .npz signature cache" in str(info.value)
     assert "pickle" not in str(info.value).lower()
 
 

@@ -247,3 +247,14 @@ def test_export_cli(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert summary["checkpoint_sha256"] == inference.checkpoint_sha256(checkpoint)
     assert out.is_file()
     assert main(["export", "--model", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
+
+
+def test_unwritable_cache_falls_back_to_torch(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv(inference.CACHE_ENV, str(blocker / "cache"))
+    assert isinstance(inference.open_extractor(checkpoint, backend="auto"), Extractor)
+    with pytest.raises(ModelError, match="cannot write the ONNX cache"):
+        inference.open_extractor(checkpoint, backend="onnx")

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     home = resolve_home(args.home)
     # Load the model here even with several workers: a bad model fails once,
     # with a clear message, instead of in every worker.
-    extractor, model_path = load_extractor(args.model)
+    extractor, model_path = load_extractor(args.model, backend=args.backend)
     verifier = Verifier(
         home=home, model=model_path, extractor=extractor, settings=Settings.from_env()
     )
@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ[ENV_HOME] = str(home)
     if model_path is not None:
         os.environ[ENV_MODEL] = str(model_path)
+    # Workers open the model again: give them the backend already chosen (and, for
+    # onnx, already exported and verified into the cache) by this process.
+    os.environ["SIGVER_BACKEND"] = extractor.backend
     uvicorn.run(
         "enrollment.service:app_from_env",
         factory=True,
