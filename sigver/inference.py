@@ -392,11 +392,18 @@ class OnnxExtractor(BaseExtractor):
 # -- verification records ------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
+def _versions(names: Sequence[str] = ("onnxruntime", "onnx", "onnxscript", "torch")) -> dict:
+    """Installed versions ('' when absent); onnxruntime's without importlib.metadata,
+    whose import alone is a noticeable share of a cold start."""
     out = {"sigver": __version__}
-    for name in ("onnxruntime", "onnx", "onnxscript", "torch"):
+    for name in names:
+        if name == "onnxruntime" and onnxruntime_available():
+            import onnxruntime
+
+            out[name] = str(onnxruntime.__version__)
+            continue
+        from importlib.metadata import PackageNotFoundError, version
+
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -424,7 +431,7 @@ def _load_record(sha256: str, reference_arch: str) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         logger.warning("ignoring unreadable ONNX cache record %s (%s)", path, exc)
         return None
-    versions = _versions()
+    versions = _versions(_watched(record)) if isinstance(record, Mapping) else {}
     if (
         not isinstance(record, Mapping)
         or record.get("record_version") != RECORD_VERSION
