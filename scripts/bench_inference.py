@@ -4,8 +4,9 @@
 For one checkpoint (default: the shipped model) it measures, for each backend:
 
 1. feature extraction throughput (images/s) over a sweep of batch sizes, on
-   preprocessed 170x242 probe images; rounds of the two backends alternate so
-   that a change of machine load hits both, and the median round is reported;
+   preprocessed 170x242 probe images, each backend in a fresh process (so that
+   one backend's idle threads cannot slow the other); rounds of the two backends
+   alternate so that a change of machine load hits both; medians are reported;
 2. in-process verification latency of one signature (``Verifier.verify`` on PNG
    bytes: decode, preprocess, extract, score): p50 and p99;
 3. a cold command-line verification, ``python -m sigver verify --backend B``
@@ -25,6 +26,7 @@ from the second run on. Run::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -46,6 +48,20 @@ def _rate(extractor, images: np.ndarray, batch: int, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
+def _worker(args: argparse.Namespace) -> int:
+    """One backend, every batch size once: prints ``{batch: img/s}`` as JSON."""
+    from sigver.inference import open_extractor, probe_images
+
+    ext = open_extractor(args.model, backend=args.worker)
+    images = probe_images(ext.preprocess_config.img_size, n=max(args.batches))
+    rates = {}
+    for batch in args.batches:
+        ext.extract(images[:batch], batch_size=batch)  # warm-up
+        rates[str(batch)] = _rate(ext, images, batch, args.seconds)
+    print(json.dumps(rates))
+    return 0
+
+
 def _load() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -59,10 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="checkpoint (default: the shipped model)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16, 32, 64])
     parser.add_argument("--rounds", type=int, default=5, help="rounds per batch size")
-    parser.add_argument("--seconds", type=float, default=0.5, help="seconds per round")
+    parser.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
     parser.add_argument("--repeats", type=int, default=200, help="in-process verify samples")
     parser.add_argument("--cold-runs", type=int, default=7, help="cold CLI runs per backend")
+    parser.add_argument("--worker", choices=("torch", "onnx"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return _worker(args)
 
     from enrollment import Verifier
     from enrollment.testing import encode_png
@@ -79,35 +98,46 @@ def main(argv: list[str] | None = None) -> int:
     model_id = backends["torch"].model_id
     print(f"model: {model_id}")
 
-    # 1. extraction throughput
-    images = probe_images(backends["torch"].preprocess_config.img_size, n=max(args.batches))
-    ref = backends["torch"].extract(images[:16])
-    got = backends["onnx"].extract(images[:16])
+    # 1. extraction throughput, each backend in a process of its own: in one process the
+    # idle thread pool of one backend would compete with the other's.
+    images = probe_images(backends["torch"].preprocess_config.img_size, n=16)
+    ref = backends["torch"].extract(images)
+    got = backends["onnx"].extract(images)
     rel = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
     print(f"\nfeatures agree: max relative difference onnx vs torch {rel:.1e} (16 probe images)")
-    print(f"\n1. extraction, images/s (median of {args.rounds} alternating rounds)")
+    print(
+        f"\n1. extraction, images/s (median of {args.rounds} rounds; a round = one fresh process "
+        "per backend, the backends alternating)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    worker = [sys.executable, str(Path(__file__).resolve()), "--seconds", str(args.seconds)]
+    worker += ["--batches", *map(str, args.batches)] + (
+        ["--model", args.model] if args.model else []
+    )
+    rounds: dict[str, list[dict[str, float]]] = {"torch": [], "onnx": []}
+    for _ in range(args.rounds):
+        for name in rounds:
+            out = subprocess.run(
+                [*worker, "--worker", name], capture_output=True, text=True, env=env, check=True
+            )
+            rounds[name].append({k: float(v) for k, v in json.loads(out.stdout).items()})
     print(f"{'batch':>6} {'torch':>9} {'onnx':>9} {'onnx/torch':>11}")
     best = {"torch": (0.0, 0), "onnx": (0.0, 0)}
     for batch in args.batches:
-        rounds: dict[str, list[float]] = {"torch": [], "onnx": []}
-        for ext in backends.values():
-            ext.extract(images[:batch], batch_size=batch)  # warm-up
-        for _ in range(args.rounds):
-            for name, ext in backends.items():
-                rounds[name].append(_rate(ext, images, batch, args.seconds))
-        med = {k: statistics.median(v) for k, v in rounds.items()}
-        ratios = [o / t for o, t in zip(rounds["onnx"], rounds["torch"], strict=True)]
+        key = str(batch)
+        med = {k: statistics.median(r[key] for r in v) for k, v in rounds.items()}
+        ratios = [o[key] / t[key] for o, t in zip(rounds["onnx"], rounds["torch"], strict=True)]
         for k in med:
             if med[k] > best[k][0]:
                 best[k] = (med[k], batch)
         print(
             f"{batch:>6} {med['torch']:>9.0f} {med['onnx']:>9.0f} "
-            f"{statistics.median(ratios):>10.2f}x",
-            flush=True,
+            f"{statistics.median(ratios):>10.2f}x"
         )
     print(
         f"best: torch {best['torch'][0]:.0f} img/s at batch {best['torch'][1]}, "
-        f"onnx {best['onnx'][0]:.0f} img/s at batch {best['onnx'][1]}"
+        f"onnx {best['onnx'][0]:.0f} img/s at batch {best['onnx'][1]}",
+        flush=True,
     )
 
     # 2. in-process verification latency
@@ -135,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. cold CLI verification
     print(f"\n3. cold `python -m sigver verify` of one image, s (median of {args.cold_runs})")
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if args.model:
         env["SIGVER_MODEL"] = str(args.model)
     cold: dict[str, list[float]] = {"torch": [], "onnx": []}
