@@ -145,6 +145,12 @@ def default_model_path() -> Path:
 
 def missing_default_model_error(path: Path) -> ModelError:
     """The error for a missing default model, with advice that fits the install."""
+    for name in (DEFAULT_MODEL_ENV, LEGACY_MODEL_ENV):
+        if os.environ.get(name):
+            return ModelError(
+                f"the default model is missing: {name}={os.environ[name]} names no checkpoint "
+                f"({path}); fix or unset {name}"
+            )
     return ModelError(
         f"the default model is missing ({path}). A wheel or `pip install .` ships it as "
         f"package data, so this install is incomplete: reinstall sigver, or set "

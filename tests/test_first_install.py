@@ -65,6 +65,7 @@ def test_installed_layout_finds_the_packaged_model(
     (fake_pkg / "_models" / features.DEFAULT_MODEL_FILE).write_bytes(b"x")
     monkeypatch.setattr(features, "__file__", str(fake_pkg / "features.py"))
     monkeypatch.delenv(features.DEFAULT_MODEL_ENV, raising=False)
+    monkeypatch.delenv(features.LEGACY_MODEL_ENV, raising=False)
     assert features.default_model_path() == fake_pkg / "_models" / features.DEFAULT_MODEL_FILE
     (fake_pkg / "_models" / features.DEFAULT_MODEL_FILE).unlink()
     error = features.missing_default_model_error(features.default_model_path())
@@ -82,6 +83,8 @@ def test_one_model_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cap
     assert "deprecated" in caplog.text
     with pytest.raises(features.ModelError, match="not found"):
         features.resolve_model_path("no-such-model")
+    error = features.missing_default_model_error(tmp_path / "old.pt")
+    assert "SIGVER_DEFAULT_MODEL=" in str(error) and "unset" in str(error)
 
 
 def test_license_file_is_bsd_like_pyproject() -> None:
