@@ -40,9 +40,18 @@ def test_package_list_covers_every_package() -> None:
 
 
 def test_wheel_ships_the_model_its_hash_card_and_background(tmp_path: Path) -> None:
+    import shutil
+
     pytest.importorskip("setuptools")
+    # Build from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("sigver", "enrollment", "models"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
          "-q", "-w", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
