@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,23 @@ def open_store_from_args(args: argparse.Namespace) -> Any:
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    """``--model M``: checkpoint path or shipped model name."""
+    """``--model M`` (checkpoint path or shipped model name) and ``--backend``."""
     parser.add_argument(
         "--model",
         metavar="M",
-        help="feature extractor: checkpoint path or model name in models/ "
+        help="feature extractor: checkpoint path or shipped model name "
         "(default: $SIGVER_MODEL or the shipped model)",
+    )
+    add_backend_argument(parser)
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend auto|torch|onnx``: how the network is run."""
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        help="inference backend (default: $SIGVER_BACKEND or auto = ONNX Runtime when "
+        "installed and verified against torch for this model, else torch)",
     )
 
 
@@ -65,17 +77,49 @@ def add_operating_point_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def make_verifier(args: argparse.Namespace, **settings: Any) -> Any:
-    """A :class:`~enrollment.verifier.Verifier` from the home, model and operating-point flags."""
+def check_home(args: argparse.Namespace, *, create: bool) -> None:
+    """Refuse a ``--home`` folder that does not exist, unless the command creates stores.
+
+    A mistyped ``--home`` would otherwise open a new, empty store and report
+    "unknown user" or "no users" about the wrong folder.
+
+    Raises
+    ------
+    EnrollmentError
+        ``--home`` (or ``$SIGVER_HOME``) names a missing folder and ``create`` is false.
+    """
+    import logging
+
+    from enrollment.config import ENV_STORE, resolve_home
+    from enrollment.errors import EnrollmentError
+
+    if getattr(args, "store", None) or (
+        getattr(args, "home", None) is None and os.environ.get(ENV_STORE)
+    ):
+        return  # a store URL, not a folder: open_store reports an unreachable one
+    home = resolve_home(getattr(args, "home", None))
+    if home.is_dir():
+        return
+    if not create:
+        raise EnrollmentError(
+            f"no user store at {home}: check --home / $SIGVER_HOME (enroll a user to create one)"
+        )
+    logging.getLogger("sigver").info("creating a new user store in %s", home)
+
+
+def make_verifier(args: argparse.Namespace, *, create: bool = False, **settings: Any) -> Any:
+    """A :class:`~enrollment.verifier.Verifier` from ``--home``/``--model``/``--backend``."""
     from enrollment.config import Settings
     from enrollment.verifier import Verifier
 
+    check_home(args, create=create)
     return Verifier(
         home=args.home,
         store=getattr(args, "store", None),
         model=args.model,
         settings=Settings.from_env(**settings),
         operating_point=getattr(args, "operating_point", None),
+        backend=getattr(args, "backend", None),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ def run_demo(
     *,
     model: str | os.PathLike[str] | None = None,
     echo: Callable[[str], None] | None = None,
+    backend: str | None = None,
 ) -> DemoReport:
     """Generate, enroll, verify and measure.
 
@@ -116,6 +118,8 @@ def run_demo(
         Checkpoint to use instead of the shipped model.
     echo : callable, optional
         Receives progress lines (the CLI passes ``print``).
+    backend : {"auto", "torch", "onnx"}, optional
+        Inference backend (:func:`sigver.inference.open_extractor`).
 
     Returns
     -------
@@ -124,29 +128,70 @@ def run_demo(
     Raises
     ------
     sigver.errors.ModelError
-        If no shipped model exists and ``model`` is not given.
+        If no shipped model exists and ``model`` is not given (nothing is written).
+
+    Notes
+    -----
+    If the demo fails, ``out`` is left as it was (absent or empty), so running
+    it again with the same ``out`` works.
     """
-    from enrollment.verifier import Verifier
+    from enrollment.verifier import Verifier, load_extractor
+
+    config = config or DemoConfig()
+    folder = None if out is None else Path(out).expanduser().resolve()
+    if folder is not None and folder.exists():
+        if not folder.is_dir():
+            raise EnrollmentError(f"--out {folder} is a file; give a new or empty folder")
+        if any(folder.iterdir()):
+            raise EnrollmentError(
+                f"{folder} is not empty (a previous demo?); remove it or give another --out"
+            )
+    # The model first: a missing or broken model must fail before anything is written.
+    start = time.perf_counter()
+    extractor, model_path = load_extractor(model, backend=backend)
+    load_s = time.perf_counter() - start
+    created = folder is None or not folder.exists()
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="sigver-demo-"))
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        verifier = Verifier(
+            home=folder / "home",
+            model=model_path,
+            extractor=extractor,
+            settings=Settings.from_env(),
+        )
+        return _run(folder, config, verifier, load_s, echo)
+    except BaseException:
+        # Leave --out as it was (absent or empty) so that a retry is not blocked.
+        # (The store opens a connection per operation, so nothing holds its files.)
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for child in folder.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+
+
+def _run(
+    folder: Path,
+    config: DemoConfig,
+    verifier: Any,
+    load_s: float,
+    echo: Callable[[str], None] | None,
+) -> DemoReport:
     from sigver.metrics import compute_metrics
     from sigver.synth import generate_writer
 
-    config = config or DemoConfig()
     say = echo or (lambda line: logger.info("%s", line))
-    if out is None:
-        folder = Path(tempfile.mkdtemp(prefix="sigver-demo-"))
-    else:
-        folder = Path(out).expanduser().resolve()
-        if folder.exists() and any(folder.iterdir()):
-            raise EnrollmentError(f"{folder} is not empty; give a new or empty --out folder")
-        folder.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    start = time.perf_counter()
-    verifier = Verifier(home=folder / "home", model=model, settings=Settings.from_env())
-    timings["load_model_s"] = time.perf_counter() - start
+    timings: dict[str, float] = {"load_model_s": load_s}
     say(
-        f"model {verifier.model_id}; threshold {verifier.default_threshold:+.4f} "
-        f"({verifier.threshold_source})"
+        f"model {verifier.model_id} ({verifier.extractor.backend} backend); threshold "
+        f"{verifier.default_threshold:+.4f} ({verifier.threshold_source})"
     )
 
     start = time.perf_counter()
@@ -236,6 +281,16 @@ def run_demo(
         users=report_users,
         metrics={k: float(v) for k, v in metrics.items()},
         timings={k: round(v, 3) for k, v in timings.items()},
+    )
+    from sigver.plots import plot_score_distributions
+
+    plot_score_distributions(
+        np.concatenate([scores[u]["genuine"] for u in names]),
+        np.concatenate([scores[u]["random"] for u in names]),
+        np.concatenate([scores[u]["skilled"] for u in names]),
+        folder / "scores.png",
+        title=f"sigver demo, {len(names)} synthetic writers, {verifier.model_id}",
+        threshold=verifier.default_threshold,
     )
     write_json(folder / "results.json", report.to_dict())
     return report

@@ -28,7 +28,17 @@ __all__ = [
 
 
 class EnrollmentError(SigverError):
-    """Base class for errors of the enrollment application."""
+    """Base class for errors of the enrollment application.
+
+    Attributes
+    ----------
+    cli_hint : str or None
+        What to type at the command line to fix it. Kept out of the message,
+        which the Python API and the HTTP service also show, where ``--force``
+        means nothing; the CLI appends it (:func:`sigver.cli.main`).
+    """
+
+    cli_hint: str | None = None
 
 
 class StoreError(EnrollmentError):
@@ -69,9 +79,10 @@ class UserExistsError(EnrollmentError):
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
         super().__init__(
-            f"user {user_id!r} is already enrolled; use --add to add references "
-            "or --force to replace the enrollment"
+            f"user {user_id!r} is already enrolled; add references to the enrollment or replace it"
         )
+
+    cli_hint = "sigver enroll --add adds references, --force replaces the enrollment"
 
 
 class ConcurrentUpdateError(EnrollmentError):
@@ -93,9 +104,10 @@ class ModelMismatchError(EnrollmentError):
         self.user_id = user_id
         super().__init__(
             f"user {user_id!r} was enrolled with model {enrolled_model} but the current model "
-            f"is {current_model}; re-enroll the user with the current model "
-            "(sigver enroll --force ...)"
+            f"is {current_model}; re-enroll the user with the current model"
         )
+
+    cli_hint = "re-enroll with: sigver enroll --force --user ID IMG..."
 
 
 class AuthenticationError(EnrollmentError):

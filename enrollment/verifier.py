@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from enrollment.config import ENV_MODEL, Settings
+from enrollment.config import Settings
 from enrollment.errors import (
     EnrollmentError,
     InsufficientReferencesError,
@@ -236,33 +236,15 @@ def background_path_for(model_path: str | os.PathLike[str]) -> Path:
     return default_background_path(model_path)
 
 
-def _models_dir() -> Path:
-    from sigver.features import default_model_path
-
-    return Path(default_model_path()).parent
-
-
-def _resolve_model_path(model: str | os.PathLike[str]) -> Path:
-    """A checkpoint path from a path or a model name (looked up in the models folder)."""
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path
-    text = str(model)
-    if os.sep not in text and "/" not in text:
-        folder = _models_dir()
-        for candidate in (folder / text, folder / f"{text}.pt", folder / f"{text}.pth"):
-            if candidate.is_file():
-                return candidate
-    raise ModelError(f"model {text!r} not found (give a checkpoint path or a shipped model name)")
-
-
 def _checkpoint_path(extractor: Any) -> Path | None:
     weights = getattr(extractor, "weights", None)
     path = getattr(weights, "path", None)
     return None if path is None else Path(path)
 
 
-def load_extractor(model: str | os.PathLike[str] | None = None) -> tuple[Any, Path | None]:
+def load_extractor(
+    model: str | os.PathLike[str] | None = None, *, backend: str | None = None
+) -> tuple[Any, Path | None]:
     """Load a feature extractor and say where its checkpoint is.
 
     Parameters
@@ -270,19 +252,17 @@ def load_extractor(model: str | os.PathLike[str] | None = None) -> tuple[Any, Pa
     model : path-like or str, optional
         Checkpoint path or shipped model name; ``$SIGVER_MODEL`` or the shipped
         default when omitted.
+    backend : {"auto", "torch", "onnx"}, optional
+        Inference backend (:func:`sigver.inference.open_extractor`).
 
     Returns
     -------
-    (Extractor, pathlib.Path or None)
+    (extractor, pathlib.Path or None)
     """
-    from sigver.features import Extractor
+    from sigver.inference import open_extractor
 
-    model = model or os.environ.get(ENV_MODEL) or None
-    if model is None:
-        extractor = Extractor.default()
-        return extractor, _checkpoint_path(extractor)
-    path = _resolve_model_path(model)
-    return Extractor.from_checkpoint(path), path
+    extractor = open_extractor(model, backend=backend)
+    return extractor, _checkpoint_path(extractor)
 
 
 def _sha256_of_array(arr: np.ndarray) -> str:
@@ -314,6 +294,9 @@ class Verifier:
     model : path-like or str, optional
         Checkpoint path or shipped model name (``$SIGVER_MODEL`` or the shipped
         default when omitted). Ignored when ``extractor`` is given.
+    backend : {"auto", "torch", "onnx"}, optional
+        Inference backend for ``model`` (``$SIGVER_BACKEND``, else ``auto``: ONNX
+        Runtime when installed and verified against torch).
     extractor : Extractor, optional
         An already loaded extractor (anything with ``extract``, ``model_id``,
         ``sha256`` and ``preprocess_config``).
@@ -344,6 +327,7 @@ class Verifier:
         store: BaseStore | str | None = None,
         classifier_params: Mapping[str, Any] | None = None,
         operating_point: str | None = None,
+        backend: str | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         if store is None or isinstance(store, (str, os.PathLike)):
@@ -352,7 +336,7 @@ class Verifier:
         self._decode_slots = threading.BoundedSemaphore(self.settings.max_concurrent_decodes)
         model_path: Path | None = None
         if extractor is None:
-            extractor, model_path = load_extractor(model)
+            extractor, model_path = load_extractor(model, backend=backend)
         elif model is not None:
             model_path = Path(model)
         else:
@@ -987,7 +971,9 @@ class Verifier:
             if hit is not None and hit[0] == user.cache_key:
                 self._cache.move_to_end(key)
                 return user, hit[1]
-        from sigver.classifier import WriterDependentClassifier
+        # Scoring needs only the support vectors: the numpy scorer spares a cold
+        # `sigver verify` scikit-learn's import and gives the same scores.
+        from sigver.svm_scoring import SVMScorer
 
         user, arrays = self.store.load_classifier(user_id, tenant=tenant)
         if user.model_sha256 != self.model_sha256:
@@ -998,7 +984,8 @@ class Verifier:
                 own = self.store.load_references(user_id, tenant=tenant)[0]
             arrays = self._expand_arrays(arrays, own)
         try:
-            clf = WriterDependentClassifier.from_arrays(arrays)
+            # The numpy scorer: verification needs no scikit-learn import.
+            clf = SVMScorer.from_arrays(arrays)
         except ModelError as exc:
             raise StoreError(f"stored classifier of user {user_id!r} is corrupt: {exc}") from exc
         dim = getattr(self.extractor, "feature_dim", None)

@@ -12,14 +12,18 @@ interrupted run can be restarted with the same command):
 3. ``train``: writer-classification training (SigNet recipe with a CPU-sized
    budget) on the synthetic writers plus SigComp2011 development writers
    001-037 -- NEVER the exploitation writers 038-069.
-4. ``export``: best checkpoint -> ``models/<name>.pt`` (float16, sha256 sidecar).
+4. ``export``: best checkpoint -> ``WORK/models/<name>.pt`` (float16, sha256 sidecar;
+   ``--models DIR`` elsewhere; an existing file is replaced only with ``--replace-shipped``).
 5. ``evaluate``: features of SigComp2011 with the exported model and
    ``sigver evaluate --preset sigcomp2011-dev``; figures go into the metadata.
 6. ``background``: features of development writers (SigComp2011 001-037 and a
-   subset of synthetic writers) -> ``models/<name>.background.npz``.
+   subset of synthetic writers) -> ``<models>/<name>.background.npz``.
 7. ``calibrate``: the default decision threshold (equal error on skilled forgeries
    of SigComp2011 development writers 001-037, ``sigver calibrate --write``).
-8. the model card ``models/<name>.md`` generated from the metadata.
+8. the model card ``<models>/<name>.md`` generated from the metadata.
+
+To update the shipped model, review the new files, then copy them over ``models/``
+(or pass ``--models models --replace-shipped``).
 
 The defaults reproduce the shipped model. Usage (about 40 minutes on a 2-core CPU)::
 
@@ -43,7 +47,6 @@ import numpy as np
 
 from sigver._util import atomic_write
 
-REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("train_default_model")
 
 
@@ -183,7 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-sigcomp-dev", action="store_true", help="train on synthetic writers only"
     )
-    parser.add_argument("--models", type=Path, default=REPO / "models")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        help="where the exported model, background and card go (default: WORK/models; "
+        "the repository's models/ only with --replace-shipped)",
+    )
+    parser.add_argument(
+        "--replace-shipped",
+        action="store_true",
+        help="allow writing over an existing model of the same name (e.g. the shipped one)",
+    )
     parser.add_argument("--name", default="sigver-sigresnet")
     parser.add_argument("--version", default="1")
     parser.add_argument("--writers", type=int, default=300)
@@ -207,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         " when it exists)",
     )
     args = parser.parse_args(argv)
+    args.models = args.models or args.work / "models"
+    target = args.models / f"{args.name}-v{args.version}.pt"
+    if target.exists() and not args.replace_shipped:
+        # Checked before hours of work, not after: the default output must never
+        # silently replace the shipped model or an earlier export.
+        parser.error(f"{target} exists; give another --models/--version, or --replace-shipped")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = shlex.join(["python", "scripts/train_default_model.py", *(argv or sys.argv[1:])])
     args.work.mkdir(parents=True, exist_ok=True)

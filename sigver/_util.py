@@ -33,6 +33,7 @@ __all__ = [
     "json_safe",
     "machine_info",
     "read_file_limited",
+    "progress_bar",
     "str_vector",
     "to_strict_json",
     "write_json",
@@ -501,3 +502,127 @@ def format_machine_info(info: dict[str, Any] | None = None) -> str:
             ", ".join(versions),
         ]
     )
+
+
+# -- progress ------------------------------------------------------------------------
+
+#: Seconds between progress log lines when stderr is not a terminal
+#: (``$SIGVER_PROGRESS_INTERVAL`` overrides).
+PROGRESS_LOG_INTERVAL_S = 30.0
+
+
+class LoggedProgress:
+    """tqdm's ``update`` / ``set_postfix`` / ``close`` API, reported as log lines.
+
+    A job whose stderr goes to a file or a CI log would otherwise print nothing
+    for minutes (tqdm draws nothing there); this logs ``desc: n/total unit (x%,
+    rate, ETA)`` at most every ``interval_s`` seconds, and once at the end when
+    the job took longer than that.
+    """
+
+    def __init__(
+        self, total: int | None, desc: str, unit: str, interval_s: float, logger_name: str
+    ) -> None:
+        import logging
+        import time
+
+        self._clock = time.monotonic
+        self._log = logging.getLogger(logger_name)
+        self.total, self.desc, self.unit, self.interval_s = total, desc, unit, interval_s
+        self.n = 0
+        self._start = self._last = self._clock()
+        self._postfix = ""
+
+    def __enter__(self) -> LoggedProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _line(self) -> str:
+        elapsed = max(self._clock() - self._start, 1e-9)
+        rate = self.n / elapsed
+        done = f"{self.n}" if not self.total else f"{self.n}/{self.total}"
+        parts = [f"{self.desc}: {done} {self.unit}"]
+        if self.total:
+            parts.append(f"{100.0 * self.n / self.total:.0f}%")
+        parts.append(f"{rate:.1f} {self.unit}/s")
+        if self.total and rate > 0 and self.n < self.total:
+            parts.append(f"ETA {(self.total - self.n) / rate:.0f} s")
+        return ", ".join(parts) + (f" ({self._postfix})" if self._postfix else "")
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more items; log when ``interval_s`` has passed since the last line."""
+        self.n += int(n)
+        now = self._clock()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self._log.info("%s", self._line())
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        """Remember figures to append to the next line (tqdm-compatible signature)."""
+        values = dict(args[0]) if args and isinstance(args[0], dict) else {}
+        values.update(kwargs)
+        self._postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def set_description(self, desc: str) -> None:
+        """Change the label."""
+        self.desc = desc
+
+    def refresh(self) -> None:
+        """tqdm compatibility (nothing to redraw)."""
+
+    def close(self) -> None:
+        """Log a final line when the job was long enough to have logged before."""
+        if self._clock() - self._start >= self.interval_s:
+            self._log.info("%s (done)", self._line())
+        self.interval_s = float("inf")
+
+
+def progress_bar(
+    *,
+    total: int | None,
+    desc: str,
+    unit: str = "it",
+    enabled: bool = True,
+    interval_s: float | None = None,
+    logger_name: str = "sigver.progress",
+    **tqdm_kwargs: Any,
+) -> Any:
+    """A progress reporter: a tqdm bar on a terminal, periodic log lines otherwise.
+
+    Parameters
+    ----------
+    total : int or None
+        Number of items expected.
+    desc, unit : str
+        Label and unit, as for tqdm.
+    enabled : bool
+        ``False`` gives a silent reporter (same API).
+    interval_s : float, optional
+        Seconds between log lines when stderr is not a terminal; default
+        ``$SIGVER_PROGRESS_INTERVAL`` or :data:`PROGRESS_LOG_INTERVAL_S`.
+    logger_name : str
+        Logger of the log lines (a ``sigver`` child, so ``-q`` silences them).
+    **tqdm_kwargs
+        Passed to tqdm (``leave``, ``position``...).
+
+    Returns
+    -------
+    tqdm.tqdm or LoggedProgress
+        Both have ``update``, ``set_postfix``, ``close`` and are context managers.
+    """
+    if enabled and sys.stderr is not None and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, **tqdm_kwargs)
+    if not enabled:
+        # Never logs (infinite interval); spares a short job tqdm's import (~70 ms).
+        return LoggedProgress(total, desc, unit, float("inf"), logger_name)
+    if interval_s is None:
+        try:
+            raw = os.environ.get("SIGVER_PROGRESS_INTERVAL")
+            interval_s = float(raw) if raw else PROGRESS_LOG_INTERVAL_S
+        except ValueError:
+            interval_s = PROGRESS_LOG_INTERVAL_S
+    return LoggedProgress(total, desc, unit, interval_s, logger_name)

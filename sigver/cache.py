@@ -335,7 +335,13 @@ def load_cache(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> S
     try:
         npz = np.load(src, allow_pickle=allow_pickle)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"{src}: not a readable .npz cache ({exc})") from exc
+        # numpy's message ("Failed to interpret file ... as a pickle") misleads: keep it
+        # for --verbose and say what was expected instead.
+        logger.debug("np.load(%s) failed: %r", src, exc)
+        raise DatasetError(
+            f"{src}: not a readable .npz signature cache (write one with `sigver preprocess`, "
+            "or pass a dataset folder with --dataset)"
+        ) from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise DatasetError(f"{src}: expected an .npz archive, got a single array")
     with npz:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "sigver.commands.synth",
     "sigver.commands.train",
     "sigver.commands.features",
+    "sigver.commands.export",
     "sigver.commands.evaluate",
     "sigver.commands.calibrate",
     "sigver.commands.enroll",
@@ -40,22 +42,47 @@ COMMANDS: tuple[str, ...] = (
 EXIT_USER_ERROR = 2
 
 
+def _add_verbosity(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # Sub-command copies default to SUPPRESS so that `sigver -q verify ...` is not
+    # reset by the sub-parser, while `sigver verify ... -q` works too.
+    group = parser.add_mutually_exclusive_group()
+    extra: dict[str, object] = {} if top else {"default": argparse.SUPPRESS}
+    group.add_argument("-v", "--verbose", action="store_true", help="debug logging", **extra)
+    group.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and errors only", **extra
+    )
+
+
+def _sub_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found.append(child)
+                found.extend(_sub_parsers(child))
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every registered sub-command."""
+    """Build the top-level parser with every registered sub-command.
+
+    ``-v`` / ``-q`` are accepted before or after the sub-command (also after
+    nested actions such as ``keys create``).
+    """
     parser = argparse.ArgumentParser(
         prog="sigver",
         description="Offline handwritten signature verification (SigNet features + per-user SVMs).",
     )
     parser.add_argument("--version", action="version", version=f"sigver {__version__}")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    _add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS:
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
+    for child in _sub_parsers(parser):
+        _add_verbosity(child, top=False)
     return parser
 
 
@@ -72,6 +99,11 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     for name in ("enrollment",):
         logging.getLogger(name).handlers = root.handlers
         logging.getLogger(name).setLevel(level)
+    # OpenCV's native logger writes "[ WARN:0@...] grfmt_tiff.cpp ..." straight to
+    # stderr for harmless TIFF quirks (unknown tags); it reads this variable when
+    # cv2 is first imported, which every command does after this point.
+    if not verbose:
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args))
     except SigverError as exc:
-        logger.error("%s", exc)
+        hint = getattr(exc, "cli_hint", None)
+        logger.error("%s", f"{exc} ({hint})" if hint else exc)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         logger.error("interrupted")
@@ -105,8 +138,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    """Console-script wrapper around :func:`main`."""
-    sys.exit(main())
+    """Console-script wrapper around :func:`main`.
+
+    A reader that closes the pipe early (``sigver ... | head -n1``) ends the
+    command quietly with status 141 (128 + SIGPIPE, what a shell tool killed by
+    SIGPIPE reports) instead of a BrokenPipeError traceback.
+    """
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that
+        # flush cannot raise a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,13 @@ floating-point rounding (tests and the benchmark check this).
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
+from sklearn import config_context
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
@@ -123,6 +123,11 @@ class EvaluationResult:
 
 
 # -- engines -------------------------------------------------------------------------
+
+#: Skip scikit-learn's NaN/inf check of each user's precomputed gram matrix in the
+#: fast engine (the fold's kernel is checked once instead). Only
+#: scripts/bench_protocol.py turns it off, to measure what the check costs.
+ASSUME_FINITE_GRAM = True
 
 
 def _svc(cfg: ClassifierConfig, kernel: str, y: np.ndarray) -> SVC:
@@ -208,7 +213,11 @@ def _fast_chunk(
             train_pos = np.r_[ref_pos, neg_pos, extra_pos]
             gram = k_pool[np.ix_(train_pos, train_pos)]
         y = _labels(r, train_pos.size - r)
-        svc = _svc(cfg, "precomputed", y).fit(gram, y)
+        # The kernel was checked for NaN/inf once per fold (score_fold); scikit-learn's
+        # own check of every user's (n x n) gram costs as much as libsvm's fit.
+        # config_context is thread-local, hence set here, inside the worker.
+        with config_context(assume_finite=ASSUME_FINITE_GRAM):
+            svc = _svc(cfg, "precomputed", y).fit(gram, y)
         sv_pos = train_pos[svc.support_]
         dual = svc.dual_coef_[0]
         b = float(svc.intercept_[0])
@@ -270,17 +279,13 @@ def score_fold(
         raise SigverError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "fast" and cfg.scaling != "fold":
         raise SigverError("the fast engine implements scaling='fold' only; use engine='naive'")
-    from tqdm.auto import tqdm
+    from sigver._util import progress_bar
 
     todo = np.arange(len(split.users)) if users is None else np.asarray(users, dtype=np.int64)
     n_users = int(todo.size)
     n_jobs = max(1, min(int(n_jobs), n_users))
-    bar = tqdm(
-        total=n_users,
-        desc=f"fold {split.fold}",
-        unit="user",
-        disable=not progress or not sys.stderr.isatty(),
-        leave=False,
+    bar = progress_bar(
+        total=n_users, desc=f"fold {split.fold}", unit="user", enabled=progress, leave=False
     )
     # Contiguous chunks keep each worker's reusable kernel buffer warm.
     chunks = [c.tolist() for c in np.array_split(todo, n_jobs) if c.size]
@@ -304,6 +309,8 @@ def score_fold(
             xs_pool = xp / scale
             del xp
             k_pool = kernel_matrix(xs_pool, xs_pool, cfg.kernel, cfg.gamma)
+            if not np.isfinite(k_pool).all():
+                raise SigverError("features give a non-finite kernel (NaN or inf in features)")
             gen_all = split.all_test_genuine
             k_gen = kernel_matrix(
                 x[gen_all].astype(np.float64) / scale, xs_pool, cfg.kernel, cfg.gamma
@@ -742,8 +749,7 @@ def simulate_deployment(
     -------
     DeploymentRun
     """
-    from tqdm.auto import tqdm
-
+    from sigver._util import progress_bar
     from sigver.calibration import foreign_mask
     from sigver.normalization import NEEDS_COHORT, family
     from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS, DEFAULT_COHORT_FRACTION, split_cohort
@@ -784,11 +790,8 @@ def simulate_deployment(
         raise SigverError(f"{normalization} needs a background set to draw the cohort from")
     raw, loo, coh = [], [], []
     n_users = len(ids)
-    bar = tqdm(
-        total=n_users * len(splits),
-        desc="deployment",
-        unit="user",
-        disable=not progress or not sys.stderr.isatty(),
+    bar = progress_bar(
+        total=n_users * len(splits), desc="deployment", unit="user", enabled=bool(progress)
     )
     with bar:
         for split in splits:
@@ -988,5 +991,13 @@ def write_results(
     if plots:
         from sigver.plots import write_plots
 
-        write_plots(g, r, s, out)
+        write_plots(
+            g,
+            r,
+            s,
+            out,
+            title=f"{cfg.name or 'custom protocol'}, {result.meta.get('model_id', 'features')} "
+            "(folds pooled)",
+            threshold=None if fixed is None else float(fixed["threshold"]),
+        )
     return data

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 __all__ = [
     "Metrics",
@@ -122,6 +121,8 @@ def eer_threshold(genuine: np.ndarray, skilled: np.ndarray) -> float:
     if g.size == 0 or s.size == 0:
         raise ValueError("EER needs at least one genuine and one forgery score")
     y = np.r_[np.ones(g.size), -np.ones(s.size)]
+    from sklearn.metrics import roc_curve  # lazily: verification never needs sklearn
+
     fpr, tpr, thresholds = roc_curve(y, np.r_[g, s])
     return float(thresholds[int(np.argmin(np.abs(fpr - (1.0 - tpr))))])
 
@@ -174,6 +175,8 @@ def eer_user_thresholds(genuine: ScoreList, skilled: ScoreList) -> float:
 
 def user_aucs(genuine: ScoreList, skilled: ScoreList) -> np.ndarray:
     """ROC AUC of genuine vs skilled scores for each user (NaN where undefined)."""
+    from sklearn.metrics import roc_auc_score
+
     out = np.full(len(genuine), np.nan)
     for i, (g_u, s_u) in enumerate(zip(genuine, skilled, strict=True)):
         g_u, s_u = _as_scores(g_u), _as_scores(s_u)

@@ -45,17 +45,67 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def plot_det(genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, path: Path) -> Path:
-    """DET curve (FRR vs FAR on probit axes) for skilled and random forgeries."""
+def _eer_point(frr: np.ndarray, far: np.ndarray) -> tuple[float, float]:
+    """(FAR, FRR) where the two rates are closest: the EER point of a curve."""
+    i = int(np.argmin(np.abs(frr - far)))
+    return float(far[i]), float(frr[i])
+
+
+def _rates_at(genuine: np.ndarray, forg: np.ndarray, threshold: float) -> tuple[float, float]:
+    frr, far = error_rates_at_thresholds(genuine, forg, np.array([threshold]))
+    return float(far[0]), float(frr[0])
+
+
+def _title(kind: str, title: str) -> str:
+    return f"{kind}: {title}" if title else kind
+
+
+def plot_det(
+    genuine: np.ndarray,
+    random: np.ndarray,
+    skilled: np.ndarray,
+    path: Path,
+    *,
+    title: str = "",
+    threshold: float | None = None,
+) -> Path:
+    """DET curve (FRR vs FAR in %, probit axes) for skilled and random forgeries.
+
+    Each curve marks its EER point (circle) and, when ``threshold`` is given,
+    the operating point at that deployed threshold (cross).
+    """
     from scipy.stats import norm
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
     eps = 1e-4
+
+    def probit(v: float | np.ndarray) -> np.ndarray:
+        return norm.ppf(np.clip(v, eps, 1 - eps))
+
     for name, frr, far in _curves(genuine, random, skilled):
+        (line,) = ax.plot(probit(far), probit(frr), label=name)
+        e_far, e_frr = _eer_point(frr, far)
         ax.plot(
-            norm.ppf(np.clip(far, eps, 1 - eps)), norm.ppf(np.clip(frr, eps, 1 - eps)), label=name
+            probit(e_far),
+            probit(e_frr),
+            "o",
+            color=line.get_color(),
+            label=f"{name} EER {100 * (e_far + e_frr) / 2:.1f}%",
         )
+        if threshold is not None:
+            forg = skilled if name == "skilled" else random
+            t_far, t_frr = _rates_at(genuine, forg, threshold)
+            ax.plot(
+                probit(t_far),
+                probit(t_frr),
+                "x",
+                ms=9,
+                mew=2,
+                color=line.get_color(),
+                label=f"{name} at t={threshold:+.3f}: FAR {100 * t_far:.1f}%, "
+                f"FRR {100 * t_frr:.1f}%",
+            )
     ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8])
     ax.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
     ax.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
@@ -63,55 +113,116 @@ def plot_det(genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, path:
     ax.set_ylim(norm.ppf(eps), norm.ppf(0.9))
     ax.set_xlabel("FAR (%)")
     ax.set_ylabel("FRR (%)")
-    ax.set_title("DET curve (all folds pooled)")
+    ax.set_title(_title("DET", title), fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    # Below the axes: inside, the legend would hide the low-error corner that matters.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8, ncol=1)
     return _save(plt, fig, path)
 
 
-def plot_roc(genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, path: Path) -> Path:
-    """ROC curve (TPR = 1 - FRR vs FAR) for skilled and random forgeries."""
+def plot_roc(
+    genuine: np.ndarray,
+    random: np.ndarray,
+    skilled: np.ndarray,
+    path: Path,
+    *,
+    title: str = "",
+    threshold: float | None = None,
+) -> Path:
+    """ROC curve (1 - FRR vs FAR, both in %) for skilled and random forgeries."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
     for name, frr, far in _curves(genuine, random, skilled):
-        ax.plot(far, 1 - frr, label=name)
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set_xlabel("FAR")
-    ax.set_ylabel("1 - FRR")
-    ax.set_title("ROC curve (all folds pooled)")
+        (line,) = ax.plot(100 * far, 100 * (1 - frr), label=name)
+        e_far, e_frr = _eer_point(frr, far)
+        ax.plot(
+            100 * e_far,
+            100 * (1 - e_frr),
+            "o",
+            color=line.get_color(),
+            label=f"{name} EER {100 * (e_far + e_frr) / 2:.1f}%",
+        )
+        if threshold is not None:
+            forg = skilled if name == "skilled" else random
+            t_far, t_frr = _rates_at(genuine, forg, threshold)
+            ax.plot(
+                100 * t_far,
+                100 * (1 - t_frr),
+                "x",
+                ms=9,
+                mew=2,
+                color=line.get_color(),
+                label=f"{name} at t={threshold:+.3f}",
+            )
+    ax.plot([0, 100], [0, 100], "k:", lw=0.8)
+    ax.set_xlabel("FAR (%)")
+    ax.set_ylabel("1 - FRR (%)")
+    ax.set_title(_title("ROC", title), fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8)
     return _save(plt, fig, path)
 
 
 def plot_score_distributions(
-    genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, path: Path
+    genuine: np.ndarray,
+    random: np.ndarray,
+    skilled: np.ndarray,
+    path: Path,
+    *,
+    title: str = "",
+    threshold: float | None = None,
 ) -> Path:
-    """Histograms of the decision values of genuine, random and skilled samples."""
+    """Histograms of the decision values of genuine, random and skilled samples.
+
+    The vertical line is ``threshold`` (the deployed one) when given, else the
+    SVMs' own boundary 0, and the legend says which.
+    """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     allv = np.r_[genuine, random, skilled]
     bins = np.linspace(allv.min(), allv.max(), 60) if allv.size else 10
     for name, vals in (("genuine", genuine), ("random", random), ("skilled", skilled)):
         if vals.size:
             ax.hist(vals, bins=bins, density=True, alpha=0.5, label=f"{name} (n={vals.size})")
-    ax.axvline(0.0, color="k", lw=0.8, ls="--", label="threshold 0")
+    if threshold is None:
+        ax.axvline(0.0, color="k", lw=0.8, ls="--", label="SVM boundary 0")
+    else:
+        ax.axvline(threshold, color="k", lw=1.0, ls="--", label=f"threshold {threshold:+.3f}")
     ax.set_xlabel("decision value")
     ax.set_ylabel("density")
-    ax.set_title("Score distributions (all folds pooled)")
-    ax.legend()
+    ax.set_title(_title("Score distributions", title), fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return _save(plt, fig, path)
 
 
 def write_plots(
-    genuine: np.ndarray, random: np.ndarray, skilled: np.ndarray, out_dir: Path
+    genuine: np.ndarray,
+    random: np.ndarray,
+    skilled: np.ndarray,
+    out_dir: Path,
+    *,
+    title: str = "",
+    threshold: float | None = None,
 ) -> list[Path]:
-    """Write ``det.png``, ``roc.png`` and ``scores.png`` into ``out_dir``."""
+    """Write ``det.png``, ``roc.png`` and ``scores.png`` into ``out_dir``.
+
+    Parameters
+    ----------
+    genuine, random, skilled : ndarray
+        Pooled scores.
+    out_dir : Path
+        Destination folder (created).
+    title : str
+        Model and protocol, shown in every title.
+    threshold : float, optional
+        Deployed threshold to mark (operating points and the score line).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     g, r, s = (np.asarray(a, dtype=np.float64) for a in (genuine, random, skilled))
+    kw = {"title": title, "threshold": threshold}
     return [
-        plot_det(g, r, s, out_dir / "det.png"),
-        plot_roc(g, r, s, out_dir / "roc.png"),
-        plot_score_distributions(g, r, s, out_dir / "scores.png"),
+        plot_det(g, r, s, out_dir / "det.png", **kw),
+        plot_roc(g, r, s, out_dir / "roc.png", **kw),
+        plot_score_distributions(g, r, s, out_dir / "scores.png", **kw),
     ]

@@ -1063,7 +1063,7 @@ def preprocess_batch(
         Images of the successful sources in input order, their indices, and
         ``(source, reason)`` for each failure (also logged as a warning).
     """
-    from tqdm.auto import tqdm
+    from sigver._util import progress_bar
 
     canvas_size = _as_size(canvas_size, "canvas_size")
     img_size = _as_size(img_size, "img_size")
@@ -1085,9 +1085,7 @@ def preprocess_batch(
     images = np.empty((len(sources), 1) + img_size, dtype=np.uint8)
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
-    with tqdm(
-        total=len(sources), desc="preprocess", unit="img", disable=(not progress) or None
-    ) as bar:
+    with progress_bar(total=len(sources), desc="preprocess", unit="img", enabled=progress) as bar:
         for chunk in results:
             for index, image, reason in chunk:
                 if image is None:

@@ -57,7 +57,6 @@ import logging
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -799,7 +798,8 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
     for key, style in (("train_loss", "-"), ("val_loss", "--")):
         values = [row.get(key) for row in history]
         if any(v is not None for v in values):
-            ax_loss.plot(epochs, values, style, label=key)
+            # Markers: one epoch is one point, which a bare line would not draw.
+            ax_loss.plot(epochs, values, style, marker="o", ms=3, label=key)
     for key, style in (
         ("train_acc", "-"),
         ("val_acc", "--"),
@@ -808,7 +808,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
     ):
         values = [row.get(key) for row in history]
         if any(v is not None for v in values):
-            ax_acc.plot(epochs, values, style, label=key)
+            ax_acc.plot(epochs, values, style, marker="o", ms=3, label=key)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_acc.set_xlabel("epoch")
@@ -882,8 +882,7 @@ def train(
     ModelError
         If ``resume`` does not match the data or architecture.
     """
-    from tqdm.auto import tqdm
-
+    from sigver._util import progress_bar
     from sigver.models import get_model
     from sigver.models.checkpoint import WeightsMeta, load_checkpoint, save_checkpoint
 
@@ -1036,13 +1035,12 @@ def train(
             order = list(sampler)
             n_batches = sum(1 for _ in _batches(order, cfg.batch_size))
             totals: dict[str, Any] = {}
-            bar = tqdm(
+            bar = progress_bar(
                 total=n_batches,
                 desc=f"epoch {epoch + 1}/{cfg.epochs}",
                 unit="batch",
-                disable=(not show) or None,
+                enabled=bool(show),
                 leave=False,
-                file=sys.stderr,
             )
             for step, batch in enumerate(_batches(order, cfg.batch_size)):
                 idx = torch.as_tensor(batch, device=x_tr.device)

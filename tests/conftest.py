@@ -64,3 +64,17 @@ def postgres_url(postgres_server):
     yield f"{base}/{name}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_inference_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never touch the real user cache; default to the torch backend.
+
+    The ONNX backend exports and verifies each new checkpoint once (seconds), so
+    tests opt into it explicitly (tests/test_inference.py) instead of paying that
+    for every temporary model.
+    """
+    monkeypatch.setenv("SIGVER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "sigver-cache"))
+    monkeypatch.setenv("SIGVER_BACKEND", "torch")

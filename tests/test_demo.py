@@ -70,3 +70,33 @@ def test_demo_results_json_is_strict_without_random_forgeries(model_path, tmp_pa
     assert results["metrics"]["FAR_random"] is None
     assert results["metrics"]["n_random"] == 0
     assert json.loads(report.to_json(), parse_constant=_refuse_constant) == results
+
+
+def test_demo_writes_a_score_plot(model_path, tmp_path):
+    config = DemoConfig(n_writers=2, n_references=4, n_genuine_tests=2, n_forgeries=2, n_random=2)
+    run_demo(tmp_path / "d", config, model=model_path)
+    assert (tmp_path / "d" / "scores.png").stat().st_size > 5000
+
+
+def test_failed_demo_does_not_block_a_retry(model_path, tmp_path, monkeypatch):
+    from enrollment.verifier import Verifier
+
+    config = DemoConfig(n_writers=2, n_references=4, n_genuine_tests=1, n_forgeries=1)
+    out = tmp_path / "d"
+    # A missing model fails before anything is written.
+    assert main(["demo", "--out", str(out), "--model", str(tmp_path / "none.pt")]) == 2
+    assert not out.exists()
+
+    def broken(*args, **kwargs):
+        raise EnrollmentError("simulated failure half-way")
+
+    monkeypatch.setattr(Verifier, "enroll", broken)
+    with pytest.raises(EnrollmentError, match="half-way"):
+        run_demo(out, config, model=model_path)
+    assert not out.exists()  # it created the folder, so it removed it
+    out.mkdir()
+    with pytest.raises(EnrollmentError):
+        run_demo(out, config, model=model_path)
+    assert out.is_dir() and not any(out.iterdir())  # an empty folder given is left empty
+    monkeypatch.undo()
+    assert run_demo(out, config, model=model_path).users  # the retry works

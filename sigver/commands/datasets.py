@@ -19,7 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the available readers and exit")
     parser.add_argument("--dataset", "-d", metavar="NAME", help="dataset reader (see --list)")
     parser.add_argument(
-        "--path", "-p", type=Path, metavar="DIR", help="dataset folder (or manifest for 'folder')"
+        "--data",
+        "--path",
+        "-p",
+        dest="path",
+        type=Path,
+        metavar="DIR",
+        help="dataset folder (or manifest for 'folder')",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -36,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{name:<{width}}  {description}")
         return 0
     if not args.dataset or args.path is None:
-        raise DatasetError("datasets: give --dataset NAME and --path DIR (or --list)")
+        raise DatasetError("datasets: give --dataset NAME and --data DIR (or --list)")
     reader = get_reader(args.dataset)
     scan = reader.scan(args.path)
     if args.json:

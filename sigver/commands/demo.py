@@ -1,11 +1,11 @@
-"""``sigver demo``: the whole job end to end on synthetic signatures, in about 2 minutes."""
+"""``sigver demo``: the whole job end to end on synthetic signatures, in seconds."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from enrollment._cli import format_table
+from enrollment._cli import add_model_argument, format_table
 
 NAME = "demo"
 HELP = "end-to-end demo: synthesise writers, enroll them, verify genuine and forged signatures"
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="genuine test signatures, skilled and random forgeries per writer (default 5)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=2024, help="corpus seed (default 2024)")
-    parser.add_argument("--model", metavar="M", help="checkpoint path instead of the shipped model")
+    add_model_argument(parser)
     parser.add_argument("--json", action="store_true", help="print results.json instead")
 
 
@@ -46,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
         n_random=args.tests,
         seed=args.seed,
     )
-    report = run_demo(args.out, config, model=args.model, echo=None if args.json else print)
+    report = run_demo(
+        args.out,
+        config,
+        model=args.model,
+        echo=None if args.json else print,
+        backend=args.backend,
+    )
     if args.json:
         print(report.to_json())
         return 0
@@ -95,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     first = report.users[0]["user_id"]
     out = report.out
     print()
-    print(f"files: {out} (images/, home/ = user store, results.json)")
+    print(f"files: {out} (images/, home/ = user store, results.json, scores.png)")
     print("try:")
     print(f"  sigver users list --home {out / 'home'}")
     print(

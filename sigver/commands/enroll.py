@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from enrollment.errors import EnrollmentError
 
         raise EnrollmentError(f"--min-refs must be at least 1, got {args.min_refs}")
-    verifier = make_verifier(args)
+    verifier = make_verifier(args, create=True)
     result = verifier.enroll(
         args.user,
         list(args.images),

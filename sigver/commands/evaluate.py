@@ -60,9 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options."""
     from sigver.cache import add_data_arguments
 
-    src = parser.add_mutually_exclusive_group(required=True)
+    src = parser.add_mutually_exclusive_group()
     src.add_argument("--features", type=Path, metavar="F", help="feature set (.npz)")
-    src.add_argument("--model", type=Path, metavar="M", help="checkpoint to extract features")
+    src.add_argument(
+        "--model",
+        type=Path,
+        metavar="M",
+        help="checkpoint to extract features from --data (default, like features and enroll: "
+        "$SIGVER_MODEL or the shipped model)",
+    )
     src.add_argument(
         "--baseline", choices=("hog", "lbp"), help="non-learned baseline descriptor instead"
     )
@@ -384,6 +390,14 @@ def run_deployment(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the protocol, print the table, write the reports."""
     from sigver.evaluation import ClassifierConfig, evaluate, format_table, write_results
+
+    if args.features is None and args.baseline is None and args.model is None:
+        # The same default as `sigver features` and `sigver enroll`.
+        from sigver.features import default_model_path, missing_default_model_error
+
+        args.model = default_model_path()
+        if not args.model.is_file():
+            raise missing_default_model_error(args.model)
 
     if args.negatives == "model":
         return run_deployment(args)

@@ -18,6 +18,7 @@ HELP = "extract CNN features of a dataset into a feature-set .npz (for evaluate/
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``features`` options."""
+    from enrollment._cli import add_backend_argument
     from sigver.cache import add_data_arguments
 
     parser.add_argument(
@@ -40,7 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_data_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .npz")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="images per forward pass (default: measured for the backend when it was verified)",
+    )
+    add_backend_argument(parser)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -51,18 +58,22 @@ def run(args: argparse.Namespace) -> int:
     from sigver.errors import SigverError
     from sigver.features import Extractor
     from sigver.featureset import save_features
+    from sigver.inference import open_extractor
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise SigverError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out.is_dir():
         raise SigverError(f"--out must be a file name, not a folder: {args.out}")
-    if args.model is None:
-        extractor = Extractor.default(args.device)
-    else:
-        extractor = Extractor.from_checkpoint(
-            args.model, args.device, reference_arch=args.reference_arch
-        )
+    extractor = open_extractor(
+        args.model, backend=args.backend, device=args.device, reference_arch=args.reference_arch
+    )
     if args.layer is not None:
+        if getattr(extractor, "backend", "torch") != "torch":
+            # Intermediate layers exist on the torch path only (the ONNX export is the
+            # final embedding).
+            extractor = open_extractor(
+                args.model, backend="torch", device=args.device, reference_arch=args.reference_arch
+            )
         # An unknown name fails here, with the list of the model's layers.
         extractor = Extractor(
             extractor.model, extractor.weights, device=args.device, layer=args.layer

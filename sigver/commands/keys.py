@@ -8,8 +8,15 @@ and read every tenant's audit trail.
 from __future__ import annotations
 
 import argparse
+import sys
 
-from enrollment._cli import add_store_argument, format_table, open_store_from_args, print_json
+from enrollment._cli import (
+    add_store_argument,
+    check_home,
+    format_table,
+    open_store_from_args,
+    print_json,
+)
 
 NAME = "keys"
 HELP = "create, list or revoke API keys (stored hashed) and manage tenants"
@@ -44,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the chosen action."""
     from enrollment.errors import EnrollmentError
 
+    check_home(args, create=args.action in ("create", "create-tenant"))
     store = open_store_from_args(args)
     try:
         return _run(args, store, EnrollmentError)
@@ -65,11 +73,14 @@ def _run(args: argparse.Namespace, store: object, error: type[Exception]) -> int
         if args.json:
             print_json({**info.to_dict(), "key": plaintext})
         else:
-            print(plaintext)
+            # Only the key goes to stdout, so `KEY=$(sigver keys create ops)` needs no
+            # filtering; the advice is for the person at the terminal.
+            print(plaintext, flush=True)
             print(
                 f"# API key {info.name!r} (id {info.key_id}, tenant {info.tenant}, scope "
                 f"{info.scope}); store it now, it is not shown again. Send it as the "
                 "X-API-Key header.",
+                file=sys.stderr,
             )
         return 0
     if args.action == "list":

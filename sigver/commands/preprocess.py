@@ -24,7 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset reader (sigver datasets --list)",
     )
     parser.add_argument(
-        "--path", "-p", required=True, type=Path, metavar="DIR", help="dataset folder"
+        "--data",
+        "--path",
+        "-p",
+        dest="path",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="dataset folder",
     )
     parser.add_argument(
         "--out", "-o", required=True, type=Path, metavar="FILE", help="cache file to write (.npz)"

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     store_url = args.store or os.environ.get(ENV_STORE) or None
     # Load the model here even with several workers: a bad model fails once,
     # with a clear message, instead of in every worker.
-    extractor, model_path = load_extractor(args.model)
+    extractor, model_path = load_extractor(args.model, backend=args.backend)
     verifier = Verifier(
         home=home,
         model=model_path,
@@ -138,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         from enrollment.verifier import ENV_OPERATING_POINT
 
         os.environ[ENV_OPERATING_POINT] = verifier.operating_point
+    # Workers open the model again: give them the backend already chosen (and, for
+    # onnx, already exported and verified into the cache) by this process.
+    os.environ["SIGVER_BACKEND"] = extractor.backend
     uvicorn.run(
         "enrollment.service:app_from_env",
         factory=True,

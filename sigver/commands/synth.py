@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         n_forgeries=args.forgeries,
         seed=args.seed,
         n_jobs=args.jobs,
-        progress=None if not args.no_progress else False,
+        progress=not args.no_progress,
         **options,
     )
     elapsed = time.perf_counter() - start

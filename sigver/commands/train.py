@@ -143,6 +143,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--name", default="", help="model name recorded in the checkpoints")
     model.add_argument("--version", dest="model_version", default="1", help="model version")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch into an --out folder that already holds a run",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -200,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         version=args.model_version,
     )
+    check_run_folder(Path(args.out), args.resume, args.epochs, overwrite=args.overwrite)
     progress = not args.no_progress and rank == 0
     data = load_training_data(
         args.data,
@@ -232,3 +238,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"last: {result.last_path}")
         print(f"log : {Path(args.out) / 'log.csv'}")
     return 0
+
+
+#: Files whose presence means a folder already holds a training run.
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "log.json")
+
+
+def check_run_folder(
+    out: Path, resume: str | os.PathLike[str] | None, epochs: int, *, overwrite: bool
+) -> None:
+    """Refuse to silently overwrite a run, or to "resume" a run that has nothing left to do.
+
+    Raises
+    ------
+    SigverError
+        ``out`` holds a run and neither ``resume`` nor ``overwrite`` is given; or
+        the ``resume`` checkpoint already reached ``epochs``.
+    """
+    from sigver.errors import SigverError
+
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and resume is None and not overwrite:
+        raise SigverError(
+            f"{out} already holds a training run ({', '.join(existing)}); continue it with "
+            f"--resume {out / 'last.pt'}, or pass --overwrite to start again"
+        )
+    if resume is not None:
+        from sigver.models.checkpoint import load_checkpoint
+
+        state = load_checkpoint(resume).training_state or {}
+        done = int(state.get("epoch", 0))
+        if done >= epochs:
+            raise SigverError(
+                f"{resume} already finished {done} epoch(s), and --epochs is {epochs}: nothing "
+                f"to resume; give --epochs {done + 1} or more to train further"
+            )

@@ -8,6 +8,7 @@ from typing import Any
 from enrollment._cli import (
     add_model_argument,
     add_store_argument,
+    check_home,
     format_table,
     open_store_from_args,
     print_json,
@@ -48,6 +49,7 @@ def _threshold_text(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action (reads the store only; the model is not loaded)."""
+    check_home(args, create=False)
     store = open_store_from_args(args)
     try:
         return _run(args, store)

@@ -28,15 +28,16 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from sigver import __version__
+from sigver._meta import WeightsMeta, file_sha256, model_id_for, read_sidecar, sha256_sidecar
 from sigver._util import atomic_open, atomic_write
 from sigver.errors import ModelError
 from sigver.models._layers import FeatureNet
@@ -69,103 +70,6 @@ REFERENCE_PREPROCESS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class WeightsMeta:
-    """Everything a checkpoint says about its weights (all fields JSON-able).
-
-    Attributes
-    ----------
-    arch : str
-        Registry name of the architecture (:func:`sigver.models.get_model`).
-    feature_dim : int
-        Size of the feature vectors.
-    arch_config : dict
-        Builder keyword arguments (empty for the fixed SigNet family).
-    input_size : tuple of int
-        (height, width) of the network input (centre crop of the preprocessed image).
-    preprocess : dict
-        The preprocessing preset (``PreprocessConfig.to_dict()``) images must go
-        through before extraction.
-    name, version : str
-        Human name of these weights and their version.
-    training_data : dict
-        Description of the training data (sources, writers, image counts).
-    recipe : dict
-        Training hyper-parameters (optimizer, lr schedule, epochs, loss...).
-    command : str
-        Command line that produced the weights.
-    code_version : str
-        ``sigver.__version__`` at training time.
-    metrics : dict
-        Validation / evaluation figures.
-    training_time_s : float or None
-        Wall-clock training time.
-    created : str
-        ISO 8601 UTC timestamp.
-    storage_dtype : str
-        ``"float32"`` or ``"float16"`` (how floating tensors are stored on disk).
-    extra : dict
-        Anything else (machine, notes).
-    """
-
-    arch: str
-    feature_dim: int
-    arch_config: dict[str, Any] = field(default_factory=dict)
-    input_size: tuple[int, int] = (150, 220)
-    preprocess: dict[str, Any] = field(default_factory=dict)
-    name: str = ""
-    version: str = "0"
-    training_data: dict[str, Any] = field(default_factory=dict)
-    recipe: dict[str, Any] = field(default_factory=dict)
-    command: str = ""
-    code_version: str = __version__
-    metrics: dict[str, Any] = field(default_factory=dict)
-    training_time_s: float | None = None
-    created: str = ""
-    storage_dtype: str = "float32"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (tuples become lists) for ``torch.save`` / JSON."""
-        out = dataclasses.asdict(self)
-        out["input_size"] = list(self.input_size)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WeightsMeta:
-        """Inverse of :meth:`to_dict`; unknown keys go to ``extra`` (forward compatibility).
-
-        Raises
-        ------
-        ModelError
-            If ``arch`` or ``feature_dim`` is missing.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        unknown = {k: v for k, v in data.items() if k not in known}
-        if "arch" not in kwargs or "feature_dim" not in kwargs:
-            raise ModelError("checkpoint metadata lacks 'arch' or 'feature_dim'")
-        if "input_size" in kwargs:
-            kwargs["input_size"] = tuple(int(v) for v in kwargs["input_size"])
-        if unknown:
-            kwargs["extra"] = {**dict(kwargs.get("extra") or {}), **unknown}
-        return cls(**kwargs)
-
-    @classmethod
-    def for_model(cls, model: nn.Module, **kwargs: Any) -> WeightsMeta:
-        """Metadata for ``model`` (arch, config, feature size filled in), stamped now."""
-        if not isinstance(model, FeatureNet):
-            raise ModelError(f"{type(model).__name__} is not a sigver FeatureNet")
-        kwargs.setdefault("created", _utc_now())
-        return cls(
-            arch=model.arch,
-            feature_dim=model.feature_dim,
-            arch_config=dict(model.config()),
-            input_size=tuple(model.input_size),
-            **kwargs,
-        )
-
-
 @dataclass
 class ModelWeights:
     """Weights loaded from a checkpoint, kept together with their metadata.
@@ -196,8 +100,7 @@ class ModelWeights:
     @property
     def model_id(self) -> str:
         """``name-version-sha256[:12]``: identifies these exact weights in logs and stores."""
-        name = self.meta.name or self.meta.arch
-        return f"{name}-{self.meta.version}-{self.sha256[:12]}"
+        return model_id_for(self.meta, self.sha256)
 
     def build_model(self, device: str | torch.device = "cpu") -> FeatureNet:
         """Instantiate the architecture, load the weights, and switch to eval mode.
@@ -222,21 +125,6 @@ class ModelWeights:
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_sidecar(path: str | os.PathLike[str]) -> Path:
-    """Path of the ``.sha256`` file that goes with checkpoint ``path``."""
-    path = Path(path)
-    return path.with_name(path.name + ".sha256")
 
 
 def _cast_floats(state: Mapping[str, Any], dtype: torch.dtype) -> dict[str, Any]:
@@ -317,15 +205,16 @@ def save_checkpoint(
     return digest
 
 
-def _read_sidecar(path: Path) -> str | None:
-    sidecar = sha256_sidecar(path)
-    if not sidecar.is_file():
-        return None
-    text = sidecar.read_text(encoding="utf-8").strip()
-    digest = text.split()[0].lower() if text else ""
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ModelError(f"{sidecar}: not a sha256 line")
-    return digest
+def _looks_pickled(path: Path) -> bool:
+    """A torch zip archive or a raw pickle (protocol 2+), as opposed to any other file."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80)
 
 
 def _torch_load(path: Path, map_location: str | torch.device) -> Any:
@@ -334,7 +223,18 @@ def _torch_load(path: Path, map_location: str | torch.device) -> Any:
     except FileNotFoundError:
         raise ModelError(f"checkpoint not found: {path}") from None
     except Exception as exc:  # noqa: BLE001 - corrupt / foreign files raise many types
-        raise ModelError(f"{path}: cannot be read as a weights-only checkpoint ({exc})") from exc
+        # torch's own message (unpickler internals, zip offsets) means nothing to a
+        # user who passed the wrong file; keep it for --verbose only.
+        logger.debug("torch.load(%s) failed: %r", path, exc)
+        if isinstance(exc, pickle.UnpicklingError) and _looks_pickled(path):
+            raise ModelError(
+                f"{path}: refused, it holds pickled objects that weights-only loading does "
+                "not allow (an unsafe or foreign file)"
+            ) from None
+        raise ModelError(
+            f"{path} is not a model checkpoint (expected a sigver .pt with its .sha256, "
+            "or a reference SigNet .pth)"
+        ) from None
 
 
 def load_checkpoint(
@@ -370,7 +270,7 @@ def load_checkpoint(
         raise ModelError(f"checkpoint not found: {path}")
     digest = file_sha256(path)
     if verify:
-        expected = _read_sidecar(path)
+        expected = read_sidecar(path)
         if expected is None:
             raise ModelError(
                 f"{path}: no {sha256_sidecar(path).name} beside it, refusing unverified weights"

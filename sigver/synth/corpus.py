@@ -406,7 +406,7 @@ def generate_corpus(
     n_jobs : int
         Worker processes (one task per writer); does not change the output.
     progress : bool, optional
-        Show a tqdm bar; default: only when stderr is a terminal.
+        Report progress: a tqdm bar on a terminal, periodic log lines otherwise.
     version, scripts, split
         Generator options, see :func:`make_writer`. The defaults write the v1
         corpus, byte-identical to earlier releases; v2 corpora also get a
@@ -417,7 +417,8 @@ def generate_corpus(
     CorpusInfo
     """
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+
+    from sigver._util import progress_bar
 
     _check_seed(seed)
     _check_counts(n_writers, n_genuine, n_forgeries, n_jobs)
@@ -447,7 +448,7 @@ def generate_corpus(
     results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
     files: list[Path] = []
     rows: list[dict[str, str]] = []
-    with tqdm(total=n_writers, unit="writer", desc="synth", disable=not progress) as bar:
+    with progress_bar(total=n_writers, unit="writer", desc="synth", enabled=bool(progress)) as bar:
         for paths, row in results:
             files.extend(Path(p) for p in paths)
             rows.append(row)
