@@ -808,17 +808,23 @@ class BaseStore:
         validate_user_id(user_id)
         validate_tenant_id(tenant)
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_USER_COLUMNS}, classifier FROM users "
-                "WHERE tenant_id = ? AND user_id = ?",
-                (tenant, user_id),
-            ).fetchone()
+            record, blob = self._checked_classifier_row(conn, tenant, user_id)
+        return record, decode_arrays(blob)
+
+    def _checked_classifier_row(
+        self, conn: _Conn, tenant: str, user_id: str
+    ) -> tuple[UserRecord, bytes]:
+        """The user's record and classifier blob, integrity-checked (in ``conn``'s snapshot)."""
+        row = conn.execute(
+            f"SELECT {_USER_COLUMNS}, classifier FROM users WHERE tenant_id = ? AND user_id = ?",
+            (tenant, user_id),
+        ).fetchone()
         if row is None:
             raise UserNotFoundError(user_id)
         record = _user_from_row(row[:-1])
         blob = bytes(row[-1])
         self._check_mac(record, blob)
-        return record, decode_arrays(blob)
+        return record, blob
 
     def load_references(
         self, user_id: str, *, tenant: str = DEFAULT_TENANT
@@ -1076,17 +1082,8 @@ class BaseStore:
             raise StoreError(f"threshold must be finite, got {threshold}")
         value = None if threshold is None else float(threshold)
         with self._write() as conn:
-            row = conn.execute(
-                f"SELECT {_USER_COLUMNS}, classifier FROM users "
-                "WHERE tenant_id = ? AND user_id = ?",
-                (tenant, user_id),
-            ).fetchone()
-            if row is None:
-                raise UserNotFoundError(user_id)
-            current = _user_from_row(row[:-1])
-            blob = bytes(row[-1])
             # Re-signing a tampered classifier would launder it: check first.
-            self._check_mac(current, blob)
+            current, blob = self._checked_classifier_row(conn, tenant, user_id)
             mac = self._mac(tenant, user_id, current.model_sha256, current.feature_dim, value, blob)
             conn.execute(
                 "UPDATE users SET threshold = ?, updated_at = ?, revision = revision + 1, "

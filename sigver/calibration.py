@@ -646,24 +646,16 @@ def calibrate_threshold(
         Users with too few genuine signatures, inconsistent negatives.
     """
     from sigver.evaluation import ClassifierConfig, score_fold
-    from sigver.protocol import ProtocolConfig, make_splits
+    from sigver.protocol import population_splits
 
     kind, far_target = parse_target(target)
     ids = _resolve_users(features, users)
     dataset = dataset if dataset is not None else features.meta.get("dataset")
     # forg_from_exp = refs: every other development user's references are negatives; their
     # remaining genuines stay unseen and serve as random forgeries.
-    config = ProtocolConfig(
-        name="calibration",
-        exp_users=ids,
-        dev_users="none",
-        refs=refs,
-        test_genuine=None,
-        forg_from_exp=refs,
-        folds=folds,
-        seed=seed,
+    resolved, splits = population_splits(
+        features, ids, refs=refs, folds=folds, seed=seed, name="calibration"
     )
-    resolved, splits = make_splits(features.y, features.yforg, features.user_ids, config)
     n_data = len(features)
     if negatives is not None:
         extra, dropped = _foreign_negatives(negatives, features, ids, dataset)

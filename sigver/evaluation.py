@@ -52,7 +52,13 @@ from sigver.classifier import KERNELS, kernel_matrix, resolve_class_weight
 from sigver.errors import SigverError
 from sigver.featureset import FeatureSet
 from sigver.metrics import compute_metrics, eer_threshold, far, operating_point
-from sigver.protocol import FoldSplit, ProtocolConfig, ResolvedProtocol, make_splits
+from sigver.protocol import (
+    FoldSplit,
+    ProtocolConfig,
+    ResolvedProtocol,
+    make_splits,
+    population_splits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -757,17 +763,9 @@ def simulate_deployment(
     family(normalization)  # a clear error for an unknown method, before any training
     fraction = DEFAULT_COHORT_FRACTION if cohort_fraction is None else float(cohort_fraction)
     params = dict(params or DEFAULT_CLASSIFIER_PARAMS)
-    config = ProtocolConfig(
-        name="deployment",
-        exp_users=users,
-        dev_users="none",
-        refs=refs,
-        test_genuine=None,
-        forg_from_exp=refs,
-        folds=folds,
-        seed=seed,
+    resolved, splits = population_splits(
+        fs, users, refs=refs, folds=folds, seed=seed, name="deployment"
     )
-    resolved, splits = make_splits(fs.y, fs.yforg, fs.user_ids, config)
     ids = [str(fs.user_ids[u]) for u in resolved.exp_users]
     dataset = dataset if dataset is not None else fs.meta.get("dataset")
     dim = fs.dim

@@ -49,6 +49,7 @@ __all__ = [
     "resolve_users",
     "fold_seeds",
     "make_splits",
+    "population_splits",
 ]
 
 #: A user set: ``(start, stop)`` range over sorted users, a tuple of ids,
@@ -450,3 +451,44 @@ def make_splits(
         config.folds,
     )
     return ResolvedProtocol(config, exp, dev, seeds), splits
+
+
+def population_splits(
+    features: Any,
+    users: UserSpec,
+    *,
+    refs: int,
+    folds: int,
+    seed: int,
+    name: str,
+) -> tuple[ResolvedProtocol, list[FoldSplit]]:
+    """Folds over one population, as a deployment sees it (no development users).
+
+    Each user's ``refs`` references are drawn per fold; the other users'
+    references are its negatives (``forg_from_exp = refs``) and their remaining
+    genuine signatures stay unseen, serving as random forgeries. Used by the
+    deployment simulation and by threshold calibration, so both draw the same
+    folds from the same seed.
+
+    Parameters
+    ----------
+    features : FeatureSet
+        Anything with ``y``, ``yforg`` and ``user_ids``.
+    users : UserSpec
+        The population.
+    refs, folds, seed : int
+        References per user, folds and the protocol seed.
+    name : str
+        Protocol name recorded in the results.
+    """
+    config = ProtocolConfig(
+        name=name,
+        exp_users=users,
+        dev_users="none",
+        refs=refs,
+        test_genuine=None,
+        forg_from_exp=refs,
+        folds=folds,
+        seed=seed,
+    )
+    return make_splits(features.y, features.yforg, features.user_ids, config)
