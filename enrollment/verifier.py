@@ -272,15 +272,25 @@ def _sha256_of_array(arr: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+_THREADPOOLS: Any = None
+_THREADPOOLS_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _blas_threads(n: int | None) -> Iterator[None]:
     """Limit BLAS threads around the small per-user products (threads cost more than they save)."""
+    global _THREADPOOLS
     if n is None:
         yield
         return
-    from threadpoolctl import threadpool_limits
+    # One controller per process: building one scans every loaded shared library
+    # (about 5 ms, more than the verification it wraps).
+    with _THREADPOOLS_LOCK:
+        if _THREADPOOLS is None:
+            from threadpoolctl import ThreadpoolController
 
-    with threadpool_limits(limits=n, user_api="blas"):
+            _THREADPOOLS = ThreadpoolController()
+    with _THREADPOOLS.limit(limits=n, user_api="blas"):
         yield
 
 
