@@ -29,6 +29,7 @@ __all__ = [
     "chromium_paths",
     "draw_signature",
     "encode_png",
+    "free_port",
     "headless_chromium",
     "serve_in_thread",
     "write_synthetic_writer",
@@ -186,7 +187,8 @@ def build_tiny_model(
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for test and benchmark servers)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -200,7 +202,7 @@ def serve_in_thread(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
     """
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )

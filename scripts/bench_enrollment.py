@@ -18,7 +18,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -74,12 +73,6 @@ def _random_default_model(folder: Path, n_background: int) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from enrollment import Verifier
     from enrollment.service import create_app
-    from enrollment.testing import encode_png
+    from enrollment.testing import encode_png, free_port
     from sigver._util import command_line, format_machine_info, machine_info
     from sigver.features import default_model_path
     from sigver.synth import generate_writer
@@ -168,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify_batch throughput, batch {batch:2d}: {rate:.1f} images/s")
 
     _, key = verifier.store.create_api_key("bench")
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(verifier), host="127.0.0.1", port=port, log_level="warning")
     )

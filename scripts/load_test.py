@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,12 +35,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pngs(writer: int, n: int) -> list[bytes]:
@@ -58,7 +51,9 @@ def _files(blobs: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
 
 
 def _serve(store: str, args, tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    from enrollment.testing import free_port
+
+    port = free_port()
     env = {
         **os.environ,
         "SIGVER_STORE": store,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,19 +12,13 @@ import httpx
 import pytest
 
 from enrollment.store import open_store
-from enrollment.testing import build_tiny_model, draw_signature, encode_png
+from enrollment.testing import build_tiny_model, draw_signature, encode_png, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(url: str, model: Path, tmp: Path, name: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SIGVER_STORE": url,

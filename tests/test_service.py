@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from fastapi.testclient import TestClient
 from enrollment import Verifier
 from enrollment.config import Settings
 from enrollment.service import create_app
-from enrollment.testing import build_tiny_model, draw_signature, encode_png
+from enrollment.testing import build_tiny_model, draw_signature, encode_png, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,15 +146,9 @@ def test_upload_limits_return_413(env, pngs):
     assert r.status_code == 413
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_real_server_over_http(model_path, tmp_path, pngs):
     home = tmp_path / "srv"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SIGVER_HOME": str(home)}
     proc = subprocess.Popen(
         [
