@@ -1532,16 +1532,7 @@ class UserStore(BaseStore):
         # Table rebuilds need foreign keys off (SQLite's documented ALTER procedure);
         # the result is checked with foreign_key_check before committing.
         with self._write(foreign_keys=False) as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = 0 if row is None else _parse_version(row[0], self.path)
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"user store {self.path} has schema version {version}, newer than this "
-                    f"sigver supports ({SCHEMA_VERSION}); upgrade sigver"
-                )
+            version = _stored_schema_version(conn, self.path)
             if version < 1:
                 for statement in _statements(_SQLITE_V1):
                     conn.execute(statement)
@@ -1615,6 +1606,25 @@ def _parse_version(value: object, where: object) -> int:
         return int(str(value))
     except ValueError:
         raise StoreError(f"{where}: corrupt schema version {value!r}") from None
+
+
+def _stored_schema_version(conn: _Conn, where: object) -> int:
+    """Version recorded in ``meta`` (0 for a new database, whose ``meta`` is created).
+
+    Raises
+    ------
+    StoreError
+        The version is corrupt, or newer than this sigver supports.
+    """
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = 0 if row is None else _parse_version(row[0], where)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"user store {where} has schema version {version}, newer than this "
+            f"sigver supports ({SCHEMA_VERSION}); upgrade sigver"
+        )
+    return version
 
 
 class PostgresStore(BaseStore):
@@ -1711,16 +1721,7 @@ class PostgresStore(BaseStore):
     def _initialise(self, secret: bytes | None) -> None:
         with self._tx(True) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(775534)")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = 0 if row is None else _parse_version(row[0], self.location)
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"user store {self.location} has schema version {version}, newer than "
-                    f"this sigver supports ({SCHEMA_VERSION}); upgrade sigver"
-                )
+            version = _stored_schema_version(conn, self.location)
             # PostgreSQL stores start at version 2 (the first release had no PostgreSQL).
             if version < 2:
                 ddl = _V2_TABLES.format(blob="BYTEA", serial="BIGSERIAL PRIMARY KEY")
