@@ -1439,6 +1439,10 @@ class UserStore(BaseStore):
         self.home = resolve_home(home)
         self.path = self.home / DB_FILENAME
         self.busy_timeout_s = float(busy_timeout_s)
+        # One connection per thread, reused: opening one and setting its pragmas
+        # costs more than the query of a verification (scripts/bench_inference.py).
+        self._local = threading.local()
+        self._generation = 0
         try:
             self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -1468,18 +1472,59 @@ class UserStore(BaseStore):
         conn.execute("PRAGMA synchronous = FULL")
         return conn
 
+    def _acquire(self, foreign_keys: bool) -> tuple[sqlite3.Connection, bool]:
+        """This thread's cached connection (``True``), or a one-off without foreign keys."""
+        if not foreign_keys:
+            return self._connect(foreign_keys=False), False
+        local = self._local
+        conn = getattr(local, "conn", None)
+        # A connection must never cross a fork (SQLite's rule) nor outlive close().
+        if conn is not None and (local.pid, local.generation) == (os.getpid(), self._generation):
+            return conn, True
+        if conn is not None and local.pid == os.getpid():
+            conn.close()
+        local.conn = None
+        conn = self._connect()
+        local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
+        return conn, True
+
+    def _release(self, conn: sqlite3.Connection, cached: bool, *, broken: bool) -> None:
+        if not cached:
+            conn.close()
+        elif broken:
+            # After a database error the connection's state is unknown: start afresh.
+            self._local.conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def close(self) -> None:
+        """Close this thread's connection; other threads' are reopened on their next use."""
+        self._generation += 1
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            self._local.conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
     @contextlib.contextmanager
     def _read(self) -> Iterator[_Conn]:
-        conn = self._connect()
+        conn, cached = self._acquire(True)
+        broken = False
         try:
             # One snapshot for all the statements of the block.
             conn.execute("BEGIN")
-            yield _Conn(conn, "qmark")
+            try:
+                yield _Conn(conn, "qmark")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
+            broken = True
             raise StoreError(f"user store {self.path}: {exc}") from exc
         finally:
-            conn.close()
+            self._release(conn, cached, broken=broken)
 
     @contextlib.contextmanager
     def _write(self, *, foreign_keys: bool = True, serialize: bool = True) -> Iterator[_Conn]:
@@ -1487,7 +1532,8 @@ class UserStore(BaseStore):
 
         (SQLite serialises every writer anyway; ``serialize`` is for the interface.)
         """
-        conn = self._connect(foreign_keys=foreign_keys)
+        conn, cached = self._acquire(foreign_keys)
+        broken = False
         try:
             for attempt in range(_BUSY_RETRIES):
                 try:
@@ -1500,13 +1546,18 @@ class UserStore(BaseStore):
             try:
                 yield _Conn(conn, "qmark")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
+            broken = True
             raise StoreError(f"user store {self.path}: {exc}") from exc
+        except StoreError:
+            broken = True  # busy: no transaction is open, but be safe
+            raise
         finally:
-            conn.close()
+            self._release(conn, cached, broken=broken)
 
     def _initialise(self) -> None:
         created = not self.path.exists()

@@ -449,3 +449,40 @@ def test_first_release_store_is_migrated(tmp_path):
     assert store.set_operating_point("alice", "balanced").operating_point == "balanced"
     assert store.get_user("alice").threshold == 0.25  # the override is kept
     assert UserStore(home).schema_version() == 2  # reopening is a no-op
+
+
+def test_sqlite_connection_is_reused_per_thread_and_left_clean(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("SIGVER_STORE_SECRET", "test-secret-" + "x" * 32)
+    store = UserStore(tmp_path / "home")
+    store.save_enrollment(_record("alice"))
+    with store._read() as first:
+        pass
+    with store._read() as second:
+        pass
+    assert first.raw is second.raw  # one connection per thread, not one per call
+    # A failure inside a block rolls its transaction back: the next write goes through.
+    with pytest.raises(UserNotFoundError):
+        store.load_classifier("nobody")
+    assert not second.raw.in_transaction
+    store.set_threshold("alice", 0.5)
+    assert store.get_user("alice").threshold == 0.5
+    # Another thread gets its own connection and sees the committed write.
+    seen = {}
+
+    def other():
+        with store._read() as conn:
+            seen["raw"] = conn.raw
+        seen["threshold"] = store.get_user("alice").threshold
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen["raw"] is not first.raw and seen["threshold"] == 0.5
+    # close() drops the connection; the store reopens one when used again.
+    store.close()
+    with store._read() as third:
+        pass
+    assert third.raw is not first.raw
+    assert store.get_user("alice").threshold == 0.5
