@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     # -- export (float16) --------------------------------------------------------------
     from sigver.cli import main as cli
     from sigver.features import Extractor
-    from sigver.featureset import FeatureSet, load_features, save_features
+    from sigver.featureset import load_features, save_features
     from sigver.models.card import write_model_card
     from sigver.models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -348,37 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     save_checkpoint(out, load_checkpoint(out).state_dict, meta, half=True)
 
     # -- background negatives ----------------------------------------------------------
-    ext = Extractor.from_checkpoint(out)
-    from sigver.cache import load_cache
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ship_model import build_background
 
-    parts = []
-    if sig_cache is not None:
-        sc = load_cache(sig_cache)
-        sc = sc.select(users=sc.users_between("001", "037"), labels=(0,))
-        parts.append(("sigcomp2011", sc))
-    syn = load_cache(synth_cache)
-    keep = syn.user_ids[: args.background_synth_writers].tolist()
-    syn = syn.select(users=keep, labels=(0,))
-    # 12 genuine per synthetic writer is plenty for negatives and keeps the file small.
-    sel = np.concatenate([np.flatnonzero(syn.y == u)[:12] for u in np.unique(syn.y)])
-    parts.append(("synth", syn.subset(np.sort(sel))))
-    feats_list, ys, users, names = [], [], [], []
-    for tag, cache in parts:
-        offset = len(users)
-        present = [u for u in cache.user_ids.tolist() if np.any(cache.users == u)]
-        index = {u: offset + i for i, u in enumerate(present)}
-        users += [f"{tag}/{u}" for u in present]
-        feats_list.append(ext.extract(cache))
-        ys.append(np.array([index[u] for u in cache.users.tolist()]))
-        names += [f"{tag}/{f}" for f in cache.filenames.tolist()]
-    background = FeatureSet(
-        features=np.concatenate(feats_list),
-        y=np.concatenate(ys),
-        yforg=np.zeros(len(names), dtype=np.int8),
-        user_ids=np.array(users),
-        filenames=np.array(names),
-        meta={**ext.describe(), "purpose": "background negatives (development writers only)"},
+    ext = Extractor.from_checkpoint(out)
+    background = build_background(
+        ext, sig_cache, synth_cache, synth_writers=args.background_synth_writers
     )
+    users = background.user_ids.tolist()
     bg_path = save_features(out.with_name(out.stem + ".background.npz"), background)
     load_features(bg_path)
 

@@ -104,8 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genuine", type=int, default=10)
     parser.add_argument("--forgeries", type=int, default=5)
     parser.add_argument("--holdout-writers", type=int, default=24, help="per script")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument(
+        "--widths",
+        default="16,48,96,192",
+        help="SigResNet stage widths; the default costs 0.48x v1's (32,64,128,256) "
+        "and runs about 2x faster (scripts/bench_inference.py)",
+    )
     parser.add_argument("--loss", choices=("signet-f", "signet"), default="signet-f")
     parser.add_argument("--lamb", type=float, default=0.95)
     parser.add_argument("--lamb-warmup", type=int, default=2)
@@ -117,6 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         help="'auto' (match SigComp2011's median ink width) or H,W",
     )
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--ship",
+        default="ft_all",
+        help="variant exported as the shipped model (chosen before any result: 'retrain all "
+        "layers'); 'none' to skip",
+    )
+    parser.add_argument(
+        "--models", type=Path, help="where the shipped files go (default WORK/models)"
+    )
+    parser.add_argument(
+        "--replace-shipped", action="store_true", help="allow overwriting an existing model"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -124,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from sigver.features import default_model_path
     from sigver.synth.scripts import SCRIPTS
 
+    widths = [int(w) for w in args.widths.split(",")]
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     p = Pipeline(args)
@@ -193,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         # The synthetic canvas only compensates the generator's drawing size: the
         # model records the product canvas (SigComp2011 = GPDS, 952 x 1360).
         ["train", "--data", str(work / "synth.npz"), "--canvas", "952", "1360", "--arch",
-         "sigresnet", "--epochs",
+         "sigresnet", "--arch-config", json.dumps({"widths": widths}), "--epochs",
          str(args.epochs), "--lr", str(args.lr), *loss, "--name", "sigver-sigresnet-v2-synth",
          "--version", "2", "--out", str(base), *resume, *quiet],
         work / "base.done",
@@ -225,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
     half = args.holdout_writers // 2
     for script in SCRIPTS:
-        for name in ("v1", "base"):
+        for name in dict.fromkeys(("v1", "base", args.ship)):
+            if name not in models:
+                continue
             p.run(
                 f"eval-holdout-{script}-{name}",
                 ["evaluate", "--model", str(models[name]), "--data",
@@ -235,9 +256,75 @@ def main(argv: list[str] | None = None) -> int:
                  *quiet],
                 work / "eval" / f"holdout-{script}-{name}" / "results.json",
             )  # fmt: skip
+    # 7. ship: weights, background, calibration and card (scripts/ship_model.py)
+    if args.ship != "none" and not args.no_sigcomp and args.ship in models:
+        out_dir = args.models or work / "models"
+        target = out_dir / "sigver-sigresnet-v2.pt"
+        if not (target.exists() and not args.replace_shipped):
+            if args.dry_run:
+                print(f"[ship] python scripts/ship_model.py --checkpoint {models[args.ship]} ...")
+            else:
+                _ship(args, work, models[args.ship], out_dir)
     if not args.dry_run:
         print(f"timings: {work / 'timings.json'}")
     return 0
+
+
+def _ablations(work: Path) -> tuple[dict, str]:
+    """Every evaluation of the run, as metadata and as a Markdown table for the card."""
+    rows, table = {}, []
+    for res in sorted((work / "eval").glob("*/results.json")):
+        summary = json.loads(res.read_text()).get("summary", {})
+        cells = {
+            k: f"{100 * summary[k]['mean']:.2f} ± {100 * summary[k]['std']:.2f}"
+            for k in ("EER_user", "EER_global")
+            if isinstance(summary.get(k), dict)
+        }
+        rows[res.parent.name] = cells
+        table.append(
+            f"| {res.parent.name} | {cells.get('EER_user', '')} | {cells.get('EER_global', '')} |"
+        )
+    md = (
+        "## Ablations of the v2 pipeline\n\n"
+        "Research protocol, a-posteriori thresholds (global and per user), 5 references, "
+        "10 folds; `sigcomp-*`: SigComp2011-dev (exploitation writers 038-069); "
+        "`holdout-<script>-*`: that script's synthetic hold-out corpus (other seed, hold-out "
+        "styles; first half exploitation). `v1`: the first shipped model; `base`: "
+        "synthetic writers only; `ft_all` / `ft_last`: base fine-tuned on SigComp2011 "
+        "development writers 001-037 (genuine only), all layers / last block.\n\n"
+        "| run | EER_user % | EER_global % |\n| --- | --- | --- |\n" + "\n".join(table) + "\n"
+    )
+    timings = work / "timings.json"
+    meta = {
+        "ablations": rows,
+        "pipeline_time_s": json.loads(timings.read_text()) if timings.exists() else {},
+    }
+    return meta, md
+
+
+def _ship(args: argparse.Namespace, work: Path, checkpoint: Path, out_dir: Path) -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    from ship_model import main as ship
+
+    meta, md = _ablations(work)
+    (work / "ablations.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (work / "ablations.md").write_text(md)
+    command = shlex.join(["python", "scripts/train_v2_model.py", *sys.argv[1:]])
+    argv = ["--checkpoint", str(checkpoint), "--version", "2", "--models", str(out_dir),
+            "--synth-cache", str(work / "synth.npz"), "--sigcomp-cache",
+            str(work / "sigcomp2011.npz"), "--sigcomp", str(args.sigcomp), "--command", command,
+            "--meta-json", str(work / "ablations.json"),
+            "--notes", str(work / "ablations.md")]  # fmt: skip
+    if args.replace_shipped:
+        argv.append("--replace")
+    start = time.perf_counter()
+    print(f"[ship] python scripts/ship_model.py {shlex.join(argv)}", flush=True)
+    if ship(argv) != 0:
+        raise SystemExit("shipping failed")
+    old = json.loads((work / "timings.json").read_text())
+    (work / "timings.json").write_text(
+        json.dumps(old | {"ship": round(time.perf_counter() - start, 1)}, indent=1) + "\n"
+    )
 
 
 if __name__ == "__main__":
