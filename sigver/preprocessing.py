@@ -52,6 +52,7 @@ import logging
 import os
 import re
 import struct
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -828,6 +829,38 @@ def _cover_size(shape: tuple[int, int], img_size: tuple[int, int]) -> tuple[int,
     return int(round(shape[0] / width_ratio)), width
 
 
+class _CanvasPool:
+    """Zeroed float32 canvases, reused across calls.
+
+    A fresh 952x1360 float32 canvas is 5 MB of new pages to fault in on every
+    image, which cost as much as the resize itself; a used canvas is zeroed
+    again over the region that was written and kept (at most ``keep`` per
+    shape, so memory stays bounded by the concurrency, not by the call count).
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._free: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, int]) -> np.ndarray:
+        with self._lock:
+            stack = self._free.get(shape)
+            if stack:
+                return stack.pop()
+        return np.zeros(shape, dtype=np.float32)
+
+    def give(self, canvas: np.ndarray, region: tuple[slice, slice]) -> None:
+        canvas[region] = 0.0
+        with self._lock:
+            stack = self._free.setdefault(canvas.shape, [])
+            if len(stack) < self.keep:
+                stack.append(canvas)
+
+
+_CANVASES = _CanvasPool()
+
+
 def preprocess_signature(
     img: np.ndarray,
     canvas_size: tuple[int, int],
@@ -881,15 +914,19 @@ def preprocess_signature(
         np.float32
     )
     blurred = cv2.sepFilter2D(padded, cv2.CV_32F, kx, ky, borderType=cv2.BORDER_CONSTANT)
-    canvas = np.zeros(canvas_size, dtype=np.float32)
     r0, c0 = placed.r_start - py, placed.c_start - px
     # Clip the blurred patch to the canvas (zero padding beyond it, as in the reference).
     sr0, sc0 = max(0, -r0), max(0, -c0)
     dr0, dc0 = max(0, r0), max(0, c0)
     dr1 = min(canvas_size[0], r0 + blurred.shape[0])
     dc1 = min(canvas_size[1], c0 + blurred.shape[1])
-    canvas[dr0:dr1, dc0:dc1] = blurred[sr0 : sr0 + dr1 - dr0, sc0 : sc0 + dc1 - dc0]
-    resized = cv2.resize(canvas, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    region = (slice(dr0, dr1), slice(dc0, dc1))
+    canvas = _CANVASES.take(canvas_size)
+    try:
+        canvas[region] = blurred[sr0 : sr0 + dr1 - dr0, sc0 : sc0 + dc1 - dc0]
+        resized = cv2.resize(canvas, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    finally:
+        _CANVASES.give(canvas, region)
 
     height, width = img_size
     if new_w > width:

@@ -478,3 +478,19 @@ def test_binarised_image_keeps_thin_strokes() -> None:
     assert loc.threshold == 0
     assert loc.cmin < 30 and loc.cmax > 370
     assert preprocess_signature(img, CANVAS).max() > 200
+
+
+def test_reused_canvases_leave_no_trace_between_images():
+    from sigver import preprocessing as pp
+
+    rng = np.random.default_rng(3)
+    first = np.full((300, 700), 250, np.uint8)
+    first[100:200, 50:650] = rng.integers(0, 80, (100, 600), dtype=np.uint8)
+    second = np.full((120, 200), 245, np.uint8)
+    second[40:80, 60:140] = 20
+    canvas = (952, 1360)
+    before = pp.preprocess_signature(second, canvas)
+    pp.preprocess_signature(first, canvas)  # writes a larger region of a pooled canvas
+    np.testing.assert_array_equal(pp.preprocess_signature(second, canvas), before)
+    assert all(not buf.any() for buf in pp._CANVASES._free.get(canvas, []))
+    assert len(pp._CANVASES._free.get(canvas, [])) <= pp._CANVASES.keep
