@@ -125,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
         "--ship",
-        default="ft_all",
-        help="variant exported as the shipped model (chosen before any result: 'retrain all "
-        "layers'); 'none' to skip",
+        default="auto",
+        help="variant exported as the shipped model: 'auto' (the rule fixed in advance: the "
+        "fine-tune with the best development-writer validation accuracy in its log.json, "
+        "never the SigComp2011-dev table), a variant name, or 'none'",
     )
     parser.add_argument(
         "--models", type=Path, help="where the shipped files go (default WORK/models)"
@@ -233,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             models[name] = work / name / "best.pt"
 
+    if args.ship == "auto" and not args.no_sigcomp:
+        args.ship = "ft_all" if args.dry_run else _best_by_validation(work, ("ft_all", "ft_last"))
+
     # 6. evaluation
     if not args.no_sigcomp:
         for name, model in models.items():
@@ -268,6 +272,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run:
         print(f"timings: {work / 'timings.json'}")
     return 0
+
+
+def _best_by_validation(work: Path, names: tuple[str, ...]) -> str:
+    """The variant whose best epoch has the highest validation accuracy (development writers)."""
+    scores = {}
+    for name in names:
+        rows = json.loads((work / name / "log.json").read_text())
+        scores[name] = max(float(r.get("val_acc", float("-inf"))) for r in rows)
+    choice = max(scores, key=scores.get)
+    log.info("ship %s: best validation accuracy per fine-tune %s", choice, scores)
+    (work / "ship_choice.json").write_text(json.dumps({"choice": choice, "val_acc": scores}) + "\n")
+    return choice
 
 
 def _ablations(work: Path) -> tuple[dict, str]:
