@@ -104,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genuine", type=int, default=10)
     parser.add_argument("--forgeries", type=int, default=5)
     parser.add_argument("--holdout-writers", type=int, default=24, help="per script")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--lr-decay-times", type=int, default=2, help="base: lr x0.1 every epochs/N epochs"
+    )
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument(
         "--widths",
@@ -214,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         # model records the product canvas (SigComp2011 = GPDS, 952 x 1360).
         ["train", "--data", str(work / "synth.npz"), "--canvas", "952", "1360", "--arch",
          "sigresnet", "--arch-config", json.dumps({"widths": widths}), "--epochs",
-         str(args.epochs), "--lr", str(args.lr), *loss, "--name", "sigver-sigresnet-v2-synth",
+         str(args.epochs), "--lr", str(args.lr), "--lr-decay-times", str(args.lr_decay_times),
+         *loss, "--name", "sigver-sigresnet-v2-synth",
          "--version", "2", "--out", str(base), *resume, *quiet],
         work / "base.done",
     )  # fmt: skip
