@@ -210,7 +210,8 @@ def export_onnx(
         import onnx
     except ImportError:
         raise ModelError(
-            "ONNX export needs the onnx and onnxscript packages: pip install 'sigver[onnx]'"
+            "ONNX export needs the onnx and onnxscript packages (sigver's own dependencies: "
+            "reinstall sigver, or pip install onnx onnxscript)"
         ) from None
     from sigver._util import atomic_write
 
@@ -336,8 +337,8 @@ class OnnxExtractor(BaseExtractor):
             import onnxruntime as ort
         except ImportError:
             raise ModelError(
-                "the onnx backend needs onnxruntime: pip install 'sigver[onnx]' "
-                "(or use --backend torch)"
+                "the onnx backend needs onnxruntime, a dependency of sigver that is missing "
+                "here: pip install onnxruntime (or choose the torch backend)"
             ) from None
         from sigver.preprocessing import PreprocessConfig
 
@@ -636,8 +637,8 @@ def open_extractor(
     if not onnxruntime_available():
         if choice == "onnx":
             raise ModelError(
-                "the onnx backend needs onnxruntime: pip install 'sigver[onnx]' "
-                "(or use --backend torch)"
+                "the onnx backend needs onnxruntime, a dependency of sigver that is missing "
+                "here: pip install onnxruntime (or choose the torch backend)"
             )
         logger.debug("onnxruntime is not installed; using torch")
         return _torch(path, device, reference_arch)

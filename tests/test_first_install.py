@@ -154,6 +154,7 @@ def test_missing_home_is_refused_not_created(tmp_path: Path, caplog) -> None:
     missing = tmp_path / "typo"
     assert main(["users", "list", "--home", str(missing)]) == 2
     assert main(["keys", "list", "--home", str(missing)]) == 2
+    assert main(["audit", "--home", str(missing)]) == 2
     assert "no user store" in caplog.text
     assert not missing.exists()
 

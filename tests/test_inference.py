@@ -258,3 +258,52 @@ def test_unwritable_cache_falls_back_to_torch(
     assert isinstance(inference.open_extractor(checkpoint, backend="auto"), Extractor)
     with pytest.raises(ModelError, match="cannot write the ONNX cache"):
         inference.open_extractor(checkpoint, backend="onnx")
+
+
+def test_cli_verify_on_the_onnx_path_never_imports_torch(
+    checkpoint: Path, prepared: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    from enrollment import Verifier
+
+    rng = np.random.default_rng(1)
+    files = []
+    for i in range(6):
+        img = np.full((200, 300), 255, np.uint8)
+        pts = np.cumsum(rng.normal(0, 15, size=(20, 2)), axis=0) + (150, 100)
+        cv2.polylines(img, [pts.astype(np.int32)], False, 0, 2)
+        files.append(tmp_path / f"s{i}.png")
+        cv2.imwrite(str(files[-1]), img)
+    from sigver.featureset import FeatureSet, save_features
+
+    # A model folder of its own: the background file beside the checkpoint, as shipped.
+    model = tmp_path / "model" / checkpoint.name
+    model.parent.mkdir()
+    for f in (checkpoint, checkpoint.with_name(checkpoint.name + ".sha256")):
+        shutil.copy2(f, model.parent / f.name)
+    save_features(
+        model.with_name(model.stem + ".background.npz"),
+        FeatureSet(
+            features=rng.normal(size=(30, 24)).astype(np.float32),
+            y=np.repeat(np.arange(10), 3),
+            yforg=np.zeros(30, np.int8),
+            user_ids=np.array([f"w{i}" for i in range(10)]),
+            filenames=np.array([f"b{i}.png" for i in range(30)]),
+        ),
+    )
+    home = tmp_path / "home"
+    Verifier(home=home, model=model, backend="torch").enroll("alice", [str(f) for f in files[:5]])
+    code = (
+        "import sys\n"
+        "from sigver.cli import main\n"
+        f"rc = main(['-q', 'verify', '--backend', 'onnx', '--model', {str(model)!r}, "
+        f"'--home', {str(home)!r}, '--user', 'alice', {str(files[5])!r}])\n"
+        "print('RESULT', rc, 'torch' in sys.modules, 'sklearn' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), inference.CACHE_ENV: str(prepared)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
+    assert line, out.stdout + out.stderr
+    rc, torch_loaded, sklearn_loaded = line[-1].split()[1:]
+    assert rc in ("0", "1") and (torch_loaded, sklearn_loaded) == ("False", "False"), out.stderr

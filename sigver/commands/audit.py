@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from enrollment._cli import add_store_argument, format_table, open_store_from_args, print_json
+from enrollment._cli import (
+    add_store_argument,
+    check_home,
+    format_table,
+    open_store_from_args,
+    print_json,
+)
 
 NAME = "audit"
 HELP = "show the audit trail (who enrolled, verified, changed or removed what, and when)"
@@ -33,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.user is not None:
         validate_user_id(args.user)
     tenant = None if args.tenant == "*" else validate_tenant_id(args.tenant)
+    check_home(args, create=False)  # reading the trail never creates a store
     store = open_store_from_args(args)
     try:
         events = store.audit_events(
