@@ -27,6 +27,26 @@ def test_dry_run_lists_every_stage_without_running(tmp_path: Path, capsys) -> No
     assert "--split train" in out and "--split holdout" in out
     assert "--users sigcomp2011:001-037" in out  # never the exploitation writers
     assert not (tmp_path / "w" / "synth").exists()
+    assert stages[-1] == "ship"  # the pipeline ends with the shipped files
+
+
+def test_ship_choice_uses_validation_accuracy_and_ablations_list_every_eval(tmp_path: Path):
+    module = _load()
+    for name, accs in (("ft_all", [0.2, 0.61, 0.5]), ("ft_last", [0.3, 0.6])):
+        (tmp_path / name).mkdir()
+        rows = [{"epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]
+        (tmp_path / name / "log.json").write_text(json.dumps(rows))
+    assert module._best_by_validation(tmp_path, ("ft_all", "ft_last")) == "ft_all"
+    summary = {"EER_user": {"mean": 0.031, "std": 0.004}, "EER_global": {"mean": 0.07, "std": 0.01}}
+    for run in ("sigcomp-v1", "holdout-cjk-base"):
+        (tmp_path / "eval" / run).mkdir(parents=True)
+        (tmp_path / "eval" / run / "results.json").write_text(json.dumps({"summary": summary}))
+    meta, md = module._ablations(tmp_path)
+    assert meta["ablations"]["sigcomp-v1"] == {
+        "EER_user": "3.10 ± 0.40",
+        "EER_global": "7.00 ± 1.00",
+    }
+    assert "| holdout-cjk-base | 3.10 ± 0.40 | 7.00 ± 1.00 |" in md
 
 
 @pytest.mark.slow
