@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from sigver.features import default_model_path
+    from sigver.features import resolve_model_path
     from sigver.synth.scripts import SCRIPTS
 
     widths = [int(w) for w in args.widths.split(",")]
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
 
     # 5. fine-tuning on SigComp2011 development writers, genuine only
-    models = {"v1": default_model_path(), "base": base / "best.pt"}
+    models = {"v1": resolve_model_path("sigver-sigresnet-v1"), "base": base / "best.pt"}
     if not args.no_sigcomp:
         for name, freeze in (("ft_all", "0"), ("ft_last", "-1")):
             p.run(
