@@ -194,7 +194,16 @@ def write_model_card(
         from sigver.calibration import plot_calibration
 
         image = path.with_name(f"{path.stem}.calibration.png")
-        plot_calibration(cal, image)
+        data = cal.get("data") if isinstance(cal.get("data"), dict) else {}
+        where = data.get("dataset") or data.get("name") or "development writers"
+        plot_calibration(
+            cal,
+            image,
+            title=f"{weights.model_id}\ncalibration on {where} ({cal.get('n_users', '?')} "
+            f"development writers, {cal.get('refs', '?')} refs, {cal.get('folds', '?')} folds), "
+            f"operating point {cal.get('default_operating_point', cal.get('target'))!r} at "
+            f"T={float(cal.get('threshold', 0.0)):.3f}",
+        )
         plot = image.name
     atomic_write(path, render_model_card(weights, notes=notes, calibration_plot=plot))
     return path
