@@ -19,7 +19,6 @@ LBP
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import numpy as np
@@ -151,8 +150,7 @@ def describe(images: np.ndarray, kind: str, *, progress: bool = False) -> np.nda
     -------
     ndarray of float32, shape (N, d)
     """
-    from tqdm.auto import tqdm
-
+    from sigver._util import progress_bar
     from sigver.preprocessing import crop_center
 
     if kind not in BASELINES:
@@ -164,10 +162,11 @@ def describe(images: np.ndarray, kind: str, *, progress: bool = False) -> np.nda
         raise SigverError(f"expected (N, 1, H, W) or (N, H, W) images, got {x.shape}")
     x = crop_center(x, INPUT_SIZE)
     fn = hog_descriptor if kind == "hog" else lbp_descriptor
-    rows = [
-        fn(img)
-        for img in tqdm(x, desc=kind, unit="img", disable=not progress or not sys.stderr.isatty())
-    ]
+    rows = []
+    with progress_bar(total=len(x), desc=kind, unit="img", enabled=progress) as bar:
+        for img in x:
+            rows.append(fn(img))
+            bar.update(1)
     if not rows:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack(rows)
