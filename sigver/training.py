@@ -963,6 +963,12 @@ def train(
             history = list(state.get("history", []))
             best = dict(state.get("best", {}))
             start_epoch = int(state["epoch"])
+            if start_epoch >= cfg.epochs:
+                # Nothing would run, and the run folder would hold no best.pt to report.
+                raise SigverError(
+                    f"{resume} already finished {start_epoch} epoch(s); raise epochs above "
+                    f"{start_epoch} to continue it"
+                )
             elapsed_before = float(state.get("elapsed_s", 0.0))
             if dist_info.is_main:
                 logger.info("resuming from %s at epoch %d", resume, start_epoch + 1)

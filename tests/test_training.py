@@ -221,6 +221,9 @@ def test_resume_refuses_other_data(tmp_path: Path) -> None:
     other = prepare_training_data([("toy", toy_cache(3, 6))])
     with pytest.raises(ModelError, match="different data"):
         train(other, tiny_config(epochs=2), tmp_path, resume=tmp_path / "last.pt", progress=False)
+    with pytest.raises(SigverError, match="already finished 1 epoch"):
+        train(data, tiny_config(epochs=1), tmp_path / "new", resume=tmp_path / "last.pt")
+    assert not (tmp_path / "new").exists()
 
 
 def test_signet_f_run_reports_forgery_accuracy(tmp_path: Path) -> None:
