@@ -111,7 +111,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{out} exists; pass --replace to overwrite it")
     args.models.mkdir(parents=True, exist_ok=True)
     best = load_checkpoint(args.checkpoint)
-    extra = {**best.meta.extra, "machine": f"{platform.platform()}, {platform.processor()}"}
+    extra = {
+        **best.meta.extra,
+        "machine": f"{platform.platform()}, {platform.processor() or platform.machine()}",
+    }
+    training_data = {**best.meta.training_data, **json.loads(args.training_data)}
+    init = best.meta.recipe.get("init")
+    if init and Path(init).is_file():
+        # A fine-tuned model: the card must show what the features were pre-trained on.
+        base = load_checkpoint(init)
+        recipe = base.meta.recipe
+        training_data["pretrained_on"] = {
+            "model_id": base.model_id,
+            "sources": base.meta.training_data.get("sources"),
+            "writers": base.meta.training_data.get("writers"),
+            "images": base.meta.training_data.get("images"),
+            "recipe": {k: recipe.get(k) for k in ("epochs", "lr", "lr_schedule", "loss", "forg")},
+            "training_time_s": round(float(base.meta.training_time_s or 0.0), 1),
+        }
     if args.meta_json is not None:
         extra.update(json.loads(args.meta_json.read_text()))
     meta = dataclasses.replace(
@@ -119,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name,
         version=str(args.version),
         command=args.command or best.meta.command,
-        training_data={**best.meta.training_data, **json.loads(args.training_data)},
+        training_data=training_data,
         extra=extra,
     )
     save_checkpoint(out, best.state_dict, meta, half=True)
