@@ -103,7 +103,8 @@ def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
     Parameters
     ----------
     model : path-like or str, optional
-        A checkpoint path, or the name of a shipped model (``sigver-sigresnet-v2``, ``sigver-sigresnet-v1``).
+        A checkpoint path, or the name of a shipped model (``sigver-sigresnet-v2``,
+        ``sigver-sigresnet-v1``).
         When omitted: ``$SIGVER_MODEL``, then the shipped default.
 
     Raises
