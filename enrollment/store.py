@@ -1506,43 +1506,26 @@ class UserStore(BaseStore):
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[_Conn]:
-        conn, cached = self._acquire(True)
-        broken = False
-        try:
-            # One snapshot for all the statements of the block.
-            conn.execute("BEGIN")
+    def _begin(self, conn: sqlite3.Connection, *, immediate: bool) -> None:
+        if not immediate:
+            conn.execute("BEGIN")  # one snapshot for all the statements of the block
+            return
+        for attempt in range(_BUSY_RETRIES):
             try:
-                yield _Conn(conn, "qmark")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            broken = True
-            raise StoreError(f"user store {self.path}: {exc}") from exc
-        finally:
-            self._release(conn, cached, broken=broken)
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or attempt == _BUSY_RETRIES - 1:
+                    raise StoreError(f"user store {self.path} is busy: {exc}") from exc
+                time.sleep(0.05 * (attempt + 1))
 
     @contextlib.contextmanager
-    def _write(self, *, foreign_keys: bool = True, serialize: bool = True) -> Iterator[_Conn]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error.
-
-        (SQLite serialises every writer anyway; ``serialize`` is for the interface.)
-        """
+    def _transaction(self, *, immediate: bool, foreign_keys: bool = True) -> Iterator[_Conn]:
+        """Committed on success, rolled back on error, on this thread's connection."""
         conn, cached = self._acquire(foreign_keys)
         broken = False
         try:
-            for attempt in range(_BUSY_RETRIES):
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc) or attempt == _BUSY_RETRIES - 1:
-                        raise StoreError(f"user store {self.path} is busy: {exc}") from exc
-                    time.sleep(0.05 * (attempt + 1))
+            self._begin(conn, immediate=immediate)
             try:
                 yield _Conn(conn, "qmark")
             except BaseException:
@@ -1553,11 +1536,20 @@ class UserStore(BaseStore):
         except sqlite3.DatabaseError as exc:
             broken = True
             raise StoreError(f"user store {self.path}: {exc}") from exc
-        except StoreError:
-            broken = True  # busy: no transaction is open, but be safe
-            raise
         finally:
             self._release(conn, cached, broken=broken)
+
+    def _read(self) -> contextlib.AbstractContextManager[_Conn]:
+        return self._transaction(immediate=False)
+
+    def _write(
+        self, *, foreign_keys: bool = True, serialize: bool = True
+    ) -> contextlib.AbstractContextManager[_Conn]:
+        """One ``BEGIN IMMEDIATE`` transaction.
+
+        (SQLite serialises every writer anyway; ``serialize`` is for the interface.)
+        """
+        return self._transaction(immediate=True, foreign_keys=foreign_keys)
 
     def _initialise(self) -> None:
         created = not self.path.exists()
