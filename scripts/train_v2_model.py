@@ -13,15 +13,19 @@ Stages:
 3. ``caches``: preprocess the corpora (synthetic canvas scaled so that the
    median ink width matches SigComp2011's, as for v1; see ``--synth-canvas``)
    and SigComp2011 on its own (= the model's) canvas.
-4. ``base``: synthetic-only model (no SigComp writer at all): SigNet-F with
-   lambda warm-up, balanced and normalised forgery loss (``--loss signet`` for
-   the plain writer loss).
+4. ``base``: synthetic-only model (no SigComp writer at all), SigResNet
+   ``--widths``, plain writer loss (``--loss signet-f`` for SigNet-F with lambda
+   warm-up, balanced and normalised forgery loss: it collapsed at this scale,
+   see models/sigver-sigresnet-v2.notes.md).
 5. ``finetune``: the base model fine-tuned on SigComp2011 development writers
    001-037, genuine signatures only (the institution use case): all layers
    (``ft_all``) and the last block only (``ft_last``).
-6. ``evaluate``: SigComp2011-dev (5 references, 10 folds) for the shipped v1
-   model, ``base``, ``ft_all`` and ``ft_last``; and each per-script hold-out
-   corpus (first half of its writers exploitation, second half development).
+6. ``evaluate``: SigComp2011-dev (5 references, 10 folds) for v1, ``base``,
+   ``ft_all`` and ``ft_last``; and each per-script hold-out corpus (first half
+   of its writers exploitation, second half development) for v1, ``base`` and
+   the variant to ship.
+7. ``ship``: the fine-tune with the best development-writer validation accuracy
+   through scripts/ship_model.py into ``--models`` (default WORK/models).
 
 Usage::
 
