@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _bench import verify_latencies_ms  # scripts/ is on sys.path
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -138,13 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({args.enroll_runs} runs)"
     )
 
-    for _ in range(5):
-        verifier.verify("bench", question)
-    lat = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        verifier.verify("bench", question)
-        lat.append(1000 * (time.perf_counter() - t))
+    lat = verify_latencies_ms(verifier, "bench", question, args.repeats, warmup=5)
     print(
         f"verify in-process, 1 PNG ({genuine[12].shape[1]}x{genuine[12].shape[0]}): "
         f"p50 {_percentile(lat, 50):.1f} ms, p99 {_percentile(lat, 99):.1f} ms "

@@ -37,16 +37,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _bench import extraction_rate, verify_latencies_ms  # scripts/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _rate(extractor, images: np.ndarray, batch: int, seconds: float) -> float:
-    start, done = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
-        extractor.extract(images[:batch], batch_size=batch)
-        done += batch
-    return done / (time.perf_counter() - start)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -58,7 +51,7 @@ def _worker(args: argparse.Namespace) -> int:
     rates = {}
     for batch in args.batches:
         ext.extract(images[:batch], batch_size=batch)  # warm-up
-        rates[str(batch)] = _rate(ext, images, batch, args.seconds)
+        rates[str(batch)] = extraction_rate(ext, images, batch, args.seconds)
     print(json.dumps(rates))
     return 0
 
@@ -163,14 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         # A fresh Verifier, as a restarted server: it scores with the stored classifier.
         v = Verifier(home=work / "home", model=ext.weights.path, extractor=ext)
         for kind, image in (("png", question), ("array", decoded)):
-            for _ in range(10):
-                v.verify("bench", image)
-            lat = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                v.verify("bench", image)
-                lat.append(1000 * (time.perf_counter() - t))
-            p = np.percentile(lat, [50, 90, 99])
+            p = np.percentile(verify_latencies_ms(v, "bench", image, args.repeats), [50, 90, 99])
             print(f"{name:>8} {kind:>6} {p[0]:>7.2f} {p[1]:>7.2f} {p[2]:>7.2f}", flush=True)
 
     # 3. cold CLI verification

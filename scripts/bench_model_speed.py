@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+
+from _bench import extraction_rate  # scripts/ is on sys.path
 
 from sigver._util import command_line, format_machine_info, machine_info
 
@@ -44,11 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             rates = []
             for ext in extractors.values():
                 ext.extract(images[:batch], batch_size=batch)  # warm-up
-                start, done = time.perf_counter(), 0
-                while time.perf_counter() - start < args.seconds:
-                    ext.extract(images[:batch], batch_size=batch)
-                    done += batch
-                rates.append(done / (time.perf_counter() - start))
+                rates.append(extraction_rate(ext, images, batch, args.seconds))
             print(f"{rnd + 1:>5} {batch:>5} " + " ".join(f"{r:>24.0f}" for r in rates), flush=True)
     print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
