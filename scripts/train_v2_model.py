@@ -272,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.ship != "none" and not args.no_sigcomp and args.ship in models:
         out_dir = args.models or work / "models"
         target = out_dir / "sigver-sigresnet-v2.pt"
-        if not (target.exists() and not args.replace_shipped):
+        if args.replace_shipped or not target.exists():
             if args.dry_run:
                 print(f"[ship] python scripts/ship_model.py --checkpoint {models[args.ship]} ...")
             else:
-                _ship(args, work, models[args.ship], out_dir)
+                _ship(p, models[args.ship], out_dir)
     if not args.dry_run:
         print(f"timings: {work / 'timings.json'}")
     return 0
@@ -323,14 +323,16 @@ def _ablations(work: Path) -> tuple[dict, str]:
         history = json.loads(log_json.read_text())
         if not history:
             continue
-        last = history[-1]
-        best = max(float(r.get("val_acc", 0.0)) for r in history)
-        runs[log_json.parent.name] = {"epochs": len(history), "best_val_acc": best,
-                                      "last_val_acc": float(last.get("val_acc", 0.0)),
-                                      "lamb": last.get("lamb")}  # fmt: skip
+        run = {
+            "epochs": len(history),
+            "best_val_acc": max(float(r.get("val_acc", 0.0)) for r in history),
+            "last_val_acc": float(history[-1].get("val_acc", 0.0)),
+            "lamb": history[-1].get("lamb"),
+        }
+        runs[log_json.parent.name] = run
         run_rows.append(
-            f"| {log_json.parent.name} | {len(history)} | {best:.4f} | "
-            f"{float(last.get('val_acc', 0.0)):.4f} | {last.get('lamb', '')} |"
+            f"| {log_json.parent.name} | {run['epochs']} | {run['best_val_acc']:.4f} | "
+            f"{run['last_val_acc']:.4f} | {'' if run['lamb'] is None else run['lamb']} |"
         )
     md += (
         "\nTraining runs of the pipeline folder (validation writer accuracy on held-out "
@@ -347,7 +349,8 @@ def _ablations(work: Path) -> tuple[dict, str]:
     return meta, md
 
 
-def _ship(args: argparse.Namespace, work: Path, checkpoint: Path, out_dir: Path) -> None:
+def _ship(p: Pipeline, checkpoint: Path, out_dir: Path) -> None:
+    args, work = p.args, p.work
     sys.path.insert(0, str(REPO / "scripts"))
     from ship_model import main as ship
 
@@ -367,10 +370,8 @@ def _ship(args: argparse.Namespace, work: Path, checkpoint: Path, out_dir: Path)
     print(f"[ship] python scripts/ship_model.py {shlex.join(argv)}", flush=True)
     if ship(argv) != 0:
         raise SystemExit("shipping failed")
-    old = json.loads((work / "timings.json").read_text())
-    (work / "timings.json").write_text(
-        json.dumps(old | {"ship": round(time.perf_counter() - start, 1)}, indent=1) + "\n"
-    )
+    p.timings["ship"] = round(time.perf_counter() - start, 1)
+    p._save_timings()
 
 
 if __name__ == "__main__":
