@@ -1482,7 +1482,7 @@ class UserStore(BaseStore):
         if conn is not None and (local.pid, local.generation) == (os.getpid(), self._generation):
             return conn, True
         if conn is not None and local.pid == os.getpid():
-            conn.close()
+            self._drop(conn)  # closed since: reopen
         local.conn = None
         conn = self._connect()
         local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
@@ -1493,18 +1493,20 @@ class UserStore(BaseStore):
             conn.close()
         elif broken:
             # After a database error the connection's state is unknown: start afresh.
-            self._local.conn = None
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+            self._drop(conn)
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        """Forget this thread's cached connection and close it."""
+        self._local.conn = None
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
 
     def close(self) -> None:
         """Close this thread's connection; other threads' are reopened on their next use."""
         self._generation += 1
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
-            self._local.conn = None
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+            self._drop(conn)
 
     def _begin(self, conn: sqlite3.Connection, *, immediate: bool) -> None:
         if not immediate:
