@@ -601,6 +601,8 @@ class DeploymentRun:
     cohort: list[list[np.ndarray]]
     normalization: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: Per fold and user, what ``simulate_deployment(probe=...)`` returned (research).
+    probes: list[list[Any]] = field(default_factory=list)
 
     def normalizers(self, method: str | None = None) -> list[list[Any]]:
         """Per fold and user, the normaliser ``method`` (default: the run's) fits."""
@@ -669,7 +671,8 @@ def _deploy_user(
     params: dict[str, Any],
     normalization: str,
     statistics: bool,
-) -> tuple[np.ndarray, ...]:
+    probe: Callable[[Any, FoldSplit, int], Any] | None = None,
+) -> tuple[Any, ...]:
     from sigver.usermodel import train_user_model
 
     others = x[split.exp_negatives[i]] if split.exp_negatives else None
@@ -694,6 +697,7 @@ def _deploy_user(
         model.loo_genuine,
         model.cohort_scores,
         np.asarray(model.classifier.support_vectors_.shape[0]),
+        None if probe is None else probe(model, split, i),
     )
 
 
@@ -710,6 +714,7 @@ def simulate_deployment(
     params: dict[str, Any] | None = None,
     cohort_fraction: float | None = None,
     statistics: bool = False,
+    probe: Callable[[Any, FoldSplit, int], Any] | None = None,
     n_jobs: int = 1,
     progress: bool = True,
 ) -> DeploymentRun:
@@ -747,6 +752,11 @@ def simulate_deployment(
         :data:`sigver.usermodel.DEFAULT_COHORT_FRACTION`).
     statistics : bool
         Compute leave-one-out and cohort scores for every normaliser (research).
+    probe : callable, optional
+        ``probe(user_model, split, i)`` is called with every trained user
+        (:class:`~sigver.usermodel.UserModel`, the fold, the user's index in it);
+        its return values are kept in :attr:`DeploymentRun.probes` (research:
+        scoring extra samples with the deployed classifiers).
     n_jobs : int
         Threads over users.
     progress : bool
@@ -786,7 +796,7 @@ def simulate_deployment(
         dropped = n_cohort_writers = 0
     if family(normalization) in NEEDS_COHORT and not len(cohort):
         raise SigverError(f"{normalization} needs a background set to draw the cohort from")
-    raw, loo, coh = [], [], []
+    raw, loo, coh, probes = [], [], [], []
     n_users = len(ids)
     bar = progress_bar(
         total=n_users * len(splits), desc="deployment", unit="user", enabled=bool(progress)
@@ -804,6 +814,7 @@ def simulate_deployment(
                     params,
                     normalization,
                     statistics,
+                    probe,
                 )
                 bar.update(1)
                 return out
@@ -822,6 +833,7 @@ def simulate_deployment(
             )
             loo.append([r[4] for r in res])
             coh.append([r[5] for r in res])
+            probes.append([r[7] for r in res])
     info = {
         "negatives": {
             "background": int(len(bg)),
@@ -837,7 +849,7 @@ def simulate_deployment(
         "classifier_params": params,
         "trainer": "sigver.usermodel.train_user_model (the code path of Verifier.enroll)",
     }
-    return DeploymentRun(resolved, splits, raw, loo, coh, normalization, info)
+    return DeploymentRun(resolved, splits, raw, loo, coh, normalization, info, probes)
 
 
 # -- reports -------------------------------------------------------------------------

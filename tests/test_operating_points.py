@@ -157,6 +157,33 @@ def test_simulation_scores_are_those_of_the_enrollment_trainer():
     assert run.info["negatives"]["background"] == len(bg)
 
 
+def test_simulation_probe_sees_each_deployed_user():
+    fs = toy_population()
+    bg = toy_background()
+    seen = []
+
+    def probe(model, split, i):
+        seen.append((split.fold, i))
+        return model.raw_scores(fs.features[split.refs[i]])
+
+    run = simulate_deployment(
+        fs, users="all", background=bg, refs=4, folds=2, params=PARAMS, probe=probe, progress=False
+    )
+    n_users = len(run.splits[0].refs)
+    assert sorted(seen) == sorted((s.fold, i) for s in run.splits for i in range(n_users))
+    split, i = run.splits[1], 3
+    model = train_user_model(
+        fs.features[split.refs[i]], bg.features, fs.features[split.exp_negatives[i]], params=PARAMS
+    )
+    # the probe scored with the very classifier the simulation deployed
+    assert run.probes[1][i] == pytest.approx(model.raw_scores(fs.features[split.refs[i]]))
+    plain = simulate_deployment(
+        fs, users="all", background=bg, refs=4, folds=2, params=PARAMS, progress=False
+    )
+    assert plain.probes == [[None] * n_users] * 2
+    assert plain.raw[1].genuine[i] == pytest.approx(run.raw[1].genuine[i])
+
+
 def test_simulation_drops_background_rows_of_the_population():
     fs = toy_population()
     bg = toy_background()
