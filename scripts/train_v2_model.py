@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", choices=("signet-f", "signet"), default="signet")
     parser.add_argument("--lamb", type=float, default=0.95)
     parser.add_argument("--lamb-warmup", type=int, default=2)
+    parser.add_argument(
+        "--model-version",
+        default="2",
+        help="version recorded in the checkpoints and the shipped file name (sigver-sigresnet-vN)",
+    )
     parser.add_argument("--finetune-epochs", type=int, default=6)
     parser.add_argument("--finetune-lr", type=float, default=0.001)
     parser.add_argument(
@@ -222,13 +227,15 @@ def main(argv: list[str] | None = None) -> int:
         ["train", "--data", str(work / "synth.npz"), "--canvas", "952", "1360", "--arch",
          "sigresnet", "--arch-config", json.dumps({"widths": widths}), "--epochs",
          str(args.epochs), "--lr", str(args.lr), "--lr-decay-times", str(args.lr_decay_times),
-         *loss, "--name", "sigver-sigresnet-v2-synth",
-         "--version", "2", "--out", str(base), *resume, *quiet],
+         *loss, "--name", f"sigver-sigresnet-v{args.model_version}-synth",
+         "--version", args.model_version, "--out", str(base), *resume, *quiet],
         work / "base.done",
     )  # fmt: skip
 
     # 5. fine-tuning on SigComp2011 development writers, genuine only
     models = {"v1": resolve_model_path("sigver-sigresnet-v1"), "base": base / "best.pt"}
+    if args.model_version != "2":  # the model a later version would replace
+        models = {"v2": resolve_model_path("sigver-sigresnet-v2"), **models}
     if not args.no_sigcomp:
         for name, freeze in (("ft_all", "0"), ("ft_last", "-1")):
             p.run(
@@ -236,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                 ["train", "--init", str(base / "best.pt"), "--freeze", freeze, "--data",
                  str(sigcomp), "--users", "sigcomp2011:001-037", "--epochs",
                  str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--lr-decay-times",
-                 "2", "--name", f"sigver-sigresnet-v2-{name}", "--version", "2", "--out",
+                 "2", "--name", f"sigver-sigresnet-v{args.model_version}-{name}", "--version",
+                 args.model_version, "--out",
                  str(work / name), *quiet],
                 work / f"{name}.done",
             )  # fmt: skip
@@ -271,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     # 7. ship: weights, background, calibration and card (scripts/ship_model.py)
     if args.ship != "none" and not args.no_sigcomp and args.ship in models:
         out_dir = args.models or work / "models"
-        target = out_dir / "sigver-sigresnet-v2.pt"
+        target = out_dir / f"sigver-sigresnet-v{args.model_version}.pt"
         if args.replace_shipped or not target.exists():
             if args.dry_run:
                 print(f"[ship] python scripts/ship_model.py --checkpoint {models[args.ship]} ...")
@@ -356,10 +364,12 @@ def _ship(p: Pipeline, checkpoint: Path, out_dir: Path) -> None:
 
     meta, md = _ablations(work)
     (work / "ablations.json").write_text(json.dumps(meta, indent=1) + "\n")
-    notes = REPO / "models" / "sigver-sigresnet-v2.notes.md"  # hand-written, kept in git
+    # hand-written, kept in git
+    notes = REPO / "models" / f"sigver-sigresnet-v{args.model_version}.notes.md"
     (work / "ablations.md").write_text(md + ("\n" + notes.read_text() if notes.is_file() else ""))
     command = shlex.join(["python", "scripts/train_v2_model.py", *sys.argv[1:]])
-    argv = ["--checkpoint", str(checkpoint), "--version", "2", "--models", str(out_dir),
+    argv = ["--checkpoint", str(checkpoint), "--version", args.model_version, "--models",
+            str(out_dir),
             "--synth-cache", str(work / "synth.npz"), "--sigcomp-cache",
             str(work / "sigcomp2011.npz"), "--sigcomp", str(args.sigcomp), "--command", command,
             "--meta-json", str(work / "ablations.json"),
