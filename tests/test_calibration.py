@@ -347,6 +347,40 @@ def test_cli_calibrate_prints_and_writes(tmp_path, capsys):
     assert main(["calibrate", "--model", str(path), "--data", str(data), "--users", "x-y"]) == 2
     bad_bg = ["--background", str(tmp_path / "missing.npz")]
     assert main(base + bad_bg) == 2
+    clash = ["--target", "far-skilled=5%", "--default-operating-point", "balanced"]
+    assert main(base + clash) == 2
+    assert "disagree" in capsys.readouterr().err
+
+
+def test_cli_calibrate_uses_the_enrollment_path_and_keeps_the_models_normaliser(tmp_path, capsys):
+    from enrollment.testing import build_tiny_model
+    from sigver.cache import load_cache
+    from sigver.calibration import calibrate_deployment
+    from sigver.cli import main
+    from sigver.features import Extractor, default_background_path
+    from sigver.featureset import load_features
+    from sigver.models.checkpoint import load_checkpoint
+
+    path = build_tiny_model(tmp_path / "models")
+    data = _tiny_dataset(tmp_path)
+    base = ["calibrate", "--model", str(path), "--data", str(data), "--users", "001-004"]
+    base += ["--refs", "3", "--folds", "2", "--jobs", "1", "--no-progress"]
+    assert main(base + ["--target", "far-skilled=10%", "--json", str(tmp_path / "a.json")]) == 0
+    got = json.loads((tmp_path / "a.json").read_text())
+    weights = load_checkpoint(path)
+    fs = Extractor(weights.build_model(), weights).extract_featureset(load_cache(data))
+    background = load_features(default_background_path(path))
+    want = calibrate_deployment(
+        fs, users="001-004", background=background, normalization="none", refs=3, folds=2,
+        default="far-skilled=10%",
+    )  # fmt: skip
+    assert got["normalization"] == "none" and got["target"] == "far-skilled=10%"
+    assert got["threshold"] == pytest.approx(want.threshold)
+    # A model calibrated with a normaliser keeps it when recalibrated without --normalization.
+    assert main(base + ["--normalization", "loo-lcb=0.5", "--write"]) == 0
+    assert main(base + ["--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["normalization"] == "loo-lcb=0.5"
+    capsys.readouterr()
 
 
 def test_stored_threshold_reads_only_the_calibration_entry() -> None:

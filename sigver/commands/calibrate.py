@@ -7,15 +7,21 @@ enrollment reads its default threshold)::
         --data /data/sigcomp2011 --dataset sigcomp2011 --users 001-037
     sigver calibrate --model M --data dev.npz --users 001-037 --target far-skilled=5% --write
 
-With ``--normalization METHOD`` the development users are enrolled through
-the product's own code path (:func:`sigver.calibration.calibrate_deployment`)
-with that per-user score normaliser, and the named operating points
-(``balanced``, ``far-skilled=1%``, ...) and the calibration curve are computed
-on the normalised scores; ``--default-operating-point`` picks the one whose
-threshold is the model's default::
+The development users are enrolled through the product's own code path
+(:func:`sigver.calibration.calibrate_deployment`: the function
+``Verifier.enroll`` trains with, the model's background, per-user score
+normalisation), so the threshold is calibrated on the scores operators get.
+``--normalization METHOD`` picks the per-user score normaliser (default: the
+one of the model's current calibration, else ``none``); the named operating
+points (``balanced``, ``far-skilled=1%``, ...) and the calibration curve are
+computed on the normalised scores; ``--default-operating-point`` (or its older
+name ``--target``) picks the one whose threshold is the model's default::
 
     sigver calibrate --model M --data D --dataset sigcomp2011 --users 001-037 \\
         --normalization loo-lcb=1 --plot curve.png --write
+
+The research protocol's calibration (one global scaler, no normaliser) stays
+available in Python as :func:`sigver.calibration.calibrate_threshold`.
 
 Only development writers (never exploitation writers) may be given to
 ``--users``. See :mod:`sigver.calibration` for the procedure.
@@ -57,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1234, help="master seed (default 1234)")
     parser.add_argument(
         "--target",
-        default="eer-skilled",
-        help="eer-skilled (default) or far-skilled=X (X a rate, e.g. 0.05, or 5%%)",
+        metavar="NAME",
+        help="older name of --default-operating-point (eer-skilled = balanced, far-skilled=X)",
     )
     parser.add_argument(
         "--background",
@@ -74,21 +80,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--normalization",
         metavar="METHOD",
-        help="calibrate through the enrollment code path with this per-user score normaliser "
-        "(none, loo-lcb=K, loo-znorm, two-point, cohort-znorm; see sigver.normalization)",
+        help="per-user score normaliser (none, loo-lcb=K, loo-znorm, two-point, cohort-znorm; "
+        "see sigver.normalization); default: the model's current one, else none",
     )
     parser.add_argument(
         "--default-operating-point",
-        default="balanced",
         metavar="NAME",
-        help="with --normalization: operating point whose threshold becomes the default "
+        help="operating point whose threshold becomes the default "
         "(balanced, far-skilled=X, frr=X; default balanced)",
     )
     parser.add_argument(
         "--operating-points",
         nargs="+",
         metavar="NAME",
-        help="with --normalization: operating points to compute (default: balanced, "
+        help="operating points to compute (default: balanced, "
         "far-skilled=1%%/5%%/10%%, frr=1%%/5%%)",
     )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
@@ -122,7 +127,12 @@ def run(args: argparse.Namespace) -> int:
     """Extract the development users' features, calibrate, print (and optionally write)."""
     from sigver._util import write_json
     from sigver.cache import data_from_args
-    from sigver.calibration import apply_calibration, calibrate_threshold
+    from sigver.calibration import (
+        DEFAULT_OPERATING_POINTS,
+        apply_calibration,
+        calibrate_deployment,
+        parse_operating_point,
+    )
     from sigver.errors import SigverError
     from sigver.features import Extractor
     from sigver.models.checkpoint import load_checkpoint
@@ -143,36 +153,31 @@ def run(args: argparse.Namespace) -> int:
     fs = extractor.extract_featureset(
         cache, batch_size=args.batch_size, progress=progress, data=str(args.data)
     )
-    if args.normalization is not None:
-        from sigver.calibration import DEFAULT_OPERATING_POINTS, calibrate_deployment
-
-        calibration = calibrate_deployment(
-            fs,
-            users=args.users,
-            background=background,
-            normalization=args.normalization,
-            dataset=cache.dataset,
-            refs=args.refs,
-            folds=args.folds,
-            seed=args.seed,
-            default=args.default_operating_point,
-            points=args.operating_points or DEFAULT_OPERATING_POINTS,
-            n_jobs=max(1, args.jobs),
-            progress=progress,
-        )
-    else:
-        calibration = calibrate_threshold(
-            fs,
-            users=args.users,
-            negatives=background,
-            dataset=cache.dataset,
-            refs=args.refs,
-            folds=args.folds,
-            seed=args.seed,
-            target=args.target,
-            n_jobs=max(1, args.jobs),
-            progress=progress,
-        )
+    default = args.default_operating_point or args.target or "balanced"
+    if args.target and args.default_operating_point:
+        if parse_operating_point(args.target) != parse_operating_point(
+            args.default_operating_point
+        ):
+            raise SigverError(
+                f"--target {args.target!r} and --default-operating-point "
+                f"{args.default_operating_point!r} disagree; give one of them"
+            )
+    stored = (weights.meta.metrics or {}).get("calibration") or {}
+    normalization = args.normalization or stored.get("normalization") or "none"
+    calibration = calibrate_deployment(
+        fs,
+        users=args.users,
+        background=background,
+        normalization=normalization,
+        dataset=cache.dataset,
+        refs=args.refs,
+        folds=args.folds,
+        seed=args.seed,
+        default=default,
+        points=args.operating_points or DEFAULT_OPERATING_POINTS,
+        n_jobs=max(1, args.jobs),
+        progress=progress,
+    )
     print(calibration.summary())
     if args.plot is not None:
         from sigver.calibration import plot_calibration
