@@ -66,17 +66,10 @@ HELD_OUT = (
 )
 
 
-def _features(args: argparse.Namespace, extractor: Any) -> dict[str, Any]:
-    """Feature sets of the three populations (synthesising the held-out writers)."""
+def _caches(args: argparse.Namespace) -> dict[str, Any]:
+    """Preprocessed images of the two corpora (synthesising the held-out writers once)."""
     from sigver.cache import load_signatures
-    from sigver.featureset import load_features
 
-    if args.synthetic_features and args.sigcomp_features:
-        # Features extracted beforehand with the same model (sigver features ...).
-        return {
-            "synthetic": load_features(args.synthetic_features),
-            "sigcomp": load_features(args.sigcomp_features),
-        }
     synth_dir = args.work / f"synth-seed{args.synth_seed}"
     if not (synth_dir / "001").is_dir():
         from sigver.cli import main as sigver_main
@@ -100,13 +93,26 @@ def _features(args: argparse.Namespace, extractor: Any) -> dict[str, Any]:
         )
         if rc != 0:
             raise SystemExit(f"sigver synth failed ({rc})")
-    synth = extractor.extract_featureset(
-        load_signatures("gpds-synthetic", synth_dir, n_jobs=1, progress=False), progress=False
-    )
-    sig = extractor.extract_featureset(
-        load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False), progress=False
-    )
-    return {"synthetic": synth, "sigcomp": sig}
+    return {
+        "synthetic": load_signatures("gpds-synthetic", synth_dir, n_jobs=1, progress=False),
+        "sigcomp": load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False),
+    }
+
+
+def _features(args: argparse.Namespace, extractor: Any) -> dict[str, Any]:
+    """Feature sets of the three populations (synthesising the held-out writers)."""
+    from sigver.featureset import load_features
+
+    if args.synthetic_features and args.sigcomp_features:
+        # Features extracted beforehand with the same model (sigver features ...).
+        return {
+            "synthetic": load_features(args.synthetic_features),
+            "sigcomp": load_features(args.sigcomp_features),
+        }
+    return {
+        name: extractor.extract_featureset(cache, progress=False)
+        for name, cache in _caches(args).items()
+    }
 
 
 def _users(name: str, fs: Any) -> tuple[str, ...]:
