@@ -217,6 +217,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {cal} → {app} | {name} | {eg:.2f} | {eu:.2f} | {eg - eu:.2f} | "
                 f"{(eg - eu) / raw_gap:.2f} |"
             )
+    lines += [
+        "",
+        "Correlation of each user's a-posteriori EER threshold with enrollment statistics:",
+        "",
+        "| population | LOO mean | LOO std | cohort mean | reference spread | mean warp score |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pop, pop_rows in rows.items():
+        tau = np.array([r["tau"] for r in pop_rows])
+        stats = np.array([r["stats"] for r in pop_rows])
+        cols = [stats[:, 0], stats[:, 1], stats[:, 3], stats[:, 7]]
+        cols.append(np.array([r["pseudo"] for r in pop_rows]))
+        cells = " | ".join(f"{np.corrcoef(c, tau)[0, 1]:.2f}" for c in cols)
+        lines.append(f"| {pop} | {cells} |")
     info = machine_info()
     lines += [
         "",

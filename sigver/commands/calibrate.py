@@ -140,6 +140,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise SigverError(f"--batch-size must be >= 1, got {args.batch_size}")
+    # Option mistakes are reported before the features are extracted.
+    default = args.default_operating_point or args.target or "balanced"
+    parse_operating_point(default)
+    if args.target and args.default_operating_point:
+        if parse_operating_point(args.target) != parse_operating_point(
+            args.default_operating_point
+        ):
+            raise SigverError(
+                f"--target {args.target!r} and --default-operating-point "
+                f"{args.default_operating_point!r} disagree; give one of them"
+            )
     progress = not args.no_progress
     # load_checkpoint, not load_weights: only our format can hold the calibration.
     weights = load_checkpoint(args.model)
@@ -153,15 +164,6 @@ def run(args: argparse.Namespace) -> int:
     fs = extractor.extract_featureset(
         cache, batch_size=args.batch_size, progress=progress, data=str(args.data)
     )
-    default = args.default_operating_point or args.target or "balanced"
-    if args.target and args.default_operating_point:
-        if parse_operating_point(args.target) != parse_operating_point(
-            args.default_operating_point
-        ):
-            raise SigverError(
-                f"--target {args.target!r} and --default-operating-point "
-                f"{args.default_operating_point!r} disagree; give one of them"
-            )
     stored = (weights.meta.metrics or {}).get("calibration") or {}
     normalization = args.normalization or stored.get("normalization") or "none"
     calibration = calibrate_deployment(
