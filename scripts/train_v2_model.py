@@ -15,8 +15,9 @@ Stages:
    and SigComp2011 on its own (= the model's) canvas.
 4. ``base``: synthetic-only model (no SigComp writer at all), SigResNet
    ``--widths``, plain writer loss (``--loss signet-f`` for SigNet-F with lambda
-   warm-up, balanced and normalised forgery loss: it collapsed at this scale,
-   see models/sigver-sigresnet-v2.notes.md).
+   warm-up, balanced and normalised forgery loss: at ``--lamb 0.95`` it collapsed
+   at this scale, see models/sigver-sigresnet-v2.notes.md; ``--lamb 0.5
+   --model-version 3`` builds the shipped v3, see models/sigver-sigresnet-v3.notes.md).
 5. ``finetune``: the base model fine-tuned on SigComp2011 development writers
    001-037, genuine signatures only (the institution use case): all layers
    (``ft_all``) and the last block only (``ft_last``).
@@ -30,6 +31,8 @@ Stages:
 Usage::
 
     python scripts/train_v2_model.py --work /tmp/v2 --sigcomp ../shared/data/sigcomp2011
+    python scripts/train_v2_model.py --work /tmp/v3 --sigcomp ../shared/data/sigcomp2011 \\
+        --loss signet-f --lamb 0.5 --model-version 3                    # the shipped v3
     python scripts/train_v2_model.py --work /tmp/v2 --dry-run
     python scripts/train_v2_model.py --work /tmp/v2-tiny --writers 16 --epochs 1 \\
         --holdout-writers 4 --finetune-epochs 1 --no-sigcomp          # smoke test
