@@ -123,6 +123,8 @@ def _methods(cal: list[dict[str, Any]], app: list[dict[str, Any]]) -> dict[str, 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from sigver.normalization import MIN_SCALE
+
     stats = np.array([r["stats"] for r in app])
     one, zero = np.ones(len(app)), np.zeros(len(app))
     mean, std = stats[:, 0], stats[:, 1]
@@ -130,7 +132,7 @@ def _methods(cal: list[dict[str, Any]], app: list[dict[str, Any]]) -> dict[str, 
     out = {
         "none": (zero, one),
         "loo-lcb=0.5": (mean - 0.5 * std, one),
-        "pseudo-two-point": (pseudo, np.maximum(mean - pseudo, 1e-3)),
+        "pseudo-two-point": (pseudo, np.maximum(mean - pseudo, MIN_SCALE)),
         "pseudo-shift": ((3 * mean + pseudo) / 4, one),
     }
     cal_stats, cal_tau = np.array([r["stats"] for r in cal]), np.array([r["tau"] for r in cal])

@@ -3,7 +3,7 @@
 The v2 base run with ``--forg --lamb 0.95 --lamb-warmup 2 --forg-balance
 --forg-normalise`` lost writer identity once lambda reached 0.95 (README, "SigNet-F
 at scale collapsed"). This script retrains that setting next to the plain writer
-loss and two alternatives on a smaller v2 corpus, one run after another, and scores
+loss and four alternatives (``RUNS``) on a smaller v2 corpus, one run after another, and scores
 every run the way that counts: SigComp2011-dev (research protocol, exploitation
 writers 038-069, 5 references, 10 folds), EER with user-specific and global
 a-posteriori thresholds, through ``sigver evaluate``. No SigComp writer is trained on.
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_v2_model import SIGCOMP_INK_WIDTH, _median_ink_width  # noqa: E402
+from train_v2_model import synth_canvas  # noqa: E402
 
 #: Loss settings: TrainConfig keyword arguments. Every SigNet-F run ramps lambda over
 #: the first 2 epochs and weights forgeries by n_genuine / n_forgeries (README: the only
@@ -86,12 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         (out / "synth.done").write_text("ok\n")
     if not cache_path.exists():
-        # The canvas that gives synthetic ink the width of SigComp ink (as train_v2_model).
-        h, w = CANVAS_SIZES["sigcomp2011"]
-        scale = _median_ink_width(corpus) / SIGCOMP_INK_WIDTH
-        cache = build_cache(
-            "gpds", corpus, canvas_size=(round(h * scale), round(w * scale)), n_jobs=args.jobs
-        )
+        cache = build_cache("gpds", corpus, canvas_size=synth_canvas(corpus), n_jobs=args.jobs)
         save_cache(cache_path, cache)
     cache = load_cache(cache_path)
     widths = [int(v) for v in args.widths.split(",")]

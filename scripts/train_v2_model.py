@@ -70,6 +70,15 @@ def _median_ink_width(folder: Path, limit: int = 200) -> float:
     return float(np.median(widths))
 
 
+def synth_canvas(folder: Path) -> tuple[int, int]:
+    """The canvas on which synthetic ink is as wide as SigComp2011 ink (on its own canvas)."""
+    from sigver.preprocessing import CANVAS_SIZES
+
+    h, w = CANVAS_SIZES["sigcomp2011"]
+    scale = _median_ink_width(folder) / SIGCOMP_INK_WIDTH
+    return round(h * scale), round(w * scale)
+
+
 class Pipeline:
     """Runs (or prints) ``sigver`` commands, skipping stages already done."""
 
@@ -188,11 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run and not synth.exists():
             canvas = ["<auto>", "<auto>"]
         else:
-            from sigver.preprocessing import CANVAS_SIZES
-
-            h, w = CANVAS_SIZES["sigcomp2011"]
-            scale = _median_ink_width(synth) / SIGCOMP_INK_WIDTH
-            canvas = [str(round(h * scale)), str(round(w * scale))]
+            canvas = [str(v) for v in synth_canvas(synth)]
     else:
         canvas = args.synth_canvas.split(",")
     p.run(
