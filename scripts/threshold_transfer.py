@@ -209,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     args.work = args.work or args.out / "work"
     start = time.perf_counter()
 
-    from sigver.features import Extractor, default_background_path, default_model_path
+    from sigver.features import default_background_path, default_model_path
     from sigver.featureset import load_features
+    from sigver.inference import open_extractor
 
     model = args.model or Path(default_model_path())
-    extractor = Extractor.from_checkpoint(model)
+    extractor = open_extractor(model)  # the backend enrollment uses
     background = load_features(default_background_path(model))
     feats = _features(args, extractor)
     for fs in feats.values():

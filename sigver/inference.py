@@ -426,6 +426,16 @@ def _watched(record: Mapping[str, Any]) -> tuple[str, ...]:
     return ("onnxruntime",) if record.get("verified") else ("onnxruntime", "onnx", "onnxscript")
 
 
+def _measured_batch_size(sha256: str, backend: str) -> int | None:
+    """The batch size measured for ``backend`` when this checkpoint was verified, if any."""
+    try:
+        record = json.loads(_record_path(sha256).read_text(encoding="utf-8"))
+        size = int(record["batch_size"][backend]) if record["checkpoint_sha256"] == sha256 else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return size if size >= 1 else None
+
+
 def _load_record(sha256: str, reference_arch: str) -> dict[str, Any] | None:
     """The cache record of a checkpoint, if it is complete, current and untampered."""
     path = _record_path(sha256)
@@ -631,7 +641,13 @@ def open_extractor(
             raise missing_default_model_error(path)
         raise ModelError(f"checkpoint not found: {path}")
     if choice == "torch" or (choice == "auto" and str(device) != "cpu"):
-        return _torch(path, device, reference_arch)
+        ext = _torch(path, device, reference_arch)
+        if str(device) == "cpu":
+            # The batch size measured on this machine when the model was first verified.
+            measured = _measured_batch_size(ext.sha256, "torch")
+            if measured is not None:
+                ext.default_batch_size = measured
+        return ext
     if choice == "onnx" and str(device) != "cpu":
         raise ModelError("the onnx backend runs on the CPU only; use --backend torch for a GPU")
     if not onnxruntime_available():

@@ -123,6 +123,10 @@ def test_open_extractor_verifies_once_and_caches(checkpoint: Path, prepared: Pat
     # Auto picks what the record measured as faster.
     auto = inference.open_extractor(checkpoint, backend="auto")
     assert auto.backend == record["auto_backend"]
+    # An explicit torch backend also gets the batch size measured for torch.
+    torch_ext = inference.open_extractor(checkpoint, backend="torch")
+    assert torch_ext.backend == "torch"
+    assert torch_ext.default_batch_size == record["batch_size"]["torch"]
     # Nothing is written next to the model or inside the package.
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["tiny.pt", "tiny.pt.sha256"]
 

@@ -98,7 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
-    parser.add_argument("--batch-size", type=int, default=64, help="extraction batch size")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="images per forward pass (default: measured for the backend when it was verified)",
+    )
+    from enrollment._cli import add_backend_argument
+
+    add_backend_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -134,11 +142,11 @@ def run(args: argparse.Namespace) -> int:
         parse_operating_point,
     )
     from sigver.errors import SigverError
-    from sigver.features import Extractor
+    from sigver.inference import open_extractor
     from sigver.models.checkpoint import load_checkpoint
     from sigver.training import parse_users
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise SigverError(f"--batch-size must be >= 1, got {args.batch_size}")
     # Option mistakes are reported before the features are extracted.
     default = args.default_operating_point or args.target or "balanced"
@@ -154,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     # load_checkpoint, not load_weights: only our format can hold the calibration.
     weights = load_checkpoint(args.model)
-    extractor = Extractor(weights.build_model(), weights)
+    # Features come from the backend enrollment uses (open_extractor), so the
+    # calibrated threshold is the one of the scores operators get.
+    extractor = open_extractor(args.model, backend=args.backend)
     background = _background(args, extractor.sha256)
     cache = data_from_args(args, progress=progress)
     spec = parse_users(args.users)

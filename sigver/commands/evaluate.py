@@ -173,6 +173,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "get; 'dataset' = the published per-dataset canvas (reproducing papers). Caches and "
         "feature sets keep the canvas they were made with",
     )
+    from enrollment._cli import add_backend_argument
+
+    add_backend_argument(parser)
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -279,9 +282,11 @@ def _load_features(args: argparse.Namespace) -> Any:
 
         cache = data_from_args(args, progress=progress)
         return baseline_features(cache, args.baseline, progress=progress)
-    from sigver.features import Extractor
+    from sigver.inference import open_extractor
 
-    extractor = Extractor.from_checkpoint(args.model)
+    # The backend and batch size enrollment and verification use (open_extractor),
+    # so the figures are those of the product's path.
+    extractor = open_extractor(args.model, backend=getattr(args, "backend", None))
     # One canvas policy: by default the product's preprocessing (the model's canvas).
     canvas = None
     if getattr(args, "canvas", "model") == "model":
