@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sigver._util import atomic_open
-from sigver.metrics import error_rates_at_thresholds
+from sigver.metrics import eer_threshold, error_rates_at_thresholds
 
 __all__ = ["plot_det", "plot_roc", "plot_score_distributions", "write_plots"]
 
@@ -174,8 +174,10 @@ def plot_score_distributions(
 ) -> Path:
     """Histograms of the decision values of genuine, random and skilled samples.
 
-    The vertical line is ``threshold`` (the deployed one) when given, else the
-    SVMs' own boundary 0, and the legend says which.
+    The vertical line is ``threshold`` (the deployed one) when given. Without a
+    deployed threshold it is the a-posteriori global EER threshold of these scores
+    (against skilled forgeries, else random ones), which is where the figures of
+    the EER table are read; the legend says which.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -185,7 +187,16 @@ def plot_score_distributions(
         if vals.size:
             ax.hist(vals, bins=bins, density=True, alpha=0.5, label=f"{name} (n={vals.size})")
     if threshold is None:
-        ax.axvline(0.0, color="k", lw=0.8, ls="--", label="SVM boundary 0")
+        forg, kind = (skilled, "skilled") if skilled.size else (random, "random")
+        if genuine.size and forg.size:
+            t = eer_threshold(genuine, forg)
+            ax.axvline(
+                t,
+                color="k",
+                lw=0.8,
+                ls=":",
+                label=f"EER threshold {t:+.3f}\n(a posteriori, {kind})",
+            )
     else:
         ax.axvline(threshold, color="k", lw=1.0, ls="--", label=f"threshold {threshold:+.3f}")
     ax.set_xlabel("decision value")

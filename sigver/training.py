@@ -785,8 +785,14 @@ def _write_logs(out_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write(out_dir / "log.json", json_bytes)
 
 
-def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Loss and accuracy curves (train/validation) as a PNG, written atomically."""
+def plot_history(
+    history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, title: str = ""
+) -> Path:
+    """Loss and accuracy curves (train/validation) as a PNG, written atomically.
+
+    Accuracies are drawn in %; ``title`` (the run: model, architecture, loss) heads
+    the figure. Legends sit below the axes so they never cover a curve.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -806,25 +812,32 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
         ("train_forg_acc", "-"),
         ("val_forg_acc", "--"),
     ):
-        values = [row.get(key) for row in history]
+        values = [None if row.get(key) is None else 100.0 * row[key] for row in history]
         if any(v is not None for v in values):
             ax_acc.plot(epochs, values, style, marker="o", ms=3, label=key)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.set_ylim(0, 1)
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_ylim(0, 100)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=8, ncol=2)
+    fig.suptitle(f"Training curves: {title}" if title else "Training curves", fontsize=10)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     data = buf.getvalue()
     atomic_write(path, data)
     return path
+
+
+def _run_title(cfg: TrainConfig) -> str:
+    """Model, architecture and loss of a run, for the curves' title."""
+    loss = f"SigNet-F lambda {cfg.lamb:g}" if cfg.forg else "writer loss"
+    init = ", fine-tuned" if cfg.init else ""
+    return f"{cfg.name or 'model'} v{cfg.version} ({cfg.arch}, {loss}{init})"
 
 
 def _batches(indices: Iterable[int], batch_size: int) -> Iterator[list[int]]:
@@ -868,7 +881,7 @@ def train(
     device : str, optional
         ``"cpu"``, ``"cuda"``...; CUDA (this process's local rank) when available.
     progress : bool
-        tqdm progress bars (rank 0, terminals only).
+        Progress (rank 0): tqdm bars on a terminal, a log line every 30 s elsewhere.
     command : str
         Command line recorded in the metadata.
 
@@ -1145,7 +1158,7 @@ def train(
                 )
                 _write_logs(out_dir, history)
                 try:
-                    plot_history(history, out_dir / "curves.png")
+                    plot_history(history, out_dir / "curves.png", title=_run_title(cfg))
                 except Exception as exc:  # noqa: BLE001 - a plot must never kill a run
                     logger.warning("could not draw the training curves: %s", exc)
             if dist_info.enabled:
