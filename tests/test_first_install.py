@@ -39,10 +39,13 @@ def test_package_list_covers_every_package() -> None:
     assert config["package-dir"]["sigver._models"] == "models"
 
 
-def test_wheel_ships_the_model_its_hash_card_and_background(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of the checkout, built from a copy of it."""
     import shutil
 
     pytest.importorskip("setuptools")
+    tmp_path = tmp_path_factory.mktemp("wheel")
     # Build from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
     src = tmp_path / "src"
     src.mkdir()
@@ -57,12 +60,59 @@ def test_wheel_ships_the_model_its_hash_card_and_background(tmp_path: Path) -> N
     )  # fmt: skip
     if proc.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {proc.stderr[-300:]}")
-    (wheel,) = tmp_path.glob("sigver-*.whl")
+    (built,) = tmp_path.glob("sigver-*.whl")
+    return built
+
+
+def test_wheel_ships_the_model_its_hash_card_and_background(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     stem = Path(features.DEFAULT_MODEL_FILE).stem
     for suffix in (".pt", ".pt.sha256", ".background.npz", ".md"):
         assert f"sigver/_models/{stem}{suffix}" in names
     assert "sigver/inference.py" in names and "enrollment/verifier.py" in names
+
+
+def test_demo_runs_from_an_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+    import site
+    import sysconfig
+
+    # A fresh environment holding only the wheel; its dependencies (torch, numpy, ...)
+    # come from this interpreter's site-packages through a .pth line, which does not
+    # run that folder's own .pth files, so this checkout's editable install stays out.
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    deps = [
+        p for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages()} if Path(p).is_dir()
+    ]
+    (Path(purelib) / "deps.pth").write_text("\n".join(deps) + "\n")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+         "--target", purelib, str(wheel)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr[-500:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGVER_") and k != "PYTHONPATH"}
+    env["SIGVER_CACHE_DIR"] = str(tmp_path / "cache")
+    run = tmp_path / "elsewhere"
+    run.mkdir()
+    where = subprocess.run(
+        [str(python), "-c", "import sigver as s, enrollment as e; print(s.__file__, e.__file__)"],
+        capture_output=True, text=True, cwd=run, env=env,
+    )  # fmt: skip
+    assert where.stdout.split() and all(p.startswith(purelib) for p in where.stdout.split())
+    demo = subprocess.run(
+        [str(python), "-m", "sigver", "demo", "--out", str(run / "demo"), "--writers", "2",
+         "--references", "4", "--tests", "1", "--backend", "torch"],
+        capture_output=True, text=True, cwd=run, env=env,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-800:]
+    assert "EER global thr." in demo.stdout
+    assert (run / "demo" / "results.json").is_file() and (run / "demo" / "scores.png").is_file()
 
 
 def test_installed_layout_finds_the_packaged_model(
@@ -117,6 +167,41 @@ def test_license_file_is_bsd_like_pyproject() -> None:
 def test_quiet_anywhere(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     assert args.quiet is True and args.verbose is False
+
+
+def test_every_subcommand_takes_quiet_and_verbose_after_its_name() -> None:
+    import argparse
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+    def leaves(p: argparse.ArgumentParser, name: str):
+        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not nested:
+            yield name, p
+        for action in nested:
+            for child, cp in action.choices.items():
+                yield from leaves(cp, f"{name} {child}")
+
+    seen = 0
+    for name, cp in sub.choices.items():
+        for full, leaf in leaves(cp, name):
+            assert {"-q", "--quiet", "-v", "--verbose"} <= set(leaf._option_string_actions), full
+            seen += 1
+    assert seen >= 15
+
+
+def test_head_closing_the_pipe_of_keys_create_prints_no_traceback(tmp_path: Path) -> None:
+    # The command of the report, literally; it failed about 40 % of the time.
+    home = tmp_path / "h"
+    home.mkdir()
+    for i in range(4):
+        proc = subprocess.run(
+            ["sh", "-c", f"{sys.executable} -m sigver keys create ops{i} --home {home} | head -n1"],
+            capture_output=True, text=True, env=_env(),
+        )  # fmt: skip
+        assert len(proc.stdout.strip()) >= 20, proc.stderr
+        assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
 
 
 def test_verbose_before_is_not_reset_by_the_sub_parser() -> None:
@@ -185,6 +270,11 @@ def test_non_checkpoint_model_message(tmp_path: Path, caplog) -> None:
         load_cache(data)
     assert "not a readable .npz signature cache" in str(info.value)
     assert "pickle" not in str(info.value).lower()
+    # The same through the command line, with the shipped model.
+    code = main(["features", "--data", str(data), "--out", str(tmp_path / "o.npz")])
+    assert code == 2
+    assert "not a readable .npz signature cache" in caplog.text
+    assert "pickle" not in caplog.text.lower() and "zipfile" not in caplog.text.lower()
 
 
 def test_data_option_is_spelled_the_same_everywhere() -> None:
@@ -332,14 +422,100 @@ def test_plots_mark_the_deployed_threshold_and_eer(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 5000 for p in paths)
 
 
+@pytest.fixture
+def drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every matplotlib figure closed during the test, drawn, for inspection."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    figures: list = []
+    close = plt.close
+
+    def keep(fig=None):  # noqa: ANN001, ANN202 - matplotlib's own signature
+        if fig is not None and not isinstance(fig, str):
+            fig.canvas.draw()
+            figures.append(fig)
+        return close(fig)
+
+    monkeypatch.setattr(plt, "close", keep)
+    return figures
+
+
+def _overlaps(a, b) -> bool:  # noqa: ANN001 - matplotlib Bbox
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_plots_show_model_protocol_threshold_and_keep_legends_off_the_data(
+    tmp_path: Path, drawn_figures: list
+) -> None:
+    from sigver.metrics import eer_threshold
+    from sigver.plots import write_plots
+
+    rng = np.random.default_rng(1)
+    g, r, s = rng.normal(1, 1, 80), rng.normal(-2, 1, 80), rng.normal(0, 1, 80)
+    write_plots(g, r, s, tmp_path / "deployed", title="sigcomp2011-dev, model-x", threshold=0.3)
+    write_plots(g, r, s, tmp_path / "research", title="sigcomp2011-dev, model-x")
+    assert len(drawn_figures) == 6
+    for fig in drawn_figures:
+        (ax,) = fig.axes
+        assert "sigcomp2011-dev, model-x" in ax.get_title()
+        assert "%" in ax.get_xlabel() or ax.get_xlabel() == "decision value"
+        legend = ax.get_legend()
+        assert not _overlaps(legend.get_window_extent(), ax.get_window_extent())
+    det, roc, scores, det0, _, scores0 = drawn_figures
+    labels = [t.get_text() for t in det.axes[0].get_legend().get_texts()]
+    assert any(x.startswith("skilled EER") for x in labels)
+    assert any("at t=+0.300" in x for x in labels)  # the deployed operating point
+    assert not any("at t=" in t.get_text() for t in det0.axes[0].get_legend().get_texts())
+
+    def vline(fig) -> tuple[float, str]:  # noqa: ANN001
+        (line,) = [ln for ln in fig.axes[0].get_lines() if len(set(ln.get_xdata())) == 1]
+        return float(line.get_xdata()[0]), line.get_label()
+
+    x, label = vline(scores)
+    assert x == 0.3 and "threshold +0.300" in label
+    # Without a deployed threshold: the a-posteriori EER threshold, never a bare 0.
+    x, label = vline(scores0)
+    assert x == pytest.approx(eer_threshold(g, s)) and "EER threshold" in label
+
+
 def test_training_curves_are_drawn_after_one_epoch(tmp_path: Path) -> None:
     import cv2
 
     from sigver.training import plot_history
 
     one = [{"epoch": 1, "train_loss": 2.0, "val_loss": 2.5, "train_acc": 0.2, "val_acc": 0.1}]
-    path = plot_history(one, tmp_path / "curves.png")
+    path = plot_history(one, tmp_path / "curves.png", title="toy v1 (sigresnet, writer loss)")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     # Coloured (non-grey) pixels exist only where data are drawn: markers for one epoch.
     b, g, r = (img[..., i].astype(int) for i in range(3))
     assert int(((np.abs(b - r) > 60) | (np.abs(g - r) > 60)).sum()) > 20
+
+
+def test_training_curves_in_percent_titled_with_legends_off_the_data(
+    tmp_path: Path, drawn_figures: list
+) -> None:
+    from sigver.training import TrainConfig, _run_title, plot_history
+
+    rows = [
+        {
+            "epoch": e,
+            "train_loss": 3.0 / e,
+            "val_loss": 3.5 / e,
+            "train_acc": 0.2 * e,
+            "val_acc": 0.15 * e,
+        }
+        for e in (1, 2, 3)
+    ]
+    cfg = TrainConfig(arch="sigresnet", forg=True, lamb=0.5, name="sigver-sigresnet", version="3")
+    plot_history(rows, tmp_path / "curves.png", title=_run_title(cfg))
+    (fig,) = drawn_figures
+    assert "sigver-sigresnet v3 (sigresnet, SigNet-F lambda 0.5)" in fig._suptitle.get_text()
+    ax_loss, ax_acc = fig.axes
+    assert ax_acc.get_ylabel() == "accuracy (%)" and ax_acc.get_ylim() == (0.0, 100.0)
+    val = next(ln for ln in ax_acc.get_lines() if ln.get_label() == "val_acc")
+    assert list(val.get_ydata()) == pytest.approx([15.0, 30.0, 45.0])
+    for ax in fig.axes:
+        assert not _overlaps(ax.get_legend().get_window_extent(), ax.get_window_extent())

@@ -75,6 +75,9 @@ def test_enroll_verify_list_delete(env, pngs):
     assert r.json()["n_references"] == 4
     r = client.post("/v1/users/alice/enroll", files=_files([pngs[1, s] for s in range(4)]))
     assert r.status_code == 409 and "already enrolled" in r.json()["detail"]
+    assert (
+        "--add" not in r.json()["detail"] and "--force" not in r.json()["detail"]
+    )  # no CLI advice
     r = client.post("/v1/users/alice/enroll", files=_files([pngs[1, 4]]), data={"add": "true"})
     assert r.status_code == 200 and r.json()["n_references"] == 5
 
