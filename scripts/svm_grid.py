@@ -90,6 +90,23 @@ def _run(fs: Any, pop: str, background: Any, params: dict, args: argparse.Namesp
     }
 
 
+def mean_user(row: dict) -> float:
+    """Mean EER_user over the selection populations."""
+    return sum(row[p]["EER_user"] for p in SELECTION) / len(SELECTION)
+
+
+def decide(rows: list[dict], default: dict) -> tuple[dict, dict, bool]:
+    """The rule of the module docstring: ``(default row, candidate row, adopted)``."""
+    base = next(r for r in rows if r["params"] == default)
+    best = min(rows, key=mean_user)
+    adopted = best is not base and all(
+        base[p]["EER_user"] - best[p]["EER_user"] >= MIN_GAIN
+        and best[p]["EER_global"] - base[p]["EER_global"] <= MAX_LOSS
+        for p in SELECTION
+    )
+    return base, best, adopted
+
+
 def _name(params: dict) -> str:
     return f"C={params['C']:g}, gamma=2^{round(math.log2(params['gamma']))}"
 
@@ -144,16 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    def mean_user(row: dict) -> float:
-        return sum(row[p]["EER_user"] for p in SELECTION) / len(SELECTION)
-
-    base = next(r for r in rows if r["params"] == default)
-    best = min(rows, key=mean_user)
-    adopted = best is not base and all(
-        base[p]["EER_user"] - best[p]["EER_user"] >= MIN_GAIN
-        and best[p]["EER_global"] - base[p]["EER_global"] <= MAX_LOSS
-        for p in SELECTION
-    )
+    base, best, adopted = decide(rows, default)
     # After the choice: the held-out populations, for the default and the candidate.
     held = {}
     for label, row in (("default", base), ("candidate", best)):
