@@ -82,14 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     from sigver.cache import load_signatures
     from sigver.calibration import apply_calibration, calibrate_deployment
     from sigver.evaluation import simulate_deployment
-    from sigver.features import Extractor, default_background_path
+    from sigver.features import default_background_path
     from sigver.featureset import load_features
+    from sigver.inference import open_extractor
     from sigver.models.card import write_model_card
     from sigver.models.checkpoint import load_checkpoint
 
     weights = load_checkpoint(args.model)
     before = _fingerprint(weights.state_dict)
-    extractor = Extractor(weights.build_model(), weights)
+    extractor = open_extractor(args.model)  # the backend enrollment uses
     background = load_features(default_background_path(args.model))
     cache = load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False)
     fs = extractor.extract_featureset(cache, progress=False, data=str(args.sigcomp))
