@@ -66,6 +66,17 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_extraction_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size N`` and ``--backend``: how features are extracted from a data set."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="images per forward pass (default: measured for the backend when it was verified)",
+    )
+    add_backend_argument(parser)
+
+
 def add_operating_point_argument(parser: argparse.ArgumentParser) -> None:
     """``--operating-point NAME``: store-wide named operating point of the model."""
     parser.add_argument(

@@ -98,15 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        metavar="N",
-        help="images per forward pass (default: measured for the backend when it was verified)",
-    )
-    from enrollment._cli import add_backend_argument
+    from enrollment._cli import add_extraction_arguments
 
-    add_backend_argument(parser)
+    add_extraction_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

@@ -18,7 +18,7 @@ HELP = "extract CNN features of a dataset into a feature-set .npz (for evaluate/
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``features`` options."""
-    from enrollment._cli import add_backend_argument
+    from enrollment._cli import add_extraction_arguments
     from sigver.cache import add_data_arguments
 
     parser.add_argument(
@@ -41,13 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_data_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .npz")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        metavar="N",
-        help="images per forward pass (default: measured for the backend when it was verified)",
-    )
-    add_backend_argument(parser)
+    add_extraction_arguments(parser)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
