@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threshold_transfer import HELD_OUT, _caches, _users  # noqa: E402
+from threshold_transfer import HELD_OUT, _caches, _users, add_corpus_arguments  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,11 +146,8 @@ def _methods(cal: list[dict[str, Any]], app: list[dict[str, Any]]) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    add_corpus_arguments(parser)
     parser.add_argument("--out", type=Path, default=REPO / "runs/gap")
-    parser.add_argument("--work", type=Path, help="synthetic corpus folder (default OUT/work)")
-    parser.add_argument("--synth-writers", type=int, default=48)
-    parser.add_argument("--synth-seed", type=int, default=10)
     parser.add_argument("--pseudo", type=int, default=4, help="warps per reference")
     parser.add_argument("--amplitude", type=float, default=4.0, help="displacement, pixels")
     parser.add_argument("--folds", type=int, default=10)

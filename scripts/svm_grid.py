@@ -21,7 +21,8 @@ Rule, fixed before the first run (the same populations that chose the normaliser
 
 Usage::
 
-    python scripts/svm_grid.py --sigcomp ../shared/data/sigcomp2011 --out runs/svm-grid
+    python scripts/svm_grid.py --sigcomp ../shared/data/sigcomp2011 --out runs/svm-grid \\
+        [--normalization loo-lcb=0.5]   # default: the model's normaliser
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threshold_transfer import _caches, _users  # noqa: E402
+from threshold_transfer import _caches, _users, add_corpus_arguments  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SELECTION = ("synthetic-a", "sigcomp-dev")
@@ -47,8 +48,9 @@ MIN_GAIN = 0.2
 MAX_LOSS = 0.2
 
 
-def _features(args: argparse.Namespace) -> tuple[dict[str, Any], Any, str]:
-    """Feature sets of the synthetic and SigComp populations (cached in OUT)."""
+def _features(args: argparse.Namespace) -> tuple[dict[str, Any], Any, Any]:
+    """Feature sets of the synthetic and SigComp populations (cached in OUT), the
+    model's background set and its extractor."""
     from sigver.features import default_background_path, default_model_path
     from sigver.featureset import load_features, save_features
     from sigver.inference import open_extractor
@@ -66,7 +68,7 @@ def _features(args: argparse.Namespace) -> tuple[dict[str, Any], Any, str]:
         caches = caches or _caches(args)
         feats[name] = extractor.extract_featureset(caches[name], progress=False)
         save_features(path, feats[name])
-    return feats, background, extractor.model_id
+    return feats, background, extractor
 
 
 def _run(fs: Any, pop: str, background: Any, params: dict, args: argparse.Namespace) -> dict:
@@ -113,17 +115,16 @@ def _name(params: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    add_corpus_arguments(parser)
     parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
     parser.add_argument("--out", type=Path, default=REPO / "runs/svm-grid")
-    parser.add_argument("--work", type=Path, help="synthetic corpus folder (default OUT/work)")
-    parser.add_argument("--synth-writers", type=int, default=48)
-    parser.add_argument("--synth-seed", type=int, default=10)
     parser.add_argument("--C", type=float, nargs="+", default=[0.3, 1.0, 3.0])
     parser.add_argument(
         "--log2-gamma", type=int, nargs="+", default=[-13, -12, -11, -10, -9], metavar="G"
     )
-    parser.add_argument("--normalization", default="loo-lcb=0.5", help="the product's normaliser")
+    parser.add_argument(
+        "--normalization", help="per-user score normaliser (default: the model's, as enrollment)"
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
@@ -138,8 +139,17 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"command: {command_line()}")
     print(format_machine_info(), flush=True)
-    feats, background, model_id = _features(args)
-    pops = {p: feats["synthetic" if p.startswith("synthetic") else "sigcomp"] for p in SELECTION}
+    from sigver.calibration import stored_calibration
+
+    feats, background, extractor = _features(args)
+    model_id = extractor.model_id
+    if args.normalization is None:
+        stored = stored_calibration(extractor.weights.meta.metrics) or {}
+        args.normalization = stored.get("normalization") or "none"
+    pops = {
+        p: feats["synthetic" if p.startswith("synthetic") else "sigcomp"]
+        for p in SELECTION + REPORTED
+    }
 
     default = dict(DEFAULT_CLASSIFIER_PARAMS)
     grid = [
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         grid.append(default)
     rows = []
     for params in grid:
-        cells = {p: _run(fs, p, background, params, args) for p, fs in pops.items()}
+        cells = {p: _run(pops[p], p, background, params, args) for p in SELECTION}
         rows.append({"params": params, **cells})
         print(
             f"{_name(params)}: "
@@ -165,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     # After the choice: the held-out populations, for the default and the candidate.
     held = {}
     for label, row in (("default", base), ("candidate", best)):
-        held[label] = {
-            p: _run(feats["synthetic" if p.startswith("synthetic") else "sigcomp"], p,
-                    background, row["params"], args)
-            for p in REPORTED
-        }  # fmt: skip
+        held[label] = {p: _run(pops[p], p, background, row["params"], args) for p in REPORTED}
 
     lines = [
         "| C, gamma | synthetic-a EER_user | synthetic-a EER_global | sigcomp-dev EER_user | "

@@ -99,6 +99,14 @@ def _caches(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options :func:`_caches` reads: the SigComp folder and the synthetic corpus."""
+    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    parser.add_argument("--work", type=Path, help="synthetic corpus folder (default OUT/work)")
+    parser.add_argument("--synth-writers", type=int, default=48)
+    parser.add_argument("--synth-seed", type=int, default=10)
+
+
 def _features(args: argparse.Namespace, extractor: Any) -> dict[str, Any]:
     """Feature sets of the three populations (synthesising the held-out writers)."""
     from sigver.featureset import load_features
@@ -188,12 +196,9 @@ def _choose(rows: list[dict[str, Any]], methods: tuple[str, ...]) -> tuple[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    add_corpus_arguments(parser)
     parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
     parser.add_argument("--out", type=Path, default=REPO / "runs/threshold-transfer")
-    parser.add_argument("--work", type=Path, help="synthetic corpus folder (default OUT/work)")
-    parser.add_argument("--synth-writers", type=int, default=48)
-    parser.add_argument("--synth-seed", type=int, default=10)
     parser.add_argument("--refs", type=int, default=5)
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1234)
