@@ -426,12 +426,28 @@ def _watched(record: Mapping[str, Any]) -> tuple[str, ...]:
     return ("onnxruntime",) if record.get("verified") else ("onnxruntime", "onnx", "onnxscript")
 
 
-def _measured_batch_size(sha256: str, backend: str) -> int | None:
-    """The batch size measured for ``backend`` when this checkpoint was verified, if any."""
+def _read_record(sha256: str) -> Any:
+    """The parsed cache record file of a checkpoint, unchecked (None if absent or unreadable)."""
+    path = _record_path(sha256)
     try:
-        record = json.loads(_record_path(sha256).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable ONNX cache record %s (%s)", path, exc)
+        return None
+
+
+def _measured_batch_size(sha256: str, backend: str) -> int | None:
+    """The batch size measured for ``backend`` when this checkpoint was verified, if any.
+
+    Only the measured figure is read: the record need not be current for ONNX
+    (that is :func:`_load_record`'s check), since the torch path does not use it.
+    """
+    record = _read_record(sha256)
+    try:
         size = int(record["batch_size"][backend]) if record["checkpoint_sha256"] == sha256 else 0
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
     return size if size >= 1 else None
 
@@ -439,12 +455,8 @@ def _measured_batch_size(sha256: str, backend: str) -> int | None:
 def _load_record(sha256: str, reference_arch: str) -> dict[str, Any] | None:
     """The cache record of a checkpoint, if it is complete, current and untampered."""
     path = _record_path(sha256)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logger.warning("ignoring unreadable ONNX cache record %s (%s)", path, exc)
+    record = _read_record(sha256)
+    if record is None:
         return None
     versions = _versions(_watched(record)) if isinstance(record, Mapping) else {}
     if (
