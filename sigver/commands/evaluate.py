@@ -286,7 +286,7 @@ def _load_features(args: argparse.Namespace) -> Any:
 
     # The backend and batch size enrollment and verification use (open_extractor),
     # so the figures are those of the product's path.
-    extractor = open_extractor(args.model, backend=getattr(args, "backend", None))
+    extractor = open_extractor(args.model, backend=args.backend)
     # One canvas policy: by default the product's preprocessing (the model's canvas).
     canvas = None
     if getattr(args, "canvas", "model") == "model":
