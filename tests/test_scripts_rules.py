@@ -34,3 +34,23 @@ def test_svm_grid_adopts_only_a_gain_on_both_populations() -> None:
     # The default itself is best: nothing to adopt.
     worse = _row(3.0, 6.0, 9.0, 7.0, 10.0)
     assert svm_grid.decide([worse, base], DEFAULT) == (base, base, False)
+
+
+def test_forgery_finetune_needs_both_eers_lower_then_takes_the_best_mean() -> None:
+    import forgery_finetune as ff
+
+    v3 = {"EER_user": 5.0, "EER_global": 10.0}
+    results = {
+        "v3": v3,
+        "better-user-only": {"EER_user": 3.0, "EER_global": 10.5},  # EER_global worse
+        "good": {"EER_user": 4.5, "EER_global": 9.0},  # mean 6.75
+        "best": {"EER_user": 4.0, "EER_global": 9.2},  # mean 6.6
+    }
+    assert ff.decide(results) == "best"
+    del results["best"], results["good"]
+    assert ff.decide(results) == "v3"
+    # Ties with the reference do not qualify.
+    assert ff.decide({"v3": v3, "tie": dict(v3)}) == "v3"
+    assert ff.mean_eers(
+        {"A->B": {"EER_user": 2.0, "EER_global": 6.0}, "B->A": {"EER_user": 4.0, "EER_global": 8.0}}
+    ) == {"EER_user": 3.0, "EER_global": 7.0}
