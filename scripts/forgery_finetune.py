@@ -32,6 +32,10 @@ Rule, fixed before the first run:
 Usage::
 
     python scripts/forgery_finetune.py --sigcomp ../shared/data/sigcomp2011 --work runs/forg-ft
+    python scripts/forgery_finetune.py --work runs/forg-ft --final --holdout H --synth-train S
+
+where ``H`` holds one hold-out corpus per script and ``S`` the first synthetic training
+writers, both made by the ``sigver synth`` commands of ``scripts/train_v2_model.py``.
 """
 
 from __future__ import annotations
@@ -108,6 +112,56 @@ def _train(argv: list[str], out: Path) -> Path:
     return out / "best.pt"
 
 
+def _final(args: argparse.Namespace, cache: Path, final: Path) -> str:
+    """The generality guard on the synthetic hold-outs, then SigComp2011-dev (reported)."""
+    from sigver.cli import main as sigver
+    from sigver.synth.scripts import SCRIPTS
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from train_v2_model import synth_canvas
+
+    # The hold-out corpora are preprocessed as the v2 pipeline does (train_v2_model.py).
+    canvas = [str(v) for v in synth_canvas(args.synth_train)]
+    models = {"v3": args.model, "final": final}
+    holdout: dict[str, dict[str, float]] = {name: {} for name in models}
+    for script in SCRIPTS:
+        npz = args.work / "holdout" / f"{script}.npz"
+        if not npz.is_file():
+            sigver(["preprocess", "--dataset", "gpds", "--path", str(args.holdout / script),
+                    "--out", str(npz), "--canvas", *canvas, "--no-progress", "-q"])  # fmt: skip
+        for name, model in models.items():
+            out = args.work / "eval" / f"holdout-{script}-{name}"
+            holdout[name][script] = _evaluate(model, npz, (0, 12), (12, 24), out)["EER_user"]
+    mean = {name: sum(v.values()) / len(v) for name, v in holdout.items()}
+    passed = mean["final"] <= mean["v3"] + HOLDOUT_TOLERANCE
+    lines = [
+        "",
+        "| synthetic hold-out EER_user % | " + " | ".join(SCRIPTS) + " | mean |",
+        "| --- |" + " --- |" * (len(SCRIPTS) + 1),
+    ]
+    for name, row in holdout.items():
+        cells = " | ".join(f"{row[s]:.2f}" for s in SCRIPTS)
+        lines.append(f"| {name} | {cells} | {mean[name]:.2f} |")
+    lines += ["", f"generality guard (final <= v3 + {HOLDOUT_TOLERANCE}): "
+              f"{'passed' if passed else 'FAILED: v3 stays'}", "",
+              "SigComp2011-dev, exploitation writers 038-069 (reported after the choice):", "",
+              "| model | EER_user % | EER_global % |", "| --- | --- | --- |"]  # fmt: skip
+    for name, model in models.items():
+        out = args.work / "eval" / f"sigcomp-dev-{name}"
+        res = out / "results.json"
+        if not res.is_file():
+            sigver(["evaluate", "--model", str(model), "--data", str(cache), "--preset",
+                    "sigcomp2011-dev", "--backend", "torch", "--no-plots", "--out", str(out),
+                    "--no-progress", "-q"])  # fmt: skip
+        summ = json.loads(res.read_text())["summary"]
+        lines.append(
+            f"| {name} | {100 * summ['EER_user']['mean']:.2f} ± {100 * summ['EER_user']['std']:.2f}"
+            f" | {100 * summ['EER_global']['mean']:.2f} ± "
+            f"{100 * summ['EER_global']['std']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
@@ -116,7 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--final", action="store_true", help="also fine-tune the chosen recipe on all 32 writers"
     )
+    parser.add_argument(
+        "--holdout", type=Path, help="per-script hold-out corpora (train_v2_model.py's holdout/)"
+    )
+    parser.add_argument(
+        "--synth-train",
+        type=Path,
+        help="a synthetic training-split corpus (seed 0) whose ink width sets the hold-out canvas",
+    )
     args = parser.parse_args(argv)
+    if args.final and (args.holdout is None or args.synth_train is None):
+        parser.error("--final needs --holdout and --synth-train")
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
@@ -163,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         out = args.work / f"{choice}-final"
         ckpt = _train(train_argv(args.model, cache, "001-037", RECIPES[choice], out), out)
         print(f"final model: {ckpt}")
+        report += _final(args, cache, ckpt)
+        print(report)
+        (args.work / "final.md").write_text(report)
     print(f"{time.perf_counter() - start:.0f} s")
     return 0
 

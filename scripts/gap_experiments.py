@@ -25,7 +25,10 @@ the user, and prints how much of the gap each closes:
 
 Reference rows: ``none`` (raw scores), ``loo-lcb=0.5`` (the product's normaliser)
 and ``oracle shift`` (each user's own a-posteriori threshold subtracted: the bound
-that a perfect per-user shift reaches, never available in deployment).
+that a perfect per-user shift reaches, never available in deployment). The
+``genuine oracle`` rows use the user's *test* genuine scores (their mean, mean and
+standard deviation, or 10th percentile): the most that genuine-only data could ever
+say about a user, so they bound what any genuine-only normaliser can close.
 
 Populations, protocol and directions are those of ``threshold_transfer.py``: every
 user enrolled as ``Verifier.enroll`` enrolls (``sigver.evaluation.simulate_deployment``),
@@ -140,6 +143,15 @@ def _methods(cal: list[dict[str, Any]], app: list[dict[str, Any]]) -> dict[str, 
         reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
         reg.fit(cal_stats[:, cols], cal_tau)
         out[name] = (reg.predict(stats[:, cols]), one)
+    # Genuine-side oracles: the user's *test* genuine scores, i.e. what unlimited genuine
+    # enrollment data would tell. If these cannot halve the gap, no genuine-only
+    # per-user normaliser can; what is left is where each user's forgeries fall.
+    gen = [np.asarray(r["genuine"], np.float64) for r in app]
+    g_mean = np.array([g.mean() for g in gen])
+    g_std = np.maximum([g.std(ddof=1) for g in gen], MIN_SCALE)
+    out["genuine oracle: mean"] = (g_mean, one)
+    out["genuine oracle: z-norm"] = (g_mean, g_std)
+    out["genuine oracle: 10th percentile"] = (np.array([np.quantile(g, 0.1) for g in gen]), one)
     out["oracle shift"] = (np.array([r["tau"] for r in app]), one)
     return out
 
