@@ -54,3 +54,43 @@ def test_forgery_finetune_needs_both_eers_lower_then_takes_the_best_mean() -> No
     assert ff.mean_eers(
         {"A->B": {"EER_user": 2.0, "EER_global": 6.0}, "B->A": {"EER_user": 4.0, "EER_global": 8.0}}
     ) == {"EER_user": 3.0, "EER_global": 7.0}
+
+
+def test_gap_experiments_more_genuine_split_on_a_toy_user() -> None:
+    import gap_experiments as ge
+    import numpy as np
+
+    row = {"genuine": np.array([1.0, 2.0, 3.0, 4.0]), "skilled": np.array([0.0]), "loo": [0.5, 1.5]}
+    test, methods = ge.more_genuine_rows([row])
+    # The first half is the extra enrollment data, the second half is scored.
+    assert test[0]["genuine"].tolist() == [3.0, 4.0]
+    assert test[0]["skilled"].tolist() == [0.0]
+    loc = {name: float(loc[0]) for name, (loc, _) in methods.items()}
+    assert loc == {
+        "none": 0.0,
+        "LOO mean (loo-lcb=0)": 1.0,
+        "mean of the extra genuines": 1.5,
+        "mean of LOO and extra genuines": 1.25,
+        "in-sample mean of the scored genuines": 3.5,
+    }
+    assert all(float(scale[0]) == 1.0 for _, scale in methods.values())
+
+
+def test_background_size_keeps_the_shipped_size_without_a_clear_gain() -> None:
+    import background_size as bs
+
+    def row(a_user: float, a_glob: float, d_user: float, d_glob: float) -> dict:
+        return {
+            "synthetic-a": {"EER_user": a_user, "EER_global": a_glob},
+            "sigcomp-dev": {"EER_user": d_user, "EER_global": d_glob},
+        }
+
+    shipped = row(3.0, 5.0, 6.0, 8.0)
+    # 0.3 better on both, EER_global +0.1 at most: adopted.
+    assert bs.decide({80: shipped, 480: row(2.7, 5.1, 5.7, 8.0)}) == (480, True)
+    # Better on average, but only 0.1 better on sigcomp-dev.
+    assert bs.decide({80: shipped, 480: row(2.0, 5.0, 5.9, 8.0)}) == (480, False)
+    # Gains on both, EER_global 0.5 worse on one.
+    assert bs.decide({80: shipped, 480: row(2.5, 5.5, 5.5, 8.0)}) == (480, False)
+    # The shipped size is best.
+    assert bs.decide({0: row(4.0, 6.0, 7.0, 9.0), 80: shipped}) == (80, False)
