@@ -242,8 +242,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. fine-tuning on SigComp2011 development writers, genuine only
     models = {"v1": resolve_model_path("sigver-sigresnet-v1"), "base": base / "best.pt"}
-    if args.model_version != "2":  # the model a later version would replace
-        models = {"v2": resolve_model_path("sigver-sigresnet-v2"), **models}
+    prev = None
+    if args.model_version.isdigit() and int(args.model_version) > 2:
+        # The shipped model this version would replace, evaluated in the same run.
+        prev = f"v{int(args.model_version) - 1}"
+        models = {prev: resolve_model_path(f"sigver-sigresnet-{prev}"), **models}
     if not args.no_sigcomp:
         for name, freeze in (("ft_all", "0"), ("ft_last", "-1")):
             p.run(
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
     half = args.holdout_writers // 2
     for script in SCRIPTS:
-        for name in dict.fromkeys(("v1", "base", args.ship)):
+        for name in dict.fromkeys(("v1", *([prev] if prev else []), "base", args.ship)):
             if name not in models:
                 continue
             p.run(
