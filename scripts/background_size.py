@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ship_model import build_background  # noqa: E402
-from svm_grid import MAX_LOSS, MIN_GAIN, REPORTED, SELECTION, _features, _run  # noqa: E402
+from svm_grid import MAX_LOSS, MIN_GAIN, REPORTED, SELECTION, _run, prepare  # noqa: E402
 from threshold_transfer import add_corpus_arguments  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,19 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if SHIPPED not in args.writers:
         parser.error(f"--writers must include the shipped size {SHIPPED}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work = args.work or args.out / "work"
+    args.normalization = None  # the model's, as enrollment
     start = time.perf_counter()
 
-    from sigver._util import atomic_write, command_line, format_machine_info, machine_info
-    from sigver.calibration import stored_calibration
+    from sigver._util import atomic_write, command_line, machine_info
     from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS
 
-    print(f"command: {command_line()}")
-    print(format_machine_info(), flush=True)
-    feats, shipped_bg, extractor = _features(args)
-    stored = stored_calibration(extractor.weights.meta.metrics) or {}
-    args.normalization = stored.get("normalization") or "none"
+    feats, shipped_bg, extractor = prepare(args, parser)
     sigcomp_cache = args.sigcomp_cache or args.work / "sigcomp2011.npz"
     if not sigcomp_cache.is_file():
         from sigver.cli import main as sigver

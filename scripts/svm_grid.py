@@ -71,6 +71,27 @@ def _features(args: argparse.Namespace) -> tuple[dict[str, Any], Any, Any]:
     return feats, background, extractor
 
 
+def prepare(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[dict[str, Any], Any, Any]:
+    """Checks, folders, the run's header, and :func:`_features`; sets ``args.normalization``
+    to the model's own normaliser (what enrollment uses) unless one was given."""
+    from sigver._util import command_line, format_machine_info
+    from sigver.calibration import stored_calibration
+
+    if args.synth_seed == 0:
+        parser.error("seed 0 synthesises the shipped model's training writers; use another")
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work = args.work or args.out / "work"
+    print(f"command: {command_line()}")
+    print(format_machine_info(), flush=True)
+    feats, background, extractor = _features(args)
+    if getattr(args, "normalization", None) is None:
+        stored = stored_calibration(extractor.weights.meta.metrics) or {}
+        args.normalization = stored.get("normalization") or "none"
+    return feats, background, extractor
+
+
 def _run(fs: Any, pop: str, background: Any, params: dict, args: argparse.Namespace) -> dict:
     """EER_user / EER_global (%) of the product-normalised deployed scores of one population."""
     from sigver.evaluation import simulate_deployment
@@ -128,24 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    if args.synth_seed == 0:
-        parser.error("seed 0 synthesises the shipped model's training writers; use another")
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work = args.work or args.out / "work"
     start = time.perf_counter()
 
-    from sigver._util import atomic_write, command_line, format_machine_info, machine_info
+    from sigver._util import atomic_write, command_line, machine_info
     from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS
 
-    print(f"command: {command_line()}")
-    print(format_machine_info(), flush=True)
-    from sigver.calibration import stored_calibration
-
-    feats, background, extractor = _features(args)
+    feats, background, extractor = prepare(args, parser)
     model_id = extractor.model_id
-    if args.normalization is None:
-        stored = stored_calibration(extractor.weights.meta.metrics) or {}
-        args.normalization = stored.get("normalization") or "none"
     pops = {
         p: feats["synthetic" if p.startswith("synthetic") else "sigcomp"]
         for p in SELECTION + REPORTED
