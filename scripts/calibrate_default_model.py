@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+#: The normaliser the selection rule of scripts/threshold_transfer.py picks for v3's features.
+DEFAULT_NORMALIZATION = "loo-lcb=0"
 
 
 def _fingerprint(state_dict: dict[str, Any]) -> str:
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v3.pt")
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
-    parser.add_argument("--normalization", default="loo-lcb=0")
+    parser.add_argument("--normalization", default=DEFAULT_NORMALIZATION)
     parser.add_argument("--default-operating-point", default="balanced")
     parser.add_argument("--refs", type=int, default=5)
     parser.add_argument("--folds", type=int, default=5)

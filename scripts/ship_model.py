@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--training-data", default="{}", help="JSON merged into training_data")
     parser.add_argument("--meta-json", type=Path, help="JSON object merged into meta.extra")
     parser.add_argument("--notes", type=Path, help="Markdown appended to the model card")
-    parser.add_argument("--normalization", default="loo-lcb=0.5")
+    parser.add_argument(
+        "--normalization",
+        help="per-user score normaliser (default: calibrate_default_model.py's)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -163,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     write_model_card(out.with_suffix(".md"), load_checkpoint(out), notes=notes)
     if args.sigcomp is not None:
         sys.path.insert(0, str(REPO / "scripts"))
+        from calibrate_default_model import DEFAULT_NORMALIZATION
         from calibrate_default_model import main as calibrate
 
+        norm = args.normalization or DEFAULT_NORMALIZATION
         if calibrate(["--model", str(out), "--sigcomp", str(args.sigcomp),
-                      "--normalization", args.normalization]) != 0:  # fmt: skip
+                      "--normalization", norm]) != 0:  # fmt: skip
             raise SystemExit("calibration failed")
     final = load_checkpoint(out)
     print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB, model id {final.model_id})")

@@ -187,6 +187,26 @@ def test_shipped_model_and_background(monkeypatch: pytest.MonkeyPatch) -> None:
     assert np.isfinite(ext.extract(x)).all()
 
 
+_SHIPPED = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "models").glob("*.pt"))
+
+
+@pytest.mark.parametrize("name", _SHIPPED)
+def test_every_shipped_model_loads_by_name_with_its_card_and_background(name: str) -> None:
+    from sigver.calibration import stored_calibration
+    from sigver.features import resolve_model_path
+
+    path = resolve_model_path(name)
+    ext = Extractor.from_checkpoint(path)  # checks the sha256 sidecar
+    assert ext.meta.name and path.with_suffix(".md").is_file()
+    assert "038" not in json.dumps(ext.meta.training_data.get("sources", []))
+    background = load_features(default_background_path(path))
+    assert background.meta["model_id"] == ext.model_id and background.dim == ext.feature_dim
+    calibration = stored_calibration(ext.meta.metrics)
+    assert calibration is not None and calibration["threshold"] is not None
+    # The card is generated from this file's metadata: it names this model id.
+    assert ext.model_id in path.with_suffix(".md").read_text(encoding="utf-8")
+
+
 def test_features_from_a_chosen_layer(checkpoint: Path, tmp_path: Path) -> None:
     ext = Extractor.from_checkpoint(checkpoint, layer="stage3")
     x = _images(5)
