@@ -32,14 +32,21 @@ first training writers), as ``scripts/train_v2_model.py`` builds it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ship_model import build_background  # noqa: E402
-from svm_grid import MAX_LOSS, MIN_GAIN, REPORTED, SELECTION, _run, prepare  # noqa: E402
+from svm_grid import (  # noqa: E402
+    MAX_LOSS,
+    MIN_GAIN,
+    REPORTED,
+    SELECTION,
+    _run,
+    prepare,
+    write_report,
+)
 from threshold_transfer import add_corpus_arguments  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     args.normalization = None  # the model's, as enrollment
     start = time.perf_counter()
 
-    from sigver._util import atomic_write, command_line, machine_info
     from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS
 
     feats, shipped_bg, extractor = prepare(args, parser)
@@ -134,21 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for n, row in held.items():
         lines.append(f"| {n} | " + _cells(row, REPORTED))
-    info = machine_info()
-    lines += [
-        "",
-        f"Model {extractor.model_id}; normaliser {args.normalization}; 5 references, "
-        f"{args.folds} folds, seed 1234; a-posteriori EERs in %, mean over folds. "
-        f"{time.perf_counter() - start:.0f} s on {info.get('cpu', '?')}.",
-        f"Command: `{command_line()}`",
-    ]
-    text = "\n".join(lines) + "\n"
-    atomic_write(args.out / "background_size.md", text)
-    atomic_write(
-        args.out / "background_size.json",
-        json.dumps({"rows": rows, "held_out": held, "adopted": adopted, "best": best}, indent=1),
-    )
-    print(text)
+    payload = {"rows": rows, "held_out": held, "adopted": adopted, "best": best}
+    write_report(args, lines, "background_size", payload, model_id=extractor.model_id, start=start)
     return 0
 
 

@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
 
-    from sigver._util import atomic_write, command_line, machine_info
     from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS
 
     feats, background, extractor = prepare(args, parser)
@@ -226,8 +225,26 @@ def main(argv: list[str] | None = None) -> int:
             )
             + " |"
         )
+    payload = {"rows": rows, "held_out": held, "adopted": adopted}
+    write_report(args, lines, "svm_grid", payload, model_id=model_id, start=start)
+    return 0
+
+
+def write_report(
+    args: argparse.Namespace,
+    lines: list[str],
+    name: str,
+    payload: dict,
+    *,
+    model_id: str,
+    start: float,
+) -> None:
+    """Footer (model, protocol, time, machine, command), then OUT/NAME.md and .json, printed."""
+    from sigver._util import atomic_write, command_line, machine_info
+
     info = machine_info()
-    lines += [
+    lines = [
+        *lines,
         "",
         f"Model {model_id}; normaliser {args.normalization}; 5 references, {args.folds} folds, "
         f"seed 1234; a-posteriori EERs in %, mean over folds. "
@@ -235,13 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{command_line()}`",
     ]
     text = "\n".join(lines) + "\n"
-    atomic_write(args.out / "svm_grid.md", text)
-    atomic_write(
-        args.out / "svm_grid.json",
-        json.dumps({"rows": rows, "held_out": held, "adopted": adopted}, indent=1),
-    )
+    atomic_write(args.out / f"{name}.md", text)
+    atomic_write(args.out / f"{name}.json", json.dumps(payload, indent=1))
     print(text)
-    return 0
 
 
 if __name__ == "__main__":
