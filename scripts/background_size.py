@@ -44,6 +44,7 @@ from svm_grid import (  # noqa: E402
     REPORTED,
     SELECTION,
     _run,
+    passes_margins,
     prepare,
     write_report,
 )
@@ -60,13 +61,7 @@ def decide(rows: dict[int, dict]) -> tuple[int, bool]:
         return sum(rows[n][p]["EER_user"] for p in SELECTION) / len(SELECTION)
 
     best = min(rows, key=mean)
-    base = rows[SHIPPED]
-    adopted = best != SHIPPED and all(
-        base[p]["EER_user"] - rows[best][p]["EER_user"] >= MIN_GAIN
-        and rows[best][p]["EER_global"] - base[p]["EER_global"] <= MAX_LOSS
-        for p in SELECTION
-    )
-    return best, adopted
+    return best, best != SHIPPED and passes_margins(rows[SHIPPED], rows[best])
 
 
 def _cells(row: dict, pops: tuple[str, ...]) -> str:
@@ -130,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Rule: gain >= {MIN_GAIN} points of EER_user on both selection populations, EER_global "
         f"loss <= {MAX_LOSS} on either. Verdict: **{verdict}**. Rebuilt {SHIPPED}-writer "
-        f"background equals the shipped file: {'yes' if same else 'NO'}.",
+        f"background has the shipped file's features: {'yes' if same else 'NO'}.",
         "",
         "Held out (reported after the choice):",
         "",

@@ -88,18 +88,24 @@ def decide(results: dict[str, dict[str, float]], reference: str = "v3") -> str:
     return min(qualifying, key=lambda n: results[n]["EER_user"] + results[n]["EER_global"])
 
 
-def _evaluate(model: Path, cache: Path, positions: tuple, train_pos: tuple, out: Path) -> dict:
+def _summary(model: Path, cache: Path, protocol: list[str], out: Path) -> dict:
+    """``sigver evaluate``'s summary for one model and protocol (reused when already in OUT)."""
     from sigver.cli import main as sigver
 
     res = out / "results.json"
     if not res.is_file():
-        argv = ["evaluate", "--model", str(model), "--data", str(cache), "--exp-users",
-                *map(str, positions), "--dev-users", *map(str, train_pos), "--refs", "5",
-                "--folds", "10", "--seed", "1234", "--backend", "torch", "--no-plots",
-                "--out", str(out), "--no-progress", "-q"]  # fmt: skip
+        argv = ["evaluate", "--model", str(model), "--data", str(cache), *protocol,
+                "--backend", "torch", "--no-plots", "--out", str(out), "--no-progress",
+                "-q"]  # fmt: skip
         if sigver(argv) != 0:
             raise SystemExit(f"evaluation failed: {argv}")
-    summary = json.loads(res.read_text())["summary"]
+    return json.loads(res.read_text())["summary"]
+
+
+def _evaluate(model: Path, cache: Path, positions: tuple, train_pos: tuple, out: Path) -> dict:
+    protocol = ["--exp-users", *map(str, positions), "--dev-users", *map(str, train_pos),
+                "--refs", "5", "--folds", "10", "--seed", "1234"]  # fmt: skip
+    summary = _summary(model, cache, protocol, out)
     return {k: 100 * summary[k]["mean"] for k in ("EER_user", "EER_global")}
 
 
@@ -148,12 +154,7 @@ def _final(args: argparse.Namespace, cache: Path, final: Path) -> str:
               "| model | EER_user % | EER_global % |", "| --- | --- | --- |"]  # fmt: skip
     for name, model in models.items():
         out = args.work / "eval" / f"sigcomp-dev-{name}"
-        res = out / "results.json"
-        if not res.is_file():
-            sigver(["evaluate", "--model", str(model), "--data", str(cache), "--preset",
-                    "sigcomp2011-dev", "--backend", "torch", "--no-plots", "--out", str(out),
-                    "--no-progress", "-q"])  # fmt: skip
-        summ = json.loads(res.read_text())["summary"]
+        summ = _summary(model, cache, ["--preset", "sigcomp2011-dev"], out)
         lines.append(
             f"| {name} | {100 * summ['EER_user']['mean']:.2f} ± {100 * summ['EER_user']['std']:.2f}"
             f" | {100 * summ['EER_global']['mean']:.2f} ± "

@@ -59,10 +59,8 @@ def build_background(
     if sigcomp_cache is not None:
         sc = load_cache(sigcomp_cache)
         parts.append(("sigcomp2011", sc.select(users=sc.users_between("001", "037"), labels=(0,))))
-    if synth_writers <= 0:  # SigComp2011 writers only (scripts/background_size.py)
-        synth_cache = None
-    syn = None if synth_cache is None else load_cache(synth_cache)
-    if syn is not None:
+    if synth_cache is not None and synth_writers > 0:  # 0: SigComp2011 writers only
+        syn = load_cache(synth_cache)
         syn = syn.select(users=syn.user_ids[:synth_writers].tolist(), labels=(0,))
         sel = np.concatenate([np.flatnonzero(syn.y == u)[:per_writer] for u in np.unique(syn.y)])
         parts.append(("synth", syn.subset(np.sort(sel))))

@@ -122,12 +122,17 @@ def decide(rows: list[dict], default: dict) -> tuple[dict, dict, bool]:
     """The rule of the module docstring: ``(default row, candidate row, adopted)``."""
     base = next(r for r in rows if r["params"] == default)
     best = min(rows, key=mean_user)
-    adopted = best is not base and all(
-        base[p]["EER_user"] - best[p]["EER_user"] >= MIN_GAIN
-        and best[p]["EER_global"] - base[p]["EER_global"] <= MAX_LOSS
+    return base, best, best is not base and passes_margins(base, best)
+
+
+def passes_margins(base: dict, candidate: dict) -> bool:
+    """At least MIN_GAIN points of EER_user gained on every selection population, at most
+    MAX_LOSS of EER_global lost on any (rows keyed by population)."""
+    return all(
+        base[p]["EER_user"] - candidate[p]["EER_user"] >= MIN_GAIN
+        and candidate[p]["EER_global"] - base[p]["EER_global"] <= MAX_LOSS
         for p in SELECTION
     )
-    return base, best, adopted
 
 
 def _name(params: dict) -> str:
