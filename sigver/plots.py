@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,40 @@ def _title(kind: str, title: str) -> str:
     return f"{kind}: {title}" if title else kind
 
 
+def _draw_curves(
+    ax,
+    genuine: np.ndarray,
+    random: np.ndarray,
+    skilled: np.ndarray,
+    xy: Callable[[Any, Any], tuple[Any, Any]],
+    threshold: float | None,
+    *,
+    with_rates: bool = False,
+) -> None:
+    """Each curve with its EER point (circle) and the point at ``threshold`` (cross).
+
+    ``xy(far, frr)`` maps error rates to the axes' coordinates (probit for DET,
+    percent for ROC), so both plots mark the same points the same way.
+    """
+    for name, frr, far in _curves(genuine, random, skilled):
+        (line,) = ax.plot(*xy(far, frr), label=name)
+        e_far, e_frr = _eer_point(frr, far)
+        ax.plot(
+            *xy(e_far, e_frr),
+            "o",
+            color=line.get_color(),
+            label=f"{name} EER {100 * (e_far + e_frr) / 2:.1f}%",
+        )
+        if threshold is None:
+            continue
+        forg = skilled if name == "skilled" else random
+        t_far, t_frr = _rates_at(genuine, forg, threshold)
+        label = f"{name} at t={threshold:+.3f}"
+        if with_rates:
+            label += f": FAR {100 * t_far:.1f}%, FRR {100 * t_frr:.1f}%"
+        ax.plot(*xy(t_far, t_frr), "x", ms=9, mew=2, color=line.get_color(), label=label)
+
+
 def plot_det(
     genuine: np.ndarray,
     random: np.ndarray,
@@ -83,29 +118,15 @@ def plot_det(
     def probit(v: float | np.ndarray) -> np.ndarray:
         return norm.ppf(np.clip(v, eps, 1 - eps))
 
-    for name, frr, far in _curves(genuine, random, skilled):
-        (line,) = ax.plot(probit(far), probit(frr), label=name)
-        e_far, e_frr = _eer_point(frr, far)
-        ax.plot(
-            probit(e_far),
-            probit(e_frr),
-            "o",
-            color=line.get_color(),
-            label=f"{name} EER {100 * (e_far + e_frr) / 2:.1f}%",
-        )
-        if threshold is not None:
-            forg = skilled if name == "skilled" else random
-            t_far, t_frr = _rates_at(genuine, forg, threshold)
-            ax.plot(
-                probit(t_far),
-                probit(t_frr),
-                "x",
-                ms=9,
-                mew=2,
-                color=line.get_color(),
-                label=f"{name} at t={threshold:+.3f}: FAR {100 * t_far:.1f}%, "
-                f"FRR {100 * t_frr:.1f}%",
-            )
+    _draw_curves(
+        ax,
+        genuine,
+        random,
+        skilled,
+        lambda far, frr: (probit(far), probit(frr)),
+        threshold,
+        with_rates=True,
+    )
     ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8])
     ax.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
     ax.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
@@ -132,28 +153,9 @@ def plot_roc(
     """ROC curve (1 - FRR vs FAR, both in %) for skilled and random forgeries."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    for name, frr, far in _curves(genuine, random, skilled):
-        (line,) = ax.plot(100 * far, 100 * (1 - frr), label=name)
-        e_far, e_frr = _eer_point(frr, far)
-        ax.plot(
-            100 * e_far,
-            100 * (1 - e_frr),
-            "o",
-            color=line.get_color(),
-            label=f"{name} EER {100 * (e_far + e_frr) / 2:.1f}%",
-        )
-        if threshold is not None:
-            forg = skilled if name == "skilled" else random
-            t_far, t_frr = _rates_at(genuine, forg, threshold)
-            ax.plot(
-                100 * t_far,
-                100 * (1 - t_frr),
-                "x",
-                ms=9,
-                mew=2,
-                color=line.get_color(),
-                label=f"{name} at t={threshold:+.3f}",
-            )
+    _draw_curves(
+        ax, genuine, random, skilled, lambda far, frr: (100 * far, 100 * (1 - frr)), threshold
+    )
     ax.plot([0, 100], [0, 100], "k:", lw=0.8)
     ax.set_xlabel("FAR (%)")
     ax.set_ylabel("1 - FRR (%)")

@@ -793,11 +793,9 @@ def plot_history(
     Accuracies are drawn in %; ``title`` (the run: model, architecture, loss) heads
     the figure. Legends sit below the axes so they never cover a curve.
     """
-    import matplotlib
+    from sigver.plots import _pyplot, _save
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     path = Path(path)
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -825,12 +823,7 @@ def plot_history(
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=8, ncol=2)
     fig.suptitle(f"Training curves: {title}" if title else "Training curves", fontsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    data = buf.getvalue()
-    atomic_write(path, data)
-    return path
+    return _save(plt, fig, path)
 
 
 def _run_title(cfg: TrainConfig) -> str:
