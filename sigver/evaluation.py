@@ -872,6 +872,9 @@ def _pct(stat: dict[str, float], key: str) -> str:
     return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
 
+#: Summary metrics measured at score 0 (the SVM's own threshold).
+ZERO_THRESHOLD_METRICS = ("FRR", "FAR_random", "FAR_skilled", "FAR_simple")
+
 #: Metrics of the fixed-threshold operating point shown in the tables and the CSV.
 FIXED_METRICS = ("FRR", "FAR_random", "FAR_skilled")
 
@@ -881,8 +884,14 @@ def _fixed_label(fixed: dict[str, Any], key: str) -> str:
 
 
 def format_table(result: EvaluationResult, *, markdown: bool = False) -> str:
-    """Mean ± std over folds of every summary metric (rates in %), plus the a-priori points."""
-    keys = list(result.summary)
+    """Mean ± std over folds of every summary metric (rates in %), plus the a-priori points.
+
+    In a deployment simulation the scores are normalised per user, so rates at score 0 are
+    no operating point of the product; they stay in the JSON and CSV but not in the table,
+    whose decision rows are the ones at the deployed threshold ("@ T").
+    """
+    deployed = str(result.meta.get("mode", "")).startswith("deployment")
+    keys = [k for k in result.summary if not (deployed and k in ZERO_THRESHOLD_METRICS)]
     rows = [(LABELS.get(k, k), _pct(result.summary[k], k)) for k in keys]
     ap = result.a_priori
     if ap.get("available"):
@@ -897,8 +906,13 @@ def format_table(result: EvaluationResult, *, markdown: bool = False) -> str:
         lines += [f"| {name} | {val} |" for name, val in rows]
         lines.append("")
         lines.append(
-            "Rates in %, AUC in [0, 1]. FRR / FAR at the classifiers' own threshold (0). "
-            "a-priori: global EER threshold chosen on the other folds."
+            "Rates in %, AUC in [0, 1]. "
+            + (
+                "Deployment simulation: scores normalised per user as at enrollment. "
+                if deployed
+                else "FRR / FAR at the classifiers' own threshold (0). "
+            )
+            + "a-priori: global EER threshold chosen on the other folds."
             + (
                 ""
                 if fixed is None

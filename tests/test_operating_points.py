@@ -499,7 +499,15 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     assert dep["measured"]["FRR"] == pytest.approx(res.fixed_threshold["summary"]["FRR"]["mean"])
     assert dep["a_posteriori"]["EER_global"] == pytest.approx(res.summary["EER_global"])
     assert (out / "calibration-curve.png").stat().st_size > 1000
-    assert "operating point 'balanced' was calibrated for" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "operating point 'balanced' was calibrated for" in printed
+    # Normalised scores: the table's decision rows are the deployed point's, not score 0's,
+    # which stay in the JSON for completeness.
+    rows = [ln.split("  ")[0] for ln in printed.splitlines()]
+    assert "FRR" not in rows and "FAR skilled" not in rows
+    assert any(r.startswith("FRR @ T=") for r in rows)
+    assert "FRR" in json.loads((out / "results.json").read_text())["summary"]
+    assert "normalised per user" in (out / "results.md").read_text()
 
 
 def test_model_card_shows_operating_points_and_curve(calibrated_model, tmp_path):
