@@ -735,15 +735,20 @@ class BaseStore:
 
     # -- users ---------------------------------------------------------------------
 
-    def find_user(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord | None:
-        """The stored user, or ``None`` if not enrolled."""
+    @staticmethod
+    def _user_row(conn: _Conn, user_id: str, tenant: str) -> Any:
+        """The user's row of ``_USER_COLUMNS`` (ids validated first), or ``None``."""
         validate_user_id(user_id)
         validate_tenant_id(tenant)
+        return conn.execute(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND user_id = ?",
+            (tenant, user_id),
+        ).fetchone()
+
+    def find_user(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord | None:
+        """The stored user, or ``None`` if not enrolled."""
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND user_id = ?",
-                (tenant, user_id),
-            ).fetchone()
+            row = self._user_row(conn, user_id, tenant)
             if row is None:
                 return None
             refs = conn.execute(
@@ -762,13 +767,8 @@ class BaseStore:
 
     def user_summary(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord:
         """Like :meth:`get_user` but without the per-image hashes (one cheap query)."""
-        validate_user_id(user_id)
-        validate_tenant_id(tenant)
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND user_id = ?",
-                (tenant, user_id),
-            ).fetchone()
+            row = self._user_row(conn, user_id, tenant)
         if row is None:
             raise UserNotFoundError(user_id)
         return _user_from_row(row)

@@ -21,6 +21,14 @@ def shared_data_dir() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny, fast model (fresh per test module, so no module sees another's changes)."""
+    from enrollment.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models"))
+
+
 @pytest.fixture(scope="session")
 def sigcomp_path() -> Path:
     """Path to the real ICDAR 2011 SigComp (Dutch) offline set; skips when absent."""

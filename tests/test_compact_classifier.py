@@ -10,12 +10,7 @@ import pytest
 from enrollment import Verifier
 from enrollment.errors import StoreError
 from enrollment.store import decode_arrays, encode_arrays
-from enrollment.testing import build_tiny_model, draw_signature, encode_png
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models"))
+from enrollment.testing import draw_signature, encode_png
 
 
 def _pngs(writer, n=4, start=0):

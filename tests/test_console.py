@@ -20,7 +20,6 @@ from enrollment import Verifier
 from enrollment.config import Settings
 from enrollment.service import create_app
 from enrollment.testing import (
-    build_tiny_model,
     chromium_paths,
     draw_signature,
     encode_png,
@@ -31,11 +30,6 @@ from enrollment.testing import (
 from sigver.preprocessing import preprocess_signature, read_image
 
 # ------------------------------------------------------------------ API (fast)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

@@ -9,13 +9,7 @@ import pytest
 from enrollment import UserStore
 from enrollment.demo import DemoConfig, run_demo
 from enrollment.errors import EnrollmentError
-from enrollment.testing import build_tiny_model
 from sigver.cli import main
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models"))
 
 
 def test_demo_cli_runs_end_to_end(model_path, tmp_path, capsys):

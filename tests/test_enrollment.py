@@ -34,11 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """PNG files: writer 1 samples 0-7, writer 2 samples 0-5, a forgery, bad files."""
     folder = tmp_path_factory.mktemp("images")

@@ -17,16 +17,11 @@ from enrollment.config import Settings
 from enrollment.errors import EnrollmentError, StoreError
 from enrollment.service import create_app
 from enrollment.store import decode_arrays, encode_arrays
-from enrollment.testing import build_tiny_model, draw_signature, encode_png
+from enrollment.testing import draw_signature, encode_png
 from sigver import preprocessing
 from sigver._util import read_file_limited
 from sigver.classifier import WriterDependentClassifier
 from sigver.errors import ImageError, ModelError
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

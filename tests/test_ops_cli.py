@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from enrollment import Verifier
 from enrollment.config import Settings, default_threads
-from enrollment.testing import build_tiny_model, draw_signature, encode_png
+from enrollment.testing import draw_signature, encode_png
 from sigver.cli import main
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models"))
 
 
 def _json(capsys):

@@ -8,12 +8,7 @@ from fastapi.testclient import TestClient
 from enrollment import Verifier
 from enrollment.config import Settings
 from enrollment.service import create_app
-from enrollment.testing import build_tiny_model, draw_signature, encode_png
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models"))
+from enrollment.testing import draw_signature, encode_png
 
 
 @pytest.fixture(scope="module")

@@ -144,13 +144,10 @@ class SynthWriter:
             form=form,
             font=font,
             size_px=size_px,
-            pen_width=float(rng.uniform(2.2, 4.8)),
-            ink=float(rng.uniform(25.0, 115.0)),
-            pressure=float(rng.uniform(0.45, 0.8)),
             speed=speed,
-            stability=float(rng.beta(4.0, 2.0)),
             decorations=tuple(decorations),
             template=template,
+            **_draw_hand(rng),
         )
 
     @classmethod
@@ -208,18 +205,16 @@ class SynthWriter:
         pens = list(PEN_TYPES)
         pen = str(pens[int(rng.choice(len(pens), p=list(PEN_TYPES.values())))])
         profiles = list(PRESSURE_PROFILES)
+        hand = _draw_hand(rng)  # drawn here, after the pen, to keep corpora bit-identical
         return cls(
             text=text,
             form=form,
             font=style,
             size_px=size_px,
-            pen_width=float(rng.uniform(2.2, 4.8)),
-            ink=float(rng.uniform(25.0, 115.0)),
-            pressure=float(rng.uniform(0.45, 0.8)),
             speed=speed,
-            stability=float(rng.beta(4.0, 2.0)),
             decorations=tuple(decorations),
             template=template,
+            **hand,
             version=2,
             script=script,
             style=style,
@@ -355,6 +350,19 @@ def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, step: float) -> np.n
     n = max(3, int(np.hypot(*(p2 - p0)) / step) + 2)
     t = np.linspace(0.0, 1.0, n)[:, None]
     return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
+
+
+def _draw_hand(rng: np.random.Generator) -> dict[str, float]:
+    """A writer's pen width, ink darkness, pressure and stability (v1 and v2 alike).
+
+    The draw order is part of the corpora's determinism: do not reorder.
+    """
+    return {
+        "pen_width": float(rng.uniform(2.2, 4.8)),
+        "ink": float(rng.uniform(25.0, 115.0)),
+        "pressure": float(rng.uniform(0.45, 0.8)),
+        "stability": float(rng.beta(4.0, 2.0)),
+    }
 
 
 def _plan(
