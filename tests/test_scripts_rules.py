@@ -94,3 +94,70 @@ def test_background_size_keeps_the_shipped_size_without_a_clear_gain() -> None:
     assert bs.decide({80: shipped, 480: row(2.5, 5.5, 5.5, 8.0)}) == (480, False)
     # The shipped size is best.
     assert bs.decide({0: row(4.0, 6.0, 7.0, 9.0), 80: shipped}) == (80, False)
+
+
+def test_forgery_realism_probe_reads_a_shared_cue_and_its_direction() -> None:
+    import forgery_realism as fr
+    import numpy as np
+    import pytest
+
+    rng = np.random.default_rng(0)
+
+    def sample(n: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+        forg = np.repeat([0, 1], n)
+        x = rng.normal(size=(2 * n, 8))
+        x[:, 0] += shift * forg  # the forgery cue lives in one dimension
+        return x, forg
+
+    x_train, f_train = sample(100, 4.0)
+    x_same, f_same = sample(100, 4.0)
+    x_flip, f_flip = sample(100, -4.0)
+    x_none, f_none = sample(100, 0.0)
+    assert fr.probe_auc(x_train, f_train, x_same, f_same) > 0.98
+    # A cue that points the other way on the test population gives AUC far below chance.
+    assert fr.probe_auc(x_train, f_train, x_flip, f_flip) < 0.02
+    assert 0.35 < fr.probe_auc(x_train, f_train, x_none, f_none) < 0.65
+    with pytest.raises(ValueError, match="both genuine"):
+        fr.probe_auc(x_train, f_train, x_none[:100], f_none[:100])
+
+
+def test_forgery_realism_fusion_moves_forgeries_by_their_own_probe_value() -> None:
+    import forgery_realism as fr
+    import numpy as np
+
+    from sigver.evaluation import FoldScores
+    from sigver.protocol import FoldSplit
+
+    # Two users; images 0-3 genuine of user 0, 4-7 of user 1, 8-9 / 10-11 their forgeries.
+    # Raw scores cannot tell forgeries (0.5) from genuines (0.5); the probe value z can.
+    split = FoldSplit(
+        fold=0,
+        seed=0,
+        users=np.array([0, 1]),
+        refs=[np.array([0]), np.array([4])],
+        test_genuine=[np.array([1, 2, 3]), np.array([5, 6, 7])],
+        skilled=[np.array([8, 9]), np.array([10, 11])],
+        simple=[np.zeros(0, int), np.zeros(0, int)],
+        negatives=np.zeros(0, int),
+    )
+    z = np.array([0.0] * 8 + [1.0] * 4)
+    gen = [np.array([0.5, 0.6, 0.7]), np.array([0.5, 0.6, 0.7])]
+    rnd = [np.array([-1.0, -1.0, -1.0])] * 2
+    skl = [np.array([0.6, 0.6]), np.array([0.6, 0.6])]
+    scores = FoldScores(genuine=gen, random=rnd, skilled=skl, simple=[np.zeros(0)] * 2)
+    eers = fr.fused_eers([scores], [split], z, (0.0, 1.0))
+    assert eers[0.0]["EER_global"] > 10  # forgeries at 0.6 sit inside the genuine range
+    assert eers[1.0] == {"EER_global": 0.0, "EER_user": 0.0}  # shifted to -0.4: separated
+
+
+def test_forgery_realism_weight_needs_a_clear_global_gain() -> None:
+    import forgery_realism as fr
+
+    inner = {0.0: {"EER_global": 10.0, "EER_user": 5.0}, 0.5: {"EER_global": 9.4, "EER_user": 5.1}}
+    assert fr.choose_weight(inner) == (0.5, True)
+    inner[0.5] = {"EER_global": 9.7, "EER_user": 5.0}  # 0.3 points: not enough
+    assert fr.choose_weight(inner) == (0.5, False)
+    inner[0.5] = {"EER_global": 9.0, "EER_user": 5.3}  # EER_user 0.3 worse
+    assert fr.choose_weight(inner) == (0.5, False)
+    inner[0.5] = {"EER_global": 10.5, "EER_user": 4.0}
+    assert fr.choose_weight(inner) == (0.0, False)

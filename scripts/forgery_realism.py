@@ -1,0 +1,379 @@
+"""Do synthetic skilled forgeries teach what real ones look like? A linear probe (issues 9, 10).
+
+SigNet-F's forgery term and every "pseudo-forgery" idea assume that what tells a
+synthetic forgery from a genuine signature also tells a real forgery from a real
+genuine one. This script measures that assumption directly, with frozen features
+and writer-independent linear probes (standardised features, logistic regression):
+
+- **synth -> synth**: fitted on genuine vs skilled forgeries of half the synthetic
+  hold-out writers, AUC on the other half (writer-disjoint): how visible the
+  synthetic forgery cues are.
+- **synth -> real**: the same probe, AUC on SigComp2011 development writers 001-037
+  (genuine vs their skilled forgeries).
+- **real -> real**: fitted on development writers 001-021, AUC on 022-037, and the
+  reverse, averaged: how much writer-independent forgery information the features
+  carry about real forgeries at all.
+- **forgery head**: for a SigNet-F training checkpoint that keeps its heads (a
+  pipeline's ``base/best.pt``), the AUC of its own forgery logit on the same sets.
+
+- **real -> synth**: the probe fitted on all development writers, AUC on the
+  synthetic writers: whether what it learned looks like forging in general or like
+  this dataset's collection.
+
+``--fusion`` then asks whether that writer-independent cue lowers the EER of one
+global threshold (issue 10's gap). Rule, fixed in this docstring before the first
+fusion run:
+
+- **Inner protocol.** Development writers A = 001-021, B = 022-037. The probe is
+  fitted on one half; the other half is enrolled exactly as ``Verifier.enroll``
+  enrolls (``simulate_deployment``: the model's background, its normaliser, 5
+  references, 10 folds, seed 1234). Each test image's fused score is
+  ``s - w * z``: ``s`` the user's normalised score, ``z`` the probe's decision
+  value divided by its standard deviation on the probe's training images.
+- **Choice.** ``w`` in ``FUSION_WEIGHTS``; the weight with the lowest mean
+  EER_global over both directions. It counts as a gain only if that mean is at
+  least 0.5 points below ``w = 0`` and the mean EER_user rises by at most 0.2.
+- **Reported after the choice:** the probe fitted on all 32 development writers,
+  exploitation writers 038-069 enrolled the same way, ``w = 0`` and the chosen
+  ``w``. Nothing here changes the product; a gain on SigComp2011 alone would not
+  show that the cue is forging rather than how SigComp2011's forgeries were
+  collected.
+
+AUC 0.5 is chance; below 0.5 the cue points the wrong way. No SigComp2011
+exploitation writer (038-069) is read. The synthetic corpus is made with the v2
+generator's hold-out styles (never used for training), preprocessed on the canvas
+that makes its ink as wide as SigComp2011's, as ``scripts/train_v2_model.py`` does.
+
+Usage::
+
+    python scripts/forgery_realism.py --model models/sigver-sigresnet-v5.pt \\
+        --model /work/runs/v5/base/best.pt --sigcomp ../shared/data/sigcomp2011 \\
+        --work runs/forgery-realism
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("forgery_realism")
+
+#: Development-writer halves for the real -> real probe (ids, inclusive).
+REAL_HALVES = ((1, 21), (22, 37))
+#: Weights of the probe's standardised score in the fused score (``--fusion``).
+FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+#: The fused score must lower the inner mean EER_global by this much (points) ...
+MIN_GAIN = 0.5
+#: ... while the inner mean EER_user rises by at most this much (points).
+MAX_USER_LOSS = 0.2
+
+
+def probe_auc(
+    x_train: np.ndarray, forg_train: np.ndarray, x_test: np.ndarray, forg_test: np.ndarray
+) -> float:
+    """AUC on ``x_test`` of a linear genuine-vs-forgery probe fitted on ``x_train``.
+
+    Parameters
+    ----------
+    x_train, x_test : ndarray (n, d)
+        Features.
+    forg_train, forg_test : ndarray (n,)
+        1 for a skilled forgery, 0 for a genuine signature; both classes must occur.
+
+    Returns
+    -------
+    float
+        ROC AUC with forgeries as the positive class.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    for name, y in (("train", forg_train), ("test", forg_test)):
+        if np.unique(y).size != 2:
+            raise ValueError(f"the {name} set needs both genuine signatures and forgeries")
+    clf = _fit_probe(x_train, forg_train)
+    return float(roc_auc_score(forg_test, clf.decision_function(x_test)))
+
+
+def _fit_probe(x: np.ndarray, forg: np.ndarray) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # Strong regularisation: a few hundred images against 1024 dimensions.
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000))
+    return clf.fit(x, forg)
+
+
+def fused_eers(
+    fold_scores: list[Any], splits: list[Any], z: np.ndarray, weights: tuple[float, ...]
+) -> dict[float, dict[str, float]]:
+    """Mean EER_global / EER_user (%) over folds of the scores ``s - w * z[image]``.
+
+    ``fold_scores[k]`` (:class:`sigver.evaluation.FoldScores`) and ``splits[k]``
+    (:class:`sigver.protocol.FoldSplit`) are one fold of a deployment simulation;
+    ``z`` holds one value per row of the population's feature set.
+    """
+    from sigver.metrics import compute_metrics
+
+    out = {}
+    for w in weights:
+        per_fold = []
+        for sc, split in zip(fold_scores, splits, strict=True):
+            n = len(split.test_genuine)
+            gen = [sc.genuine[i] - w * z[split.test_genuine[i]] for i in range(n)]
+            rnd = [sc.random[i] - w * z[split.random_forgeries(i)] for i in range(n)]
+            skl = [sc.skilled[i] - w * z[split.skilled[i]] for i in range(n)]
+            per_fold.append(compute_metrics(gen, rnd, skl))
+        out[w] = {
+            k: 100 * float(np.mean([m[k] for m in per_fold])) for k in ("EER_global", "EER_user")
+        }
+    return out
+
+
+def choose_weight(inner: dict[float, dict[str, float]]) -> tuple[float, bool]:
+    """The weight with the lowest inner mean EER_global, and whether it counts as a gain."""
+    best = min(inner, key=lambda w: (inner[w]["EER_global"], w))
+    base = inner[0.0]
+    gain = (
+        best != 0.0
+        and base["EER_global"] - inner[best]["EER_global"] >= MIN_GAIN
+        and inner[best]["EER_user"] - base["EER_user"] <= MAX_USER_LOSS
+    )
+    return best, gain
+
+
+def _deployment_eers(
+    model: Path, real: Any, train: np.ndarray, users: str, weights: tuple[float, ...]
+) -> dict[float, dict[str, float]]:
+    """Fused EERs of ``users`` enrolled as the product enrolls, probe fitted on ``train`` rows."""
+    from sigver.calibration import _resolve_users
+    from sigver.evaluation import simulate_deployment
+    from sigver.features import default_background_path
+    from sigver.featureset import load_features
+    from sigver.models.checkpoint import load_checkpoint
+
+    normalization = load_checkpoint(model).meta.metrics["calibration"]["normalization"]
+    clf = _fit_probe(real.features[train], (real.yforg[train] == 1).astype(int))
+    z = clf.decision_function(real.features)
+    z = z / np.std(z[train])
+    run = simulate_deployment(
+        real,
+        users=list(_resolve_users(real, users)),
+        background=load_features(default_background_path(model)),
+        dataset="sigcomp2011",
+        refs=5,
+        folds=10,
+        seed=1234,
+        normalization=normalization,
+        n_jobs=2,
+        progress=False,
+    )
+    return fused_eers(run.scores(normalization), run.splits, z, weights)
+
+
+def fusion(model: Path, real: Any) -> dict[str, Any]:
+    """The ``--fusion`` experiment of one shipped model (see the module docstring)."""
+    wn = _writer_numbers(real)
+    dev = (wn <= 37) & (real.yforg < 2)
+    (a_lo, a_hi), (b_lo, b_hi) = REAL_HALVES
+    half_a, half_b = dev & (wn <= a_hi), dev & (wn >= b_lo)
+    directions = {
+        "A->B": _deployment_eers(model, real, half_a, f"{b_lo:03d}-{b_hi:03d}", FUSION_WEIGHTS),
+        "B->A": _deployment_eers(model, real, half_b, f"{a_lo:03d}-{a_hi:03d}", FUSION_WEIGHTS),
+    }
+    inner = {
+        w: {
+            k: float(np.mean([d[w][k] for d in directions.values()]))
+            for k in ("EER_global", "EER_user")
+        }
+        for w in FUSION_WEIGHTS
+    }
+    best, gain = choose_weight(inner)
+    exploitation = _deployment_eers(model, real, dev, "038-069", tuple(sorted({0.0, best})))
+    return {
+        "directions": {k: {str(w): v for w, v in d.items()} for k, d in directions.items()},
+        "inner_mean": {str(w): v for w, v in inner.items()},
+        "chosen_weight": best,
+        "gain": gain,
+        "exploitation_038_069": {str(w): v for w, v in exploitation.items()},
+    }
+
+
+def _features(model: Path, data: list[str], out: Path) -> Any:
+    from sigver.cli import main as sigver
+    from sigver.featureset import load_features
+
+    if not out.is_file():
+        argv = ["features", "--model", str(model), *data, "--out", str(out), "--backend",
+                "torch", "--no-progress", "-q"]  # fmt: skip
+        if sigver(argv) != 0:
+            raise SystemExit(f"feature extraction failed: {argv}")
+    return load_features(out)
+
+
+def _head_logits(model: Path, images: np.ndarray) -> np.ndarray | None:
+    """The SigNet-F forgery head's logits of preprocessed images, or None without a head."""
+    import torch
+
+    from sigver.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(model)
+    if not ckpt.heads or not ckpt.heads.get("forgery"):
+        return None
+    net = ckpt.build_model().eval()
+    (h, w), (ih, iw) = ckpt.meta.input_size, images.shape[-2:]
+    top, left = (ih - h) // 2, (iw - w) // 2
+    crops = images[:, :, top : top + h, left : left + w]
+    head = ckpt.heads["forgery"]
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(crops), 128):
+            f = net(torch.from_numpy(np.ascontiguousarray(crops[i : i + 128])).float() / 255.0)
+            out.append((f @ head["weight"].T)[:, 0] + head["bias"])
+    return torch.cat(out).numpy()
+
+
+def _writer_numbers(fs: Any) -> np.ndarray:
+    return np.array([int(str(u)) for u in fs.user_ids])[fs.y]
+
+
+def measure(model: Path, synth_npz: Path, sigcomp: Path, work: Path) -> dict[str, float]:
+    """Every probe of one model (see the module docstring)."""
+    from sklearn.metrics import roc_auc_score
+
+    tag = f"{model.parent.name}-{model.stem}"
+    syn = _features(model, ["--data", str(synth_npz)], work / f"synth-{tag}.features.npz")
+    real = _features(
+        model,
+        ["--data", str(sigcomp), "--dataset", "sigcomp2011"],
+        work / f"sigcomp-{tag}.features.npz",
+    )
+    wn = _writer_numbers(real)
+    dev = (wn <= 37) & (real.yforg < 2)  # simple forgeries (yforg 2) are not skilled ones
+    halves = [dev & (wn >= lo) & (wn <= hi) for lo, hi in REAL_HALVES]
+    odd = syn.y % 2 == 1
+    x, f = syn.features, (syn.yforg == 1).astype(int)
+    xr, fr = real.features, (real.yforg == 1).astype(int)
+    res = {
+        "synth->synth": probe_auc(x[~odd], f[~odd], x[odd], f[odd]),
+        "synth->real": probe_auc(x, f, xr[dev], fr[dev]),
+        "real->synth": probe_auc(xr[dev], fr[dev], x, f),
+        "real->real": float(
+            np.mean(
+                [
+                    probe_auc(xr[a], fr[a], xr[b], fr[b])
+                    for a, b in ((halves[0], halves[1]), (halves[1], halves[0]))
+                ]
+            )
+        ),
+    }
+    with np.load(synth_npz, allow_pickle=False) as d:
+        synth_images = d["x"]
+    head_syn = _head_logits(model, synth_images)
+    if head_syn is not None:
+        from sigver.cache import load_cache
+
+        sc = load_cache(work / "sigcomp2011.npz")
+        sc_dev = (np.array([int(str(u)) for u in sc.user_ids])[sc.y] <= 37) & (sc.yforg < 2)
+        head_real = _head_logits(model, sc.x[sc_dev])
+        res["head on synth"] = float(roc_auc_score(syn.yforg == 1, head_syn))
+        res["head on real"] = float(roc_auc_score(sc.yforg[sc_dev] == 1, head_real))
+    return res
+
+
+def _synth_corpus(work: Path, writers: int, jobs: int) -> Path:
+    """A hold-out-style v2 corpus of all scripts, preprocessed as the v2 pipeline does."""
+    from sigver.cli import main as sigver
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from train_v2_model import synth_canvas
+
+    folder, npz = work / "synth", work / "synth.npz"
+    if not npz.is_file():
+        if not folder.is_dir():
+            sigver(["synth", "--version", "2", "--split", "holdout", "--writers", str(writers),
+                    "--genuine", "10", "--forgeries", "5", "--seed", "3", "--out", str(folder),
+                    "--jobs", str(jobs), "--no-progress", "-q"])  # fmt: skip
+        canvas = [str(v) for v in synth_canvas(folder)]
+        sigver(["preprocess", "--dataset", "gpds", "--path", str(folder), "--out", str(npz),
+                "--canvas", *canvas, "--jobs", str(jobs), "--no-progress", "-q"])  # fmt: skip
+    return npz
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", type=Path, action="append", help="checkpoint (repeatable; default: shipped)"
+    )
+    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    parser.add_argument("--work", type=Path, default=REPO / "runs/forgery-realism")
+    parser.add_argument("--writers", type=int, default=96, help="synthetic hold-out writers")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--fusion", action="store_true", help="also run the fusion experiment (shipped models)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from sigver.cli import main as sigver
+    from sigver.features import default_model_path
+
+    models = args.model or [default_model_path()]
+    args.work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    synth_npz = _synth_corpus(args.work, args.writers, args.jobs)
+    cache = args.work / "sigcomp2011.npz"
+    if not cache.is_file():
+        sigver(["preprocess", "--dataset", "sigcomp2011", "--path", str(args.sigcomp),
+                "--out", str(cache), "--no-progress", "-q"])  # fmt: skip
+    rows = {str(m): measure(m, synth_npz, args.sigcomp, args.work) for m in models}
+    cols = ["synth->synth", "synth->real", "real->synth", "real->real", "head on synth",
+            "head on real"]  # fmt: skip
+    lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, res in rows.items():
+        cells = [f"{res[c]:.3f}" if c in res else "" for c in cols]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    elapsed = time.perf_counter() - start
+    lines += ["", f"AUC, forgeries positive; {args.writers} synthetic hold-out writers, "
+              f"SigComp2011 development writers 001-037; {elapsed:.0f} s."]  # fmt: skip
+    if args.fusion:
+        from sigver.featureset import load_features
+        from sigver.models.checkpoint import load_checkpoint
+
+        for m in models:
+            if "calibration" not in (load_checkpoint(m).meta.metrics or {}):
+                log.info("%s: no calibration (normaliser, background); no fusion run", m)
+                continue
+            tag = f"{m.parent.name}-{m.stem}"
+            res = fusion(m, load_features(args.work / f"sigcomp-{tag}.features.npz"))
+            rows[str(m)]["fusion"] = res
+            lines += ["", f"Fusion `s - w z`, `{m}` (EER_global / EER_user %, deployment "
+                      "simulation, 5 references, 10 folds):", "",
+                      "| w | A->B | B->A | inner mean |", "|---|---|---|---|"]  # fmt: skip
+            for w in FUSION_WEIGHTS:
+                cells = [res["directions"][d][str(w)] for d in ("A->B", "B->A")]
+                cells.append(res["inner_mean"][str(w)])
+                txt = " | ".join(f"{c['EER_global']:.2f} / {c['EER_user']:.2f}" for c in cells)
+                lines.append(f"| {w} | {txt} |")
+            lines += ["", f"chosen w = {res['chosen_weight']} (gain: {res['gain']}); "
+                      "exploitation writers 038-069, reported after the choice: " + ", ".join(
+                          f"w={w}: {v['EER_global']:.2f} / {v['EER_user']:.2f}"
+                          for w, v in res["exploitation_038_069"].items())]  # fmt: skip
+        elapsed = time.perf_counter() - start
+        lines.append(f"total {elapsed:.0f} s")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    (args.work / "forgery-realism.md").write_text(report)
+    (args.work / "forgery-realism.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
