@@ -166,7 +166,7 @@ def _deployment_eers(
     z = z / np.std(z[train])
     run = simulate_deployment(
         real,
-        users=list(_resolve_users(real, users)),
+        users=tuple(_resolve_users(real, users)),
         background=load_features(default_background_path(model)),
         dataset="sigcomp2011",
         refs=5,
