@@ -88,6 +88,17 @@ def add_operating_point_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_forgery_cue_argument(parser: argparse.ArgumentParser) -> None:
+    """``--forgery-cue`` / ``--no-forgery-cue``: decide with the model's forgery cue."""
+    parser.add_argument(
+        "--forgery-cue",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="subtract the model's writer-independent forgery cue from every score and use "
+        "the operating points calibrated for it (default: $SIGVER_FORGERY_CUE, else off)",
+    )
+
+
 def check_home(args: argparse.Namespace, *, create: bool) -> None:
     """Refuse a ``--home`` folder that does not exist, unless the command creates stores.
 
@@ -131,6 +142,7 @@ def make_verifier(args: argparse.Namespace, *, create: bool = False, **settings:
         settings=Settings.from_env(**settings),
         operating_point=getattr(args, "operating_point", None),
         backend=getattr(args, "backend", None),
+        forgery_cue=getattr(args, "forgery_cue", None),
     )
 
 

@@ -418,6 +418,7 @@ def create_app(
             "model_id": verifier.model_id,
             "default_threshold": verifier.default_threshold,
             "operating_point": verifier.operating_point,
+            "forgery_cue": verifier.forgery_cue is not None,
         }
 
     @app.get("/ready", tags=["service"])

@@ -116,6 +116,8 @@ def _image_list(images: object, limit: int) -> list[Any]:
 
 #: Environment variable naming the store-wide operating point (``sigver serve`` workers).
 ENV_OPERATING_POINT = "SIGVER_OPERATING_POINT"
+#: Environment variable switching the model's forgery cue on (``1``/``true``/``on``).
+ENV_FORGERY_CUE = "SIGVER_FORGERY_CUE"
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,9 @@ class VerificationResult:
     llr : float or None
         Log-likelihood ratio genuine vs skilled forgery of the score, when the
         model's calibration holds the map.
+    forgery_penalty : float or None
+        What the model's writer-independent forgery cue subtracted from the
+        normalised score (``None``: the model has no cue).
     """
 
     user_id: str
@@ -159,6 +164,7 @@ class VerificationResult:
     operating_point: str = ""
     calibrated_rates: dict[str, Any] = field(default_factory=dict)
     llr: float | None = None
+    forgery_penalty: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly view (``decision`` spelled out for humans)."""
@@ -174,6 +180,7 @@ class VerificationResult:
             "operating_point": self.operating_point,
             "calibrated_rates": dict(self.calibrated_rates),
             "llr": self.llr,
+            "forgery_penalty": self.forgery_penalty,
         }
 
 
@@ -276,6 +283,16 @@ _THREADPOOLS: Any = None
 _THREADPOOLS_LOCK = threading.Lock()
 
 
+def _env_flag(name: str) -> bool:
+    """A boolean environment variable (``1``/``true``/``yes``/``on``; unset = false)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SigverError(f"${name} must be 1/true/on or 0/false/off, got {value!r}")
+
+
 @contextlib.contextmanager
 def _blas_threads(n: int | None) -> Iterator[None]:
     """Limit BLAS threads around the small per-user products (threads cost more than they save)."""
@@ -324,6 +341,12 @@ class Verifier:
         Store-wide named operating point of the model's calibration
         (``balanced``, ``far-skilled=1%``...; default: the calibration's default).
         A user's own operating point or threshold override takes precedence.
+    forgery_cue : bool, optional
+        Decide on the user's score minus the model's writer-independent forgery
+        cue (:mod:`sigver.forgery_cue`), with the operating points calibrated for
+        that fused score (``$SIGVER_FORGERY_CUE``, else off). The model must carry
+        a cue (``sigver calibrate --forgery-weight W``). Enrolled users are the same
+        either way; only verification changes.
     """
 
     def __init__(
@@ -338,6 +361,7 @@ class Verifier:
         classifier_params: Mapping[str, Any] | None = None,
         operating_point: str | None = None,
         backend: str | None = None,
+        forgery_cue: bool | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         if store is None or isinstance(store, (str, os.PathLike)):
@@ -363,7 +387,11 @@ class Verifier:
         self.model_id = str(extractor.model_id)
         self.model_sha256 = str(extractor.sha256)
         self.classifier_params = dict(classifier_params or DEFAULT_CLASSIFIER_PARAMS)
-        self._init_operating_points(operating_point or os.environ.get(ENV_OPERATING_POINT) or None)
+        if forgery_cue is None:
+            forgery_cue = _env_flag(ENV_FORGERY_CUE)
+        self._init_operating_points(
+            operating_point or os.environ.get(ENV_OPERATING_POINT) or None, bool(forgery_cue)
+        )
         self._background = self._load_background(background)
         self._background, self._cohort = self._split_cohort(self._background)
         # Hash of the rows classifiers are trained against (cohort held out), which
@@ -381,11 +409,27 @@ class Verifier:
 
     # -- operating points (issue 10) -------------------------------------------------
 
-    def _init_operating_points(self, operating_point: str | None) -> None:
+    def _init_operating_points(self, operating_point: str | None, forgery_cue: bool) -> None:
         from sigver.calibration import resolve_operating_point, stored_calibration
+        from sigver.forgery_cue import ForgeryCue
 
         meta = getattr(self.extractor, "meta", None)
         self.calibration = stored_calibration(getattr(meta, "metrics", None))
+        #: The model's writer-independent forgery cue, subtracted from every score when on.
+        self.forgery_cue: ForgeryCue | None = None
+        if forgery_cue:
+            stored = (self.calibration or {}).get("forgery_cue") or {}
+            if not stored.get("calibration"):
+                raise ModelError(
+                    f"model {self.model_id} carries no forgery cue; calibrate one with "
+                    "`sigver calibrate --forgery-weight W` or switch the cue off"
+                )
+            try:
+                self.forgery_cue = ForgeryCue.from_dict(stored)
+            except SigverError as exc:
+                raise ModelError(f"the model's stored forgery cue is unusable: {exc}") from exc
+            # From here on the thresholds, rates and LLR map are those of the fused score.
+            self.calibration = {**(self.calibration or {}), **stored["calibration"]}
         cal = self.calibration or {}
         #: Per-user score normaliser the model's thresholds apply to.
         self.normalization = str(cal.get("normalization") or "none")
@@ -1079,6 +1123,12 @@ class Verifier:
                 f"stored score normaliser of user {user_id!r} is corrupt: {exc}"
             ) from exc
         scores = normalizer.transform(raw)
+        penalties: list[float | None] = [None] * len(scores)
+        if self.forgery_cue is not None:
+            # Same order as the calibration: the user's normalised score, minus the cue.
+            pen = self.forgery_cue.penalty(features)
+            scores = scores - pen
+            penalties = [float(v) for v in pen]
         threshold, decided_by, rates = self.operating_point_for(user)
         llr = self._llr
         results = [
@@ -1093,8 +1143,9 @@ class Verifier:
                 operating_point=decided_by,
                 calibrated_rates=rates,
                 llr=None if llr is None else float(llr["slope"] * score + llr["intercept"]),
+                forgery_penalty=pen,
             )
-            for item, score, r in zip(loaded, scores, raw, strict=True)
+            for item, score, r, pen in zip(loaded, scores, raw, penalties, strict=True)
         ]
         self.store.append_audit(
             [

@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--report-folds", type=int, default=10)
+    parser.add_argument(
+        "--forgery-weight",
+        type=float,
+        help="weight of the writer-independent forgery cue (sigver.forgery_cue; chosen by "
+        "scripts/forgery_realism.py --fusion); 0 = none; default: the model's current",
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--dry-run", action="store_true", help="calibrate, report, write nothing")
     args = parser.parse_args(argv)
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
     weights = load_checkpoint(args.model)
     before = _fingerprint(weights.state_dict)
+    weight = args.forgery_weight
+    if weight is None:
+        stored = (weights.meta.metrics or {}).get("calibration") or {}
+        weight = float((stored.get("forgery_cue") or {}).get("weight", 0.0))
     extractor = open_extractor(args.model)  # the backend enrollment uses
     background = load_features(default_background_path(args.model))
     cache = load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False)
@@ -110,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         default=args.default_operating_point,
         n_jobs=args.jobs,
+        forgery_weight=weight,
     )
     print(cal.summary())
+    from sigver.forgery_cue import ForgeryCue
+
     # Reported only: the deployed point on writers never used for calibration or choice.
     run = simulate_deployment(
         fs,
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         folds=args.report_folds,
         seed=args.seed,
         normalization=args.normalization,
+        forgery_cue=ForgeryCue.from_dict(cal.forgery_cue),
         n_jobs=args.jobs,
         progress=False,
     )
@@ -133,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report = (
         f"Operating points recalibrated with `{command_line()}`: per-user score normaliser "
-        f"`{args.normalization}`, calibrated through the enrollment code path on SigComp2011 "
+        f"`{args.normalization}`"
+        + (f", forgery cue weight {weight:g} (fitted on writers 001-037)" if weight else "")
+        + ", calibrated through the enrollment code path on SigComp2011 "
         f"development writers 001-037 ({args.refs} references, {args.folds} folds, seed "
         f"{args.seed}); weights unchanged (bit-identical). Deployment simulation on the "
         f"exploitation writers 038-069 ({args.report_folds} folds; `sigver evaluate "

@@ -98,18 +98,11 @@ def probe_auc(
     for name, y in (("train", forg_train), ("test", forg_test)):
         if np.unique(y).size != 2:
             raise ValueError(f"the {name} set needs both genuine signatures and forgeries")
-    clf = _fit_probe(x_train, forg_train)
-    return float(roc_auc_score(forg_test, clf.decision_function(x_test)))
+    from sigver.forgery_cue import fit_forgery_cue
 
-
-def _fit_probe(x: np.ndarray, forg: np.ndarray) -> Any:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    # Strong regularisation: a few hundred images against 1024 dimensions.
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000))
-    return clf.fit(x, forg)
+    # The product's cue (sigver.forgery_cue), so that the experiment measures what ships.
+    cue = fit_forgery_cue(x_train, forg_train, weight=1.0)
+    return float(roc_auc_score(forg_test, cue.z(x_test)))
 
 
 def fused_eers(
@@ -161,9 +154,9 @@ def _deployment_eers(
     from sigver.models.checkpoint import load_checkpoint
 
     normalization = load_checkpoint(model).meta.metrics["calibration"]["normalization"]
-    clf = _fit_probe(real.features[train], (real.yforg[train] == 1).astype(int))
-    z = clf.decision_function(real.features)
-    z = z / np.std(z[train])
+    from sigver.forgery_cue import fit_forgery_cue
+
+    z = fit_forgery_cue(real.features[train], real.yforg[train] == 1, weight=1.0).z(real.features)
     run = simulate_deployment(
         real,
         users=tuple(_resolve_users(real, users)),

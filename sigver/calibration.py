@@ -366,6 +366,10 @@ class Calibration:
         the log-likelihood ratio genuine vs skilled (equal priors), when fit.
     cohort : dict
         Cohort facts of the normaliser (fraction, writers).
+    forgery_cue : dict
+        The model's writer-independent forgery cue
+        (:meth:`sigver.forgery_cue.ForgeryCue.to_dict`), subtracted from every
+        normalised score before the thresholds apply; ``{}`` for none.
     """
 
     threshold: float
@@ -396,6 +400,7 @@ class Calibration:
     default_operating_point: str = ""
     llr: dict[str, Any] = field(default_factory=dict)
     cohort: dict[str, Any] = field(default_factory=dict)
+    forgery_cue: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (non-finite rates become ``None``); ``threshold`` is the key
@@ -463,6 +468,17 @@ class Calibration:
             )
         if self.normalization != "none":
             lines.append(f"normalisation     {self.normalization}")
+        if self.forgery_cue:
+            fused = self.forgery_cue["calibration"]
+            lines.append(
+                f"forgery cue       weight {self.forgery_cue['weight']:g}, fitted on "
+                f"{self.forgery_cue['n_genuine']} genuine / {self.forgery_cue['n_forgeries']} "
+                f"skilled forgeries of {len(self.forgery_cue['users'])} writers (off by "
+                f"default); with it: EER skilled {pct(_nan_if_none(fused['eer']))}, "
+                f"{fused['target']} T={fused['threshold']:+.4f} FRR "
+                f"{pct(_nan_if_none(fused['frr']))} FAR skilled "
+                f"{pct(_nan_if_none(fused['far_skilled']))}"
+            )
         for name, op in self.operating_points.items():
             mark = " (default)" if name == self.default_operating_point else ""
             lines.append(
@@ -755,6 +771,55 @@ def calibrate_threshold(
     )
 
 
+def _read_operating_points(
+    scores: Sequence[Any], default: str, points: Sequence[str]
+) -> dict[str, Any]:
+    """Operating points, curve, EER and LLR map of pooled deployment scores."""
+    g, r, s = (
+        np.concatenate([a for fold in scores for a in getattr(fold, part)])
+        for part in ("genuine", "random", "skilled")
+    )
+    if s.size == 0:
+        raise CalibrationError("the calibration users have no skilled forgeries")
+    names = list(dict.fromkeys([str(default).strip().lower(), *points]))
+    ops = operating_points(g, r, s, names)
+    default_name = names[0]
+    if default_name not in ops:
+        raise CalibrationError(f"operating point {default!r} has no finite threshold")
+    eer, t_eer = eer_global(g, s)
+    fold_thr = [
+        operating_point_threshold(
+            default_name, np.concatenate(fold.genuine), np.concatenate(fold.skilled)
+        )
+        for fold in scores
+    ]
+    op = ops[default_name]
+    return {
+        "threshold": float(op["threshold"]),
+        "target": default_name,
+        "eer": float(eer),
+        "eer_threshold": float(t_eer),
+        "frr": float(op["FRR"]),
+        "far_skilled": float(op["FAR_skilled"]),
+        "far_random": float("nan") if op["FAR_random"] is None else float(op["FAR_random"]),
+        "fold_thresholds": [float(t) for t in fold_thr],
+        "operating_points": ops,
+        "default_operating_point": default_name,
+        "curve": calibration_curve(g, r, s),
+        "llr": fit_llr(g, s),
+        "pooled": (g, r, s),
+    }
+
+
+def _nan_if_none(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _json_floats(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with non-finite top-level rates as ``None`` (strict JSON)."""
+    return {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in data.items()}
+
+
 def calibrate_deployment(
     features: FeatureSet,
     *,
@@ -772,6 +837,7 @@ def calibrate_deployment(
     n_jobs: int = 1,
     progress: bool = False,
     run: Any = None,
+    forgery_weight: float = 0.0,
 ) -> Calibration:
     """Calibrate named operating points through the product's own enrollment path.
 
@@ -797,6 +863,12 @@ def calibrate_deployment(
         Operating points to compute (``default`` is added).
     run : DeploymentRun, optional
         An existing simulation of these users (research: one run, many normalisers).
+    forgery_weight : float
+        When positive, fit a writer-independent forgery cue
+        (:mod:`sigver.forgery_cue`) on the calibration users' genuine signatures and
+        skilled forgeries, with this weight, and calibrate the operating points on the
+        fused scores; each calibration user's penalty comes from a cue fitted without
+        them (:func:`~sigver.forgery_cue.cross_fitted_penalty`).
 
     Returns
     -------
@@ -820,23 +892,28 @@ def calibrate_deployment(
             n_jobs=n_jobs,
             progress=progress,
         )
-    scores = run.scores(normalization)
-    g, r, s = (
-        np.concatenate([a for fold in scores for a in getattr(fold, part)])
-        for part in ("genuine", "random", "skilled")
-    )
-    if s.size == 0:
-        raise CalibrationError("the calibration users have no skilled forgeries")
-    names = list(dict.fromkeys([str(default).strip().lower(), *points]))
-    ops = operating_points(g, r, s, names)
-    default_name = names[0]
-    if default_name not in ops:
-        raise CalibrationError(f"operating point {default!r} has no finite threshold")
-    eer, t_eer = eer_global(g, s)
-    fold_thr = []
-    for fold in scores:
-        fg, fs_ = np.concatenate(fold.genuine), np.concatenate(fold.skilled)
-        fold_thr.append(operating_point_threshold(default_name, fg, fs_))
+    plain = _read_operating_points(run.scores(normalization), default, points)
+    g, r, s = plain["pooled"]
+    ops, default_name = plain["operating_points"], plain["default_operating_point"]
+    eer, t_eer, fold_thr = plain["eer"], plain["eer_threshold"], plain["fold_thresholds"]
+    cue: dict[str, Any] = {}
+    if forgery_weight:
+        from sigver.forgery_cue import cross_fitted_penalty, fit_forgery_cue
+
+        writers = features.user_ids[features.y]
+        rows = np.isin(writers, np.asarray(ids)) & (features.yforg < 2)
+        x, forged = features.features[rows], features.yforg[rows] == 1
+        penalty = np.zeros(len(features), dtype=np.float64)
+        penalty[rows] = cross_fitted_penalty(x, forged, writers[rows], weight=forgery_weight)
+        fused = _read_operating_points(
+            dataclasses.replace(run, penalty=penalty).scores(normalization), default, points
+        )
+        fused.pop("pooled")
+        cue = {
+            **fit_forgery_cue(x, forged, weight=forgery_weight, users=ids).to_dict(),
+            # The operating points of the fused score (used when the cue is switched on).
+            "calibration": _json_floats(fused),
+        }
     op = ops[default_name]
     cfg = run.resolved.config
     meta = features.meta
@@ -884,11 +961,12 @@ def calibrate_deployment(
         },
         created=_utc_now(),
         normalization=normalization,
-        curve=calibration_curve(g, r, s),
+        curve=plain["curve"],
         operating_points=ops,
         default_operating_point=default_name,
-        llr=fit_llr(g, s),
+        llr=plain["llr"],
         cohort=dict(info.get("cohort", {})) if normalization != "none" else {},
+        forgery_cue=cue,
     )
 
 

@@ -603,6 +603,9 @@ class DeploymentRun:
     info: dict[str, Any] = field(default_factory=dict)
     #: Per fold and user, what ``simulate_deployment(probe=...)`` returned (research).
     probes: list[list[Any]] = field(default_factory=list)
+    #: Per row of the population's features, what the model's forgery cue subtracts from
+    #: the normalised score (:mod:`sigver.forgery_cue`); ``None`` without a cue.
+    penalty: np.ndarray | None = None
 
     def normalizers(self, method: str | None = None) -> list[list[Any]]:
         """Per fold and user, the normaliser ``method`` (default: the run's) fits."""
@@ -622,18 +625,17 @@ class DeploymentRun:
         ]
 
     def scores(self, method: str | None = None) -> list[FoldScores]:
-        """Scores of every fold normalised per user with ``method``."""
+        """Scores of every fold normalised per user with ``method`` (minus the cue's penalty)."""
         out = []
-        for fold, norms in zip(self.raw, self.normalizers(method), strict=True):
-            out.append(
-                FoldScores(
-                    genuine=[n.transform(a) for n, a in zip(norms, fold.genuine, strict=True)],
-                    random=[n.transform(a) for n, a in zip(norms, fold.random, strict=True)],
-                    skilled=[n.transform(a) for n, a in zip(norms, fold.skilled, strict=True)],
-                    simple=[n.transform(a) for n, a in zip(norms, fold.simple, strict=True)],
-                    n_support=list(fold.n_support),
-                )
-            )
+        for fold, split, norms in zip(self.raw, self.splits, self.normalizers(method), strict=True):
+            parts: dict[str, list[np.ndarray]] = {}
+            for part in ("genuine", "random", "skilled", "simple"):
+                values = [n.transform(a) for n, a in zip(norms, getattr(fold, part), strict=True)]
+                if self.penalty is not None:
+                    rows = [_part_rows(split, part, i) for i in range(len(values))]
+                    values = [v - self.penalty[r] for v, r in zip(values, rows, strict=True)]
+                parts[part] = values
+            out.append(FoldScores(**parts, n_support=list(fold.n_support)))
         return out
 
     def result(
@@ -660,6 +662,15 @@ class DeploymentRun:
             threshold=threshold,
             threshold_source=threshold_source,
         )
+
+
+def _part_rows(split: FoldSplit, part: str, i: int) -> np.ndarray:
+    """Feature rows behind ``FoldScores.<part>[i]`` of ``split``."""
+    if part == "random":
+        return split.random_forgeries(i)
+    return {"genuine": split.test_genuine, "skilled": split.skilled, "simple": split.simple}[part][
+        i
+    ]
 
 
 def _deploy_user(
@@ -690,10 +701,7 @@ def _deploy_user(
         return model.raw_scores(x[idx]) if idx.size else np.zeros(0)
 
     return (
-        raw(split.test_genuine[i]),
-        raw(split.random_forgeries(i)),
-        raw(split.skilled[i]),
-        raw(split.simple[i]),
+        *(raw(_part_rows(split, part, i)) for part in ("genuine", "random", "skilled", "simple")),
         model.loo_genuine,
         model.cohort_scores,
         np.asarray(model.classifier.support_vectors_.shape[0]),
@@ -715,6 +723,7 @@ def simulate_deployment(
     cohort_fraction: float | None = None,
     statistics: bool = False,
     probe: Callable[[Any, FoldSplit, int], Any] | None = None,
+    forgery_cue: Any = None,
     n_jobs: int = 1,
     progress: bool = True,
 ) -> DeploymentRun:
@@ -757,6 +766,9 @@ def simulate_deployment(
         (:class:`~sigver.usermodel.UserModel`, the fold, the user's index in it);
         its return values are kept in :attr:`DeploymentRun.probes` (research:
         scoring extra samples with the deployed classifiers).
+    forgery_cue : ForgeryCue, optional
+        The model's writer-independent forgery cue (:mod:`sigver.forgery_cue`): its
+        penalty is subtracted from every normalised score, as verification does.
     n_jobs : int
         Threads over users.
     progress : bool
@@ -849,7 +861,10 @@ def simulate_deployment(
         "classifier_params": params,
         "trainer": "sigver.usermodel.train_user_model (the code path of Verifier.enroll)",
     }
-    return DeploymentRun(resolved, splits, raw, loo, coh, normalization, info, probes)
+    penalty = None if forgery_cue is None else forgery_cue.penalty(fs.features)
+    if forgery_cue is not None:
+        info["forgery_cue"] = {"weight": forgery_cue.weight, "users": len(forgery_cue.users)}
+    return DeploymentRun(resolved, splits, raw, loo, coh, normalization, info, probes, penalty)
 
 
 # -- reports -------------------------------------------------------------------------

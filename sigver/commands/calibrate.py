@@ -96,6 +96,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="operating points to compute (default: balanced, "
         "far-skilled=1%%/5%%/10%%, frr=1%%/5%%)",
     )
+    parser.add_argument(
+        "--forgery-weight",
+        type=float,
+        metavar="W",
+        help="fit a writer-independent forgery cue on the calibration users' skilled "
+        "forgeries and subtract W times it from every score (see sigver.forgery_cue; choose W "
+        "with scripts/forgery_realism.py --fusion); 0 removes it; default: the model's current",
+    )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
     from enrollment._cli import add_extraction_arguments
@@ -170,6 +178,11 @@ def run(args: argparse.Namespace) -> int:
     )
     stored = (weights.meta.metrics or {}).get("calibration") or {}
     normalization = args.normalization or stored.get("normalization") or "none"
+    weight = args.forgery_weight
+    if weight is None:
+        weight = float((stored.get("forgery_cue") or {}).get("weight", 0.0))
+    if not weight >= 0:
+        raise SigverError(f"--forgery-weight must be >= 0, got {args.forgery_weight}")
     calibration = calibrate_deployment(
         fs,
         users=args.users,
@@ -183,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         points=args.operating_points or DEFAULT_OPERATING_POINTS,
         n_jobs=max(1, args.jobs),
         progress=progress,
+        forgery_weight=weight,
     )
     print(calibration.summary())
     if args.plot is not None:

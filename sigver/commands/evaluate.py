@@ -152,6 +152,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="per-user score normaliser (default: the one the model was calibrated with)",
     )
     dep.add_argument(
+        "--forgery-cue",
+        action="store_true",
+        help="decide as `sigver verify --forgery-cue`: subtract the model's writer-independent "
+        "forgery cue from every score, at the operating points calibrated for it",
+    )
+    dep.add_argument(
         "--deployed-model",
         type=Path,
         metavar="M",
@@ -323,6 +329,17 @@ def run_deployment(args: argparse.Namespace) -> int:
     protocol = build_protocol(args)
     weights = load_checkpoint(model_path)
     calibration = stored_calibration(weights.meta.metrics)
+    from sigver.forgery_cue import ForgeryCue
+
+    cue = None
+    if getattr(args, "forgery_cue", False):
+        stored_cue = (calibration or {}).get("forgery_cue") or {}
+        if not stored_cue.get("calibration"):
+            raise SigverError(f"{model_path.name} carries no forgery cue (sigver calibrate "
+                              "--forgery-weight W adds one)")  # fmt: skip
+        # The cue is part of the decision: the thresholds are those of the fused score.
+        cue = ForgeryCue.from_dict(stored_cue)
+        calibration = {**(calibration or {}), **stored_cue["calibration"]}
     normalization = args.normalization or (calibration or {}).get("normalization") or "none"
     fixed = resolve_threshold(args, deployment=True)
     if fixed is not None:
@@ -348,6 +365,7 @@ def run_deployment(args: argparse.Namespace) -> int:
         fs,
         users=protocol.exp_users,
         background=background,
+        forgery_cue=cue,
         dataset=fs.meta.get("dataset"),
         refs=protocol.refs,
         folds=protocol.folds,
@@ -379,6 +397,7 @@ def run_deployment(args: argparse.Namespace) -> int:
     print(
         f"deployment simulation: protocol {protocol.name or 'custom'}, "
         f"features {fs.meta.get('model_id', '?')}, normalisation {normalization}"
+        + ("" if cue is None else f", forgery cue weight {cue.weight:g}")
     )
     print(format_table(result))
     if rates:

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-from enrollment._cli import add_model_argument, add_operating_point_argument, add_store_argument
+from enrollment._cli import (
+    add_forgery_cue_argument,
+    add_model_argument,
+    add_operating_point_argument,
+    add_store_argument,
+)
 
 NAME = "serve"
 HELP = "run the HTTP service (enroll/verify endpoints, API-key auth, docs at /docs)"
@@ -40,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_argument(parser, tenant=False)
     add_model_argument(parser)
     add_operating_point_argument(parser)
+    add_forgery_cue_argument(parser)
     parser.add_argument(
         "--create-key",
         metavar="NAME",
@@ -100,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         store=store_url,
         operating_point=args.operating_point,
+        forgery_cue=args.forgery_cue,
     )
     store = verifier.store
     if args.create_key:
@@ -138,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
         from enrollment.verifier import ENV_OPERATING_POINT
 
         os.environ[ENV_OPERATING_POINT] = verifier.operating_point
+    if args.forgery_cue is not None:
+        from enrollment.verifier import ENV_FORGERY_CUE
+
+        os.environ[ENV_FORGERY_CUE] = "1" if args.forgery_cue else "0"
     # Workers open the model again: give them the backend already chosen (and, for
     # onnx, already exported and verified into the cache) by this process.
     os.environ["SIGVER_BACKEND"] = extractor.backend

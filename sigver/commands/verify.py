@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from enrollment._cli import (
+    add_forgery_cue_argument,
     add_home_argument,
     add_model_argument,
     add_operating_point_argument,
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
     add_home_argument(parser)
     add_operating_point_argument(parser)
+    add_forgery_cue_argument(parser)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 

@@ -13,6 +13,37 @@ from sigver.models.checkpoint import ModelWeights
 __all__ = ["render_model_card", "write_model_card"]
 
 
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * float(v):.2f} %"
+
+
+def _cue_lines(cue: Any) -> list[str]:
+    if not cue or not cue.get("calibration"):
+        return []
+    fused = cue["calibration"]
+    lines = [
+        "",
+        f"**Forgery cue (off by default).** The model also carries a writer-independent forgery "
+        f"cue (`sigver.forgery_cue`): a logistic probe fitted on {cue.get('n_genuine', '?')} "
+        f"genuine signatures and {cue.get('n_forgeries', '?')} skilled forgeries of "
+        f"{len(cue.get('users', []))} calibration writers, weight {float(cue['weight']):g}. "
+        "Switched on (`--forgery-cue`, `Verifier(forgery_cue=True)`, `$SIGVER_FORGERY_CUE=1`), "
+        "it is subtracted from every normalised score and these operating points apply "
+        "instead (rates measured with each calibration writer's cue fitted without that "
+        "writer):",
+        "",
+        "| operating point (forgery cue) | threshold | FRR | FAR skilled | FAR random |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, op in fused.get("operating_points", {}).items():
+        mark = " (default)" if name == fused.get("default_operating_point") else ""
+        lines.append(
+            f"| `{name}`{mark} | {op['threshold']:.4f} | {_pct(op.get('FRR'))} | "
+            f"{_pct(op.get('FAR_skilled'))} | {_pct(op.get('FAR_random'))} |"
+        )
+    return lines
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -42,10 +73,7 @@ def _operating_points_section(cal: dict[str, Any], plot: str | None) -> list[str
     points = cal.get("operating_points") or {}
     if not points:
         return []
-
-    def pct(v: Any) -> str:
-        return "n/a" if v is None else f"{100 * float(v):.2f} %"
-
+    pct = _pct
     default = cal.get("default_operating_point")
     lines = [
         "## Operating points",
@@ -65,6 +93,7 @@ def _operating_points_section(cal: dict[str, Any], plot: str | None) -> list[str
             f"| `{name}`{mark} | {float(op['threshold']):.4f} | {pct(op.get('FRR'))} | "
             f"{pct(op.get('FAR_skilled'))} | {pct(op.get('FAR_random'))} |"
         )
+    lines += _cue_lines(cal.get("forgery_cue"))
     lines.append("")
     if plot:
         lines += [f"![calibration curve]({plot})", ""]
