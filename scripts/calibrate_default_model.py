@@ -21,6 +21,7 @@ the previous file must be re-enrolled.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -135,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         folds=args.report_folds,
         seed=args.seed,
         normalization=args.normalization,
-        forgery_cue=ForgeryCue.from_dict(cal.forgery_cue),
         n_jobs=args.jobs,
         progress=False,
     )
@@ -145,10 +145,29 @@ def main(argv: list[str] | None = None) -> int:
     def ms(stat: dict[str, float]) -> str:
         return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f} %"
 
+    cue_report = ""
+    cue = ForgeryCue.from_dict(cal.forgery_cue)
+    if cue is not None:
+        # The same enrollments, decided as `--forgery-cue` decides (fused score and points).
+        fused_t = float(cal.forgery_cue["calibration"]["threshold"])
+        cued = dataclasses.replace(run, penalty=cue.penalty(fs.features))
+        rc = cued.result(threshold=fused_t)
+        fc = rc.fixed_threshold["summary"]  # type: ignore[index]
+        cue_report = (
+            f" With the forgery cue switched on (`--forgery-cue`, T={fused_t:.4f}): FRR "
+            f"{ms(fc['FRR'])}, FAR skilled {ms(fc['FAR_skilled'])}, FAR random "
+            f"{ms(fc['FAR_random'])}; a-posteriori EER global {ms(rc.summary['EER_global'])}, "
+            f"user thresholds {ms(rc.summary['EER_user'])}."
+        )
+
     report = (
         f"Operating points recalibrated with `{command_line()}`: per-user score normaliser "
         f"`{args.normalization}`"
-        + (f", forgery cue weight {weight:g} (fitted on writers 001-037)" if weight else "")
+        + (
+            f"; forgery cue weight {weight:g} fitted on writers 001-037, off by default"
+            if weight
+            else ""
+        )
         + ", calibrated through the enrollment code path on SigComp2011 "
         f"development writers 001-037 ({args.refs} references, {args.folds} folds, seed "
         f"{args.seed}); weights unchanged (bit-identical). Deployment simulation on the "
@@ -157,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         f"`{cal.default_operating_point}` (T={cal.threshold:.4f}): FRR {ms(fx['FRR'])}, "
         f"FAR skilled {ms(fx['FAR_skilled'])}, FAR random {ms(fx['FAR_random'])}; "
         f"a-posteriori EER of the same scores: global {ms(res.summary['EER_global'])}, "
-        f"user thresholds {ms(res.summary['EER_user'])}."
+        f"user thresholds {ms(res.summary['EER_user'])}." + cue_report
     )
     print(report)
     if args.dry_run:
