@@ -200,6 +200,75 @@ def fusion(model: Path, real: Any) -> dict[str, Any]:
     }
 
 
+def shift_check(model: Path, syn: Any) -> dict[str, Any]:
+    """The model's stored cue on a population it was not fitted on (``--shift``).
+
+    The synthetic hold-out writers are enrolled as the product enrolls them (the
+    model's background and normaliser, 5 references, 10 folds), and decided at the
+    plain ``balanced`` point and, cue on, at the fused one. Also reported: the
+    a-posteriori EERs when each user's penalty is centred on the mean penalty of
+    their own references (a per-user variant the product does not have).
+    """
+    import dataclasses
+
+    from sigver.calibration import stored_calibration
+    from sigver.evaluation import simulate_deployment
+    from sigver.features import default_background_path
+    from sigver.featureset import load_features
+    from sigver.forgery_cue import ForgeryCue
+    from sigver.metrics import compute_metrics
+    from sigver.models.checkpoint import load_checkpoint
+
+    cal = stored_calibration(load_checkpoint(model).meta.metrics) or {}
+    cue = ForgeryCue.from_dict(cal.get("forgery_cue"))
+    if cue is None:
+        raise SystemExit(f"{model}: no forgery cue to check")
+    run = simulate_deployment(
+        syn,
+        users="all",
+        background=load_features(default_background_path(model)),
+        dataset="synthetic-holdout",
+        refs=5,
+        folds=10,
+        seed=1234,
+        normalization=cal["normalization"],
+        n_jobs=2,
+        progress=False,
+    )
+
+    def point(result: Any) -> dict[str, float]:
+        fixed = result.fixed_threshold["summary"]
+        return {
+            **{k: 100 * fixed[k]["mean"] for k in ("FRR", "FAR_skilled", "FAR_random")},
+            **{k: 100 * result.summary[k]["mean"] for k in ("EER_global", "EER_user")},
+        }
+
+    z = cue.z(syn.features)
+    plain = point(run.result(threshold=float(cal["threshold"])))
+    fused_t = float(cal["forgery_cue"]["calibration"]["threshold"])
+    cued = point(dataclasses.replace(run, penalty=cue.weight * z).result(threshold=fused_t))
+    centred = []
+    for sc, split in zip(run.scores(), run.splits, strict=True):
+        shift = [float(np.mean(z[r])) for r in split.refs]
+        zc = [z - m for m in shift]  # per user: z relative to their references
+        n = len(split.test_genuine)
+        gen = [sc.genuine[i] - cue.weight * zc[i][split.test_genuine[i]] for i in range(n)]
+        rnd = [sc.random[i] - cue.weight * zc[i][split.random_forgeries(i)] for i in range(n)]
+        skl = [sc.skilled[i] - cue.weight * zc[i][split.skilled[i]] for i in range(n)]
+        centred.append(compute_metrics(gen, rnd, skl))
+    return {
+        "plain": plain,
+        "cue": cued,
+        "cue, centred on the references (a-posteriori only)": {
+            k: 100 * float(np.mean([m[k] for m in centred])) for k in ("EER_global", "EER_user")
+        },
+        "mean z": {
+            "genuine": float(np.mean(z[syn.yforg == 0])),
+            "skilled": float(np.mean(z[syn.yforg == 1])),
+        },
+    }
+
+
 def _features(model: Path, data: list[str], out: Path) -> Any:
     from sigver.cli import main as sigver
     from sigver.featureset import load_features
@@ -313,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fusion", action="store_true", help="also run the fusion experiment (shipped models)"
     )
+    parser.add_argument(
+        "--shift",
+        action="store_true",
+        help="also apply each model's stored cue to the synthetic writers (another population)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from sigver.cli import main as sigver
@@ -336,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     lines += ["", f"AUC, forgeries positive; {args.writers} synthetic hold-out writers, "
               f"SigComp2011 development writers 001-037; {elapsed:.0f} s."]  # fmt: skip
+    from sigver.models.checkpoint import load_checkpoint
+
     if args.fusion:
         from sigver.featureset import load_features
-        from sigver.models.checkpoint import load_checkpoint
 
         for m in models:
             if "calibration" not in (load_checkpoint(m).meta.metrics or {}):
@@ -361,6 +436,29 @@ def main(argv: list[str] | None = None) -> int:
                           for w, v in res["exploitation_038_069"].items())]  # fmt: skip
         elapsed = time.perf_counter() - start
         lines.append(f"total {elapsed:.0f} s")
+    if args.shift:
+        from sigver.featureset import load_features
+
+        for m in models:
+            cal = (load_checkpoint(m).meta.metrics or {}).get("calibration") or {}
+            if not cal.get("forgery_cue"):
+                continue
+            tag = f"{m.parent.name}-{m.stem}"
+            res = shift_check(m, load_features(args.work / f"synth-{tag}.features.npz"))
+            rows[str(m)]["shift"] = res
+            lines += ["", f"The stored cue of `{m}` on {args.writers} synthetic hold-out writers "
+                      "(deployment simulation, 5 references, 10 folds; %):", "",
+                      "| decision | FRR | FAR skilled | FAR random | EER global | EER user |",
+                      "|---|---|---|---|---|---|"]  # fmt: skip
+            for name, v in res.items():
+                if name == "mean z":
+                    continue
+                cells = [v.get(k) for k in ("FRR", "FAR_skilled", "FAR_random")]
+                cells += [v["EER_global"], v["EER_user"]]
+                txt = " | ".join("" if c is None else f"{c:.2f}" for c in cells)
+                lines.append(f"| {name} | {txt} |")
+            lines += ["", f"mean z: genuine {res['mean z']['genuine']:.3f}, "
+                      f"skilled {res['mean z']['skilled']:.3f}"]  # fmt: skip
     report = "\n".join(lines) + "\n"
     print(report)
     (args.work / "forgery-realism.md").write_text(report)
