@@ -148,6 +148,12 @@ def test_forgery_realism_fusion_moves_forgeries_by_their_own_probe_value() -> No
     eers = fr.fused_eers([scores], [split], z, (0.0, 1.0))
     assert eers[0.0]["EER_global"] > 10  # forgeries at 0.6 sit inside the genuine range
     assert eers[1.0] == {"EER_global": 0.0, "EER_user": 0.0}  # shifted to -0.4: separated
+    # A population shift of user 1's cue (all of its images, references included) is
+    # removed by centring on the references, and only then.
+    shifted = z + np.array([0.0] * 4 + [3.0] * 4 + [0.0] * 2 + [3.0] * 2)
+    assert fr.fused_eers([scores], [split], shifted, (1.0,))[1.0]["EER_global"] > 10
+    centred = fr.fused_eers([scores], [split], shifted, (1.0,), centred=True)
+    assert centred[1.0] == {"EER_global": 0.0, "EER_user": 0.0}
 
 
 def test_forgery_realism_weight_needs_a_clear_global_gain() -> None:
