@@ -417,17 +417,23 @@ class Verifier:
         self.calibration = stored_calibration(getattr(meta, "metrics", None))
         #: The model's writer-independent forgery cue, subtracted from every score when on.
         self.forgery_cue: ForgeryCue | None = None
+        stored = (self.calibration or {}).get("forgery_cue") or {}
+        #: The stored cue even when switched off: enrollment records each user's
+        #: reference mean of it, so that users serve with the cue on or off.
+        self._stored_cue: ForgeryCue | None = None
+        try:
+            self._stored_cue = ForgeryCue.from_dict(stored)
+        except SigverError as exc:
+            if forgery_cue:
+                raise ModelError(f"the model's stored forgery cue is unusable: {exc}") from exc
+            logger.warning("ignoring the model's unusable forgery cue: %s", exc)
         if forgery_cue:
-            stored = (self.calibration or {}).get("forgery_cue") or {}
             if not stored.get("calibration"):
                 raise ModelError(
                     f"model {self.model_id} carries no forgery cue; calibrate one with "
                     "`sigver calibrate --forgery-weight W` or switch the cue off"
                 )
-            try:
-                self.forgery_cue = ForgeryCue.from_dict(stored)
-            except SigverError as exc:
-                raise ModelError(f"the model's stored forgery cue is unusable: {exc}") from exc
+            self.forgery_cue = self._stored_cue
             # From here on the thresholds, rates and LLR map are those of the fused score.
             self.calibration = {**(self.calibration or {}), **stored["calibration"]}
         cal = self.calibration or {}
@@ -941,6 +947,11 @@ class Verifier:
                 **self.classifier_params,
                 "classifier": type(clf).__name__,
                 "normalization": model.normalizer.to_dict(),
+                **(
+                    {}
+                    if self._stored_cue is None
+                    else {"forgery_cue_ref_mean_z": float(np.mean(self._stored_cue.z(positives)))}
+                ),
             },
             n_negatives=model.n_negatives,
             threshold=None if threshold is None else float(threshold),
@@ -1126,7 +1137,13 @@ class Verifier:
         penalties: list[float | None] = [None] * len(scores)
         if self.forgery_cue is not None:
             # Same order as the calibration: the user's normalised score, minus the cue.
-            pen = self.forgery_cue.penalty(features)
+            ref_mean = user.classifier_params.get("forgery_cue_ref_mean_z")
+            if self.forgery_cue.centred and not isinstance(ref_mean, (int, float)):
+                raise EnrollmentError(
+                    f"user {user_id!r} was enrolled before the model carried its forgery cue; "
+                    "re-enroll the user (sigver enroll --force) to verify with the cue on"
+                )
+            pen = self.forgery_cue.penalty(features, ref_mean)
             scores = scores - pen
             penalties = [float(v) for v in pen]
         threshold, decided_by, rates = self.operating_point_for(user)

@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         help="weight of the writer-independent forgery cue (sigver.forgery_cue; chosen by "
         "scripts/forgery_realism.py --fusion); 0 = none; default: the model's current",
     )
+    parser.add_argument(
+        "--forgery-centred",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="centre each user's cue on their references (default: the model's current, else on)",
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--dry-run", action="store_true", help="calibrate, report, write nothing")
     args = parser.parse_args(argv)
@@ -103,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     if weight is None:
         stored = (weights.meta.metrics or {}).get("calibration") or {}
         weight = float((stored.get("forgery_cue") or {}).get("weight", 0.0))
+    centred = args.forgery_centred
+    if centred is None:
+        stored = (weights.meta.metrics or {}).get("calibration") or {}
+        centred = bool((stored.get("forgery_cue") or {}).get("centred", True))
     extractor = open_extractor(args.model)  # the backend enrollment uses
     background = load_features(default_background_path(args.model))
     cache = load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False)
@@ -122,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         default=args.default_operating_point,
         n_jobs=args.jobs,
         forgery_weight=weight,
+        forgery_centred=centred,
     )
     print(cal.summary())
     from sigver.forgery_cue import ForgeryCue
@@ -150,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     if cue is not None:
         # The same enrollments, decided as `--forgery-cue` decides (fused score and points).
         fused_t = float(cal.forgery_cue["calibration"]["threshold"])
-        cued = dataclasses.replace(run, penalty=cue.penalty(fs.features))
+        cued = dataclasses.replace(
+            run, penalty=cue.weight * cue.z(fs.features), centre_penalty=cue.centred
+        )
         rc = cued.result(threshold=fused_t)
         fc = rc.fixed_threshold["summary"]  # type: ignore[index]
         cue_report = (
@@ -164,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Operating points recalibrated with `{command_line()}`: per-user score normaliser "
         f"`{args.normalization}`"
         + (
-            f"; forgery cue weight {weight:g} fitted on writers 001-037, off by default"
+            f"; forgery cue weight {weight:g}{', centred' if centred else ''} fitted on writers "
+            "001-037, off by default"
             if weight
             else ""
         )

@@ -270,7 +270,11 @@ def shift_check(model: Path, syn: Any) -> dict[str, Any]:
     z = cue.z(syn.features)
     plain = point(run.result(threshold=float(cal["threshold"])))
     fused_t = float(cal["forgery_cue"]["calibration"]["threshold"])
-    cued = point(dataclasses.replace(run, penalty=cue.weight * z).result(threshold=fused_t))
+    cued = point(
+        dataclasses.replace(run, penalty=cue.weight * z, centre_penalty=cue.centred).result(
+            threshold=fused_t
+        )
+    )
     centred = []
     for sc, split in zip(run.scores(), run.splits, strict=True):
         shift = [float(np.mean(z[r])) for r in split.refs]

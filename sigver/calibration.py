@@ -471,7 +471,8 @@ class Calibration:
         if self.forgery_cue:
             fused = self.forgery_cue["calibration"]
             lines.append(
-                f"forgery cue       weight {self.forgery_cue['weight']:g}, fitted on "
+                f"forgery cue       weight {self.forgery_cue['weight']:g}"
+                f"{', centred' if self.forgery_cue.get('centred') else ''}, fitted on "
                 f"{self.forgery_cue['n_genuine']} genuine / {self.forgery_cue['n_forgeries']} "
                 f"skilled forgeries of {len(self.forgery_cue['users'])} writers (off by "
                 f"default); with it: EER skilled {pct(_nan_if_none(fused['eer']))}, "
@@ -838,6 +839,7 @@ def calibrate_deployment(
     progress: bool = False,
     run: Any = None,
     forgery_weight: float = 0.0,
+    forgery_centred: bool = False,
 ) -> Calibration:
     """Calibrate named operating points through the product's own enrollment path.
 
@@ -869,6 +871,8 @@ def calibrate_deployment(
         skilled forgeries, with this weight, and calibrate the operating points on the
         fused scores; each calibration user's penalty comes from a cue fitted without
         them (:func:`~sigver.forgery_cue.cross_fitted_penalty`).
+    forgery_centred : bool
+        Fit a centred cue (each user's penalty relative to their references').
 
     Returns
     -------
@@ -906,11 +910,17 @@ def calibrate_deployment(
         penalty = np.zeros(len(features), dtype=np.float64)
         penalty[rows] = cross_fitted_penalty(x, forged, writers[rows], weight=forgery_weight)
         fused = _read_operating_points(
-            dataclasses.replace(run, penalty=penalty).scores(normalization), default, points
+            dataclasses.replace(run, penalty=penalty, centre_penalty=bool(forgery_centred)).scores(
+                normalization
+            ),
+            default,
+            points,
         )
         fused.pop("pooled")
         cue = {
-            **fit_forgery_cue(x, forged, weight=forgery_weight, users=ids).to_dict(),
+            **fit_forgery_cue(
+                x, forged, weight=forgery_weight, users=ids, centred=forgery_centred
+            ).to_dict(),
             # The operating points of the fused score (used when the cue is switched on).
             "calibration": _json_floats(fused),
         }

@@ -606,6 +606,8 @@ class DeploymentRun:
     #: Per row of the population's features, what the model's forgery cue subtracts from
     #: the normalised score (:mod:`sigver.forgery_cue`); ``None`` without a cue.
     penalty: np.ndarray | None = None
+    #: Centre each user's penalty on the mean penalty of their references (a centred cue).
+    centre_penalty: bool = False
 
     def normalizers(self, method: str | None = None) -> list[list[Any]]:
         """Per fold and user, the normaliser ``method`` (default: the run's) fits."""
@@ -634,6 +636,11 @@ class DeploymentRun:
                 if self.penalty is not None:
                     rows = [_part_rows(split, part, i) for i in range(len(values))]
                     values = [v - self.penalty[r] for v, r in zip(values, rows, strict=True)]
+                    if self.centre_penalty:
+                        values = [
+                            v + float(np.mean(self.penalty[split.refs[i]]))
+                            for i, v in enumerate(values)
+                        ]
                 parts[part] = values
             out.append(FoldScores(**parts, n_support=list(fold.n_support)))
         return out
@@ -861,10 +868,17 @@ def simulate_deployment(
         "classifier_params": params,
         "trainer": "sigver.usermodel.train_user_model (the code path of Verifier.enroll)",
     }
-    penalty = None if forgery_cue is None else forgery_cue.penalty(fs.features)
+    penalty = None if forgery_cue is None else forgery_cue.weight * forgery_cue.z(fs.features)
+    centre = bool(forgery_cue is not None and forgery_cue.centred)
     if forgery_cue is not None:
-        info["forgery_cue"] = {"weight": forgery_cue.weight, "users": len(forgery_cue.users)}
-    return DeploymentRun(resolved, splits, raw, loo, coh, normalization, info, probes, penalty)
+        info["forgery_cue"] = {
+            "weight": forgery_cue.weight,
+            "users": len(forgery_cue.users),
+            "centred": centre,
+        }
+    return DeploymentRun(
+        resolved, splits, raw, loo, coh, normalization, info, probes, penalty, centre
+    )
 
 
 # -- reports -------------------------------------------------------------------------

@@ -66,6 +66,10 @@ class ForgeryCue:
         Writers it was fitted on.
     n_genuine, n_forgeries : int
         Images it was fitted on.
+    centred : bool
+        Centre each user's ``z`` on the mean ``z`` of their own references (recorded
+        at enrollment): ``s - weight * (z - mean_refs z)``. This removes a shift of
+        ``z`` that a new scanner or population applies to every image.
     """
 
     mean: np.ndarray
@@ -77,6 +81,7 @@ class ForgeryCue:
     users: tuple[str, ...] = ()
     n_genuine: int = 0
     n_forgeries: int = 0
+    centred: bool = False
 
     def __post_init__(self) -> None:
         arrays = [np.asarray(a, dtype=np.float64) for a in (self.mean, self.scale, self.coef)]
@@ -106,9 +111,18 @@ class ForgeryCue:
             )
         return (((x - self.mean) / self.scale) @ self.coef + self.intercept) / self.z_scale
 
-    def penalty(self, features: Any) -> np.ndarray:
-        """What is subtracted from each image's normalised score: ``weight * z``."""
-        return self.weight * self.z(features)
+    def penalty(self, features: Any, ref_mean_z: float | None = None) -> np.ndarray:
+        """What is subtracted from each image's normalised score.
+
+        ``weight * z``; for a centred cue ``weight * (z - ref_mean_z)``, where
+        ``ref_mean_z`` is the mean :meth:`z` of the user's references.
+        """
+        z = self.z(features)
+        if self.centred:
+            if ref_mean_z is None or not math.isfinite(ref_mean_z):
+                raise ForgeryCueError("a centred forgery cue needs the user's reference mean z")
+            z = z - ref_mean_z
+        return self.weight * z
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (stored in the model's calibration)."""
@@ -123,6 +137,7 @@ class ForgeryCue:
             "users": list(self.users),
             "n_genuine": int(self.n_genuine),
             "n_forgeries": int(self.n_forgeries),
+            "centred": bool(self.centred),
         }
 
     @classmethod
@@ -147,6 +162,7 @@ class ForgeryCue:
                 users=tuple(str(u) for u in data.get("users", ())),
                 n_genuine=int(data.get("n_genuine", 0)),
                 n_forgeries=int(data.get("n_forgeries", 0)),
+                centred=bool(data.get("centred", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ForgeryCueError):
@@ -161,6 +177,7 @@ def fit_forgery_cue(
     weight: float,
     C: float = DEFAULT_C,
     users: Sequence[str] = (),
+    centred: bool = False,
 ) -> ForgeryCue:
     """Fit the cue on genuine signatures and skilled forgeries of development writers.
 
@@ -175,6 +192,8 @@ def fit_forgery_cue(
         Inverse regularisation of the logistic regression.
     users : sequence of str
         Writers of ``features`` (recorded).
+    centred : bool
+        See :class:`ForgeryCue`.
 
     Returns
     -------
@@ -214,6 +233,7 @@ def fit_forgery_cue(
         users=tuple(str(u) for u in users),
         n_genuine=int(np.count_nonzero(~y)),
         n_forgeries=int(np.count_nonzero(y)),
+        centred=bool(centred),
     )
 
 
@@ -226,7 +246,7 @@ def cross_fitted_penalty(
     C: float = DEFAULT_C,
     groups: int = 2,
 ) -> np.ndarray:
-    """Each image's penalty from a cue fitted without its writer's group.
+    """Each image's (uncentred) penalty ``weight * z`` from a cue fitted without its writer's group.
 
     Writers are split, in sorted order, into ``groups`` contiguous groups; the images
     of each group get the penalty of a cue fitted on the other groups. Calibrating
@@ -246,5 +266,5 @@ def cross_fitted_penalty(
     for part in np.array_split(np.array(names), groups):
         inside = np.isin(w, part)
         cue = fit_forgery_cue(x[~inside], y[~inside], weight=weight, C=C)
-        out[inside] = cue.penalty(x[inside])
+        out[inside] = cue.weight * cue.z(x[inside])
     return out

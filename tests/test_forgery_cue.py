@@ -233,3 +233,59 @@ def test_cli_calibrate_writes_a_cue_and_keeps_it_on_recalibration(tmp_path, caps
     assert load_checkpoint(path).meta.metrics["calibration"]["forgery_cue"]["weight"] == 0.3
     assert main([*argv, "--forgery-weight", "0"]) == 0  # 0 removes it
     assert not load_checkpoint(path).meta.metrics["calibration"]["forgery_cue"]
+
+
+def test_centred_cue_moves_each_user_by_their_own_references(tmp_path):
+    fs = shared_cue_population(n_users=5)
+    cue = fit_forgery_cue(fs.features, fs.yforg == 1, weight=0.4, centred=True)
+    kw = dict(users="all", background=None, refs=4, folds=2, normalization="loo-lcb=0")
+    plain = simulate_deployment(fs, **kw, progress=False)
+    fused = simulate_deployment(fs, **kw, forgery_cue=cue, progress=False)
+    assert fused.centre_penalty and fused.info["forgery_cue"]["centred"]
+    pen = 0.4 * cue.z(fs.features)
+    for a, b, split in zip(plain.scores(), fused.scores(), fused.splits, strict=True):
+        for i in range(len(split.test_genuine)):
+            ref = pen[split.refs[i]].mean()
+            np.testing.assert_allclose(b.skilled[i], a.skilled[i] - (pen[split.skilled[i]] - ref))
+            rows = split.random_forgeries(i)
+            np.testing.assert_allclose(b.random[i], a.random[i] - (pen[rows] - ref))
+    with pytest.raises(ForgeryCueError, match="reference mean"):
+        cue.penalty(fs.features)
+    # A shift of every image's features along the cue leaves the centred penalty unchanged.
+    moved = fs.features + 5.0 * cue.scale * cue.coef / np.linalg.norm(cue.coef) ** 2
+    before = cue.penalty(fs.features[:3], float(cue.z(fs.features[3:6]).mean()))
+    after = cue.penalty(moved[:3], float(cue.z(moved[3:6]).mean()))
+    np.testing.assert_allclose(after, before, atol=1e-9)
+
+
+def test_verifier_with_a_centred_cue_uses_the_reference_mean_recorded_at_enrollment(tmp_path):
+    folder = tmp_path / "m"
+    path = build_tiny_model(folder)
+    bg = load_features(folder / "tiny.background.npz")
+    fs = shared_cue_population(dim=bg.dim, sha=load_checkpoint(path).sha256)
+    cal = calibrate_deployment(
+        fs,
+        users="001-008",
+        background=bg,
+        normalization="loo-lcb=0",
+        refs=4,
+        folds=2,
+        forgery_weight=0.5,
+        forgery_centred=True,
+    )
+    assert cal.forgery_cue["centred"] is True
+    apply_calibration(path, cal)
+    off = Verifier(home=tmp_path / "home", model=path)
+    refs = [draw_signature(1, s) for s in range(5)]
+    off.enroll("w1", refs)
+    off.enroll("w2", [draw_signature(2, s) for s in range(5)])
+    params = off.get_user("w1").classifier_params
+    ref_feats = off._features([off._load_image(img, i) for i, img in enumerate(refs)])
+    z_refs = off._stored_cue.z(ref_feats)
+    assert params["forgery_cue_ref_mean_z"] == pytest.approx(float(z_refs.mean()))
+    on = Verifier(home=tmp_path / "home", model=path, forgery_cue=True)
+    img = draw_signature(1, 7)
+    r = on.verify("w1", img)
+    z = float(on.forgery_cue.z(on._features([on._load_image(img, 0)]))[0])
+    assert r.forgery_penalty == pytest.approx(0.5 * (z - params["forgery_cue_ref_mean_z"]))
+    assert r.score == pytest.approx(off.verify("w1", img).score - r.forgery_penalty)

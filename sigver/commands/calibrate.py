@@ -104,6 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "forgeries and subtract W times it from every score (see sigver.forgery_cue; choose W "
         "with scripts/forgery_realism.py --fusion); 0 removes it; default: the model's current",
     )
+    parser.add_argument(
+        "--forgery-centred",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="centre each user's cue on their references (robust to a population shift; "
+        "default: the model's current cue's setting, else centred)",
+    )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
     from enrollment._cli import add_extraction_arguments
@@ -183,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
         weight = float((stored.get("forgery_cue") or {}).get("weight", 0.0))
     if not weight >= 0:
         raise SigverError(f"--forgery-weight must be >= 0, got {args.forgery_weight}")
+    centred = args.forgery_centred
+    if centred is None:
+        centred = bool((stored.get("forgery_cue") or {}).get("centred", True))
     calibration = calibrate_deployment(
         fs,
         users=args.users,
@@ -197,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         n_jobs=max(1, args.jobs),
         progress=progress,
         forgery_weight=weight,
+        forgery_centred=centred,
     )
     print(calibration.summary())
     if args.plot is not None:

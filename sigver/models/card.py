@@ -26,7 +26,13 @@ def _cue_lines(cue: Any) -> list[str]:
         f"**Forgery cue (off by default).** The model also carries a writer-independent forgery "
         f"cue (`sigver.forgery_cue`): a logistic probe fitted on {cue.get('n_genuine', '?')} "
         f"genuine signatures and {cue.get('n_forgeries', '?')} skilled forgeries of "
-        f"{len(cue.get('users', []))} calibration writers, weight {float(cue['weight']):g}. "
+        f"{len(cue.get('users', []))} calibration writers, weight {float(cue['weight']):g}"
+        + (
+            ", centred on each user's references (recorded at enrollment). "
+            if cue.get("centred")
+            else ". "
+        )
+        + 
         "Switched on (`--forgery-cue`, `Verifier(forgery_cue=True)`, `$SIGVER_FORGERY_CUE=1`), "
         "it is subtracted from every normalised score and these operating points apply "
         "instead (rates measured with each calibration writer's cue fitted without that "
