@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "--forgery-centred",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="centre each user's cue on their references (default: the model's current, else on)",
+        help="centre each user's cue on their references (default: the model's current, else off)",
     )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--dry-run", action="store_true", help="calibrate, report, write nothing")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     centred = args.forgery_centred
     if centred is None:
         stored = (weights.meta.metrics or {}).get("calibration") or {}
-        centred = bool((stored.get("forgery_cue") or {}).get("centred", True))
+        centred = bool((stored.get("forgery_cue") or {}).get("centred", False))
     extractor = open_extractor(args.model)  # the backend enrollment uses
     background = load_features(default_background_path(args.model))
     cache = load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False)

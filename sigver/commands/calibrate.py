@@ -108,8 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--forgery-centred",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="centre each user's cue on their references (robust to a population shift; "
-        "default: the model's current cue's setting, else centred)",
+        help="centre each user's cue on their references (robust to a population shift, but "
+        "check FAR random; default: the model's current cue's setting, else not centred)",
     )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         raise SigverError(f"--forgery-weight must be >= 0, got {args.forgery_weight}")
     centred = args.forgery_centred
     if centred is None:
-        centred = bool((stored.get("forgery_cue") or {}).get("centred", True))
+        centred = bool((stored.get("forgery_cue") or {}).get("centred", False))
     calibration = calibrate_deployment(
         fs,
         users=args.users,
