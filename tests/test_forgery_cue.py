@@ -117,10 +117,8 @@ def test_deployment_subtracts_each_images_own_penalty():
     assert fused.info["forgery_cue"]["weight"] == 0.4
 
 
-@pytest.fixture(scope="module")
-def cue_model(tmp_path_factory):
-    """A tiny checkpoint calibrated with a forgery cue."""
-    folder = tmp_path_factory.mktemp("cue-model")
+def calibrated_with_cue(folder, *, centred=False):
+    """A tiny checkpoint in ``folder`` calibrated with a forgery cue of weight 0.5."""
     path = build_tiny_model(folder)
     bg = load_features(folder / "tiny.background.npz")
     fs = shared_cue_population(dim=bg.dim, sha=load_checkpoint(path).sha256)
@@ -132,9 +130,15 @@ def cue_model(tmp_path_factory):
         refs=4,
         folds=2,
         forgery_weight=0.5,
+        forgery_centred=centred,
     )
     apply_calibration(path, cal)
     return path, cal, fs
+
+
+@pytest.fixture(scope="module")
+def cue_model(tmp_path_factory):
+    return calibrated_with_cue(tmp_path_factory.mktemp("cue-model"))
 
 
 def test_calibration_stores_the_cue_and_measures_it_cross_fitted(cue_model):
@@ -259,22 +263,9 @@ def test_centred_cue_moves_each_user_by_their_own_references(tmp_path):
 
 
 def test_verifier_with_a_centred_cue_uses_the_reference_mean_recorded_at_enrollment(tmp_path):
-    folder = tmp_path / "m"
-    path = build_tiny_model(folder)
-    bg = load_features(folder / "tiny.background.npz")
-    fs = shared_cue_population(dim=bg.dim, sha=load_checkpoint(path).sha256)
-    cal = calibrate_deployment(
-        fs,
-        users="001-008",
-        background=bg,
-        normalization="loo-lcb=0",
-        refs=4,
-        folds=2,
-        forgery_weight=0.5,
-        forgery_centred=True,
-    )
+    (tmp_path / "m").mkdir()
+    path, cal, _ = calibrated_with_cue(tmp_path / "m", centred=True)
     assert cal.forgery_cue["centred"] is True
-    apply_calibration(path, cal)
     off = Verifier(home=tmp_path / "home", model=path)
     refs = [draw_signature(1, s) for s in range(5)]
     off.enroll("w1", refs)
