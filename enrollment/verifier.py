@@ -411,31 +411,27 @@ class Verifier:
 
     def _init_operating_points(self, operating_point: str | None, forgery_cue: bool) -> None:
         from sigver.calibration import resolve_operating_point, stored_calibration
-        from sigver.forgery_cue import ForgeryCue
+        from sigver.forgery_cue import ForgeryCue, switch_on
 
         meta = getattr(self.extractor, "meta", None)
         self.calibration = stored_calibration(getattr(meta, "metrics", None))
         #: The model's writer-independent forgery cue, subtracted from every score when on.
         self.forgery_cue: ForgeryCue | None = None
-        stored = (self.calibration or {}).get("forgery_cue") or {}
         #: The stored cue even when switched off: enrollment records each user's
         #: reference mean of it, so that users serve with the cue on or off.
         self._stored_cue: ForgeryCue | None = None
-        try:
-            self._stored_cue = ForgeryCue.from_dict(stored)
-        except SigverError as exc:
-            if forgery_cue:
-                raise ModelError(f"the model's stored forgery cue is unusable: {exc}") from exc
-            logger.warning("ignoring the model's unusable forgery cue: %s", exc)
         if forgery_cue:
-            if not stored.get("calibration"):
-                raise ModelError(
-                    f"model {self.model_id} carries no forgery cue; calibrate one with "
-                    "`sigver calibrate --forgery-weight W` or switch the cue off"
-                )
-            self.forgery_cue = self._stored_cue
-            # From here on the thresholds, rates and LLR map are those of the fused score.
-            self.calibration = {**(self.calibration or {}), **stored["calibration"]}
+            try:
+                # From here on the thresholds, rates and LLR map are the fused score's.
+                self.forgery_cue, self.calibration = switch_on(self.calibration, self.model_id)
+            except SigverError as exc:
+                raise ModelError(f"the forgery cue cannot be switched on: {exc}") from exc
+            self._stored_cue = self.forgery_cue
+        else:
+            try:
+                self._stored_cue = ForgeryCue.from_dict((self.calibration or {}).get("forgery_cue"))
+            except SigverError as exc:
+                logger.warning("ignoring the model's unusable forgery cue: %s", exc)
         cal = self.calibration or {}
         #: Per-user score normaliser the model's thresholds apply to.
         self.normalization = str(cal.get("normalization") or "none")

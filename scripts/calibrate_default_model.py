@@ -21,7 +21,6 @@ the previous file must be re-enrolled.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import logging
 import shutil
@@ -161,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if cue is not None:
         # The same enrollments, decided as `--forgery-cue` decides (fused score and points).
         fused_t = float(cal.forgery_cue["calibration"]["threshold"])
-        cued = dataclasses.replace(
-            run, penalty=cue.weight * cue.z(fs.features), centre_penalty=cue.centred
-        )
+        cued = run.with_forgery_cue(cue, fs)
         rc = cued.result(threshold=fused_t)
         fc = rc.fixed_threshold["summary"]  # type: ignore[index]
         cue_report = (

@@ -126,18 +126,16 @@ def fused_eers(
     ``z`` holds one value per row of the population's feature set. ``centred``:
     each user's ``z`` minus the mean ``z`` of that user's references in the fold.
     """
+    from sigver.evaluation import subtract_penalty
     from sigver.metrics import compute_metrics
 
     out = {}
     for w in weights:
         per_fold = []
         for sc, split in zip(fold_scores, splits, strict=True):
-            n = len(split.test_genuine)
-            zu = [z - (float(np.mean(z[split.refs[i]])) if centred else 0.0) for i in range(n)]
-            gen = [sc.genuine[i] - w * zu[i][split.test_genuine[i]] for i in range(n)]
-            rnd = [sc.random[i] - w * zu[i][split.random_forgeries(i)] for i in range(n)]
-            skl = [sc.skilled[i] - w * zu[i][split.skilled[i]] for i in range(n)]
-            per_fold.append(compute_metrics(gen, rnd, skl))
+            # The product's own subtraction (DeploymentRun.scores uses it too).
+            fused = subtract_penalty(sc, split, w * z, centred=centred)
+            per_fold.append(compute_metrics(fused.genuine, fused.random, fused.skilled))
         out[w] = {
             k: 100 * float(np.mean([m[k] for m in per_fold])) for k in ("EER_global", "EER_user")
         }
@@ -240,7 +238,6 @@ def shift_check(model: Path, syn: Any) -> dict[str, Any]:
     from sigver.features import default_background_path
     from sigver.featureset import load_features
     from sigver.forgery_cue import ForgeryCue
-    from sigver.metrics import compute_metrics
     from sigver.models.checkpoint import load_checkpoint
 
     cal = stored_calibration(load_checkpoint(model).meta.metrics) or {}
@@ -270,25 +267,14 @@ def shift_check(model: Path, syn: Any) -> dict[str, Any]:
     z = cue.z(syn.features)
     plain = point(run.result(threshold=float(cal["threshold"])))
     fused_t = float(cal["forgery_cue"]["calibration"]["threshold"])
-    cued = point(
-        dataclasses.replace(run, penalty=cue.weight * z, centre_penalty=cue.centred).result(
-            threshold=fused_t
-        )
-    )
-    centred = []
-    for sc, split in zip(run.scores(), run.splits, strict=True):
-        shift = [float(np.mean(z[r])) for r in split.refs]
-        zc = [z - m for m in shift]  # per user: z relative to their references
-        n = len(split.test_genuine)
-        gen = [sc.genuine[i] - cue.weight * zc[i][split.test_genuine[i]] for i in range(n)]
-        rnd = [sc.random[i] - cue.weight * zc[i][split.random_forgeries(i)] for i in range(n)]
-        skl = [sc.skilled[i] - cue.weight * zc[i][split.skilled[i]] for i in range(n)]
-        centred.append(compute_metrics(gen, rnd, skl))
+    cued_run = run.with_forgery_cue(cue, syn)
+    cued = point(cued_run.result(threshold=fused_t))
+    centred = dataclasses.replace(cued_run, centre_penalty=True).result()
     return {
         "plain": plain,
         "cue": cued,
         "cue, centred on the references (a-posteriori only)": {
-            k: 100 * float(np.mean([m[k] for m in centred])) for k in ("EER_global", "EER_user")
+            k: 100 * centred.summary[k]["mean"] for k in ("EER_global", "EER_user")
         },
         "mean z": {
             "genuine": float(np.mean(z[syn.yforg == 0])),

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -630,20 +630,21 @@ class DeploymentRun:
         """Scores of every fold normalised per user with ``method`` (minus the cue's penalty)."""
         out = []
         for fold, split, norms in zip(self.raw, self.splits, self.normalizers(method), strict=True):
-            parts: dict[str, list[np.ndarray]] = {}
-            for part in ("genuine", "random", "skilled", "simple"):
-                values = [n.transform(a) for n, a in zip(norms, getattr(fold, part), strict=True)]
-                if self.penalty is not None:
-                    rows = [_part_rows(split, part, i) for i in range(len(values))]
-                    values = [v - self.penalty[r] for v, r in zip(values, rows, strict=True)]
-                    if self.centre_penalty:
-                        values = [
-                            v + float(np.mean(self.penalty[split.refs[i]]))
-                            for i, v in enumerate(values)
-                        ]
-                parts[part] = values
-            out.append(FoldScores(**parts, n_support=list(fold.n_support)))
+            parts = {
+                part: [n.transform(a) for n, a in zip(norms, getattr(fold, part), strict=True)]
+                for part in _SCORE_PARTS
+            }
+            scores = FoldScores(**parts, n_support=list(fold.n_support))
+            if self.penalty is not None:
+                scores = subtract_penalty(scores, split, self.penalty, centred=self.centre_penalty)
+            out.append(scores)
         return out
+
+    def with_forgery_cue(self, cue: Any, fs: FeatureSet) -> DeploymentRun:
+        """This run decided with ``cue`` (:class:`~sigver.forgery_cue.ForgeryCue`) on ``fs``."""
+        return replace(
+            self, penalty=cue.weight * cue.z(fs.features), centre_penalty=bool(cue.centred)
+        )
 
     def result(
         self,
@@ -669,6 +670,29 @@ class DeploymentRun:
             threshold=threshold,
             threshold_source=threshold_source,
         )
+
+
+#: The parts of :class:`FoldScores`, in order.
+_SCORE_PARTS = ("genuine", "random", "skilled", "simple")
+
+
+def subtract_penalty(
+    scores: FoldScores, split: FoldSplit, penalty: np.ndarray, *, centred: bool = False
+) -> FoldScores:
+    """``scores`` of ``split`` minus each image's ``penalty`` (one value per feature row).
+
+    ``centred``: each user's penalties relative to the mean penalty of that user's
+    references in the fold (a centred forgery cue).
+    """
+    shift = [float(np.mean(penalty[r])) if centred else 0.0 for r in split.refs]
+    parts = {
+        part: [
+            v - penalty[_part_rows(split, part, i)] + shift[i]
+            for i, v in enumerate(getattr(scores, part))
+        ]
+        for part in _SCORE_PARTS
+    }
+    return FoldScores(**parts, n_support=list(scores.n_support))
 
 
 def _part_rows(split: FoldSplit, part: str, i: int) -> np.ndarray:
@@ -708,7 +732,7 @@ def _deploy_user(
         return model.raw_scores(x[idx]) if idx.size else np.zeros(0)
 
     return (
-        *(raw(_part_rows(split, part, i)) for part in ("genuine", "random", "skilled", "simple")),
+        *(raw(_part_rows(split, part, i)) for part in _SCORE_PARTS),
         model.loo_genuine,
         model.cohort_scores,
         np.asarray(model.classifier.support_vectors_.shape[0]),
@@ -868,17 +892,15 @@ def simulate_deployment(
         "classifier_params": params,
         "trainer": "sigver.usermodel.train_user_model (the code path of Verifier.enroll)",
     }
-    penalty = None if forgery_cue is None else forgery_cue.weight * forgery_cue.z(fs.features)
-    centre = bool(forgery_cue is not None and forgery_cue.centred)
-    if forgery_cue is not None:
-        info["forgery_cue"] = {
-            "weight": forgery_cue.weight,
-            "users": len(forgery_cue.users),
-            "centred": centre,
-        }
-    return DeploymentRun(
-        resolved, splits, raw, loo, coh, normalization, info, probes, penalty, centre
-    )
+    run = DeploymentRun(resolved, splits, raw, loo, coh, normalization, info, probes)
+    if forgery_cue is None:
+        return run
+    info["forgery_cue"] = {
+        "weight": forgery_cue.weight,
+        "users": len(forgery_cue.users),
+        "centred": bool(forgery_cue.centred),
+    }
+    return run.with_forgery_cue(forgery_cue, fs)
 
 
 # -- reports -------------------------------------------------------------------------

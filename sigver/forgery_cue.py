@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -36,6 +36,7 @@ __all__ = [
     "ForgeryCueError",
     "cross_fitted_penalty",
     "fit_forgery_cue",
+    "switch_on",
 ]
 
 #: Inverse regularisation of the logistic probe: strong, a few hundred images against
@@ -168,6 +169,30 @@ class ForgeryCue:
             if isinstance(exc, ForgeryCueError):
                 raise
             raise ForgeryCueError(f"stored forgery cue is malformed: {exc}") from exc
+
+
+def switch_on(
+    calibration: Mapping[str, Any] | None, model: str
+) -> tuple[ForgeryCue, dict[str, Any]]:
+    """The stored cue of a model's calibration, and the calibration to decide with it on.
+
+    The second value is ``calibration`` with its thresholds, rates, curve and LLR map
+    replaced by those of the fused score, which is what "cue on" means everywhere
+    (``Verifier(forgery_cue=True)``, ``sigver evaluate --forgery-cue``).
+
+    Raises
+    ------
+    ForgeryCueError
+        The model (named ``model`` in the message) carries no cue, or a malformed one.
+    """
+    stored = (calibration or {}).get("forgery_cue") or {}
+    if not stored.get("calibration"):
+        raise ForgeryCueError(
+            f"model {model} carries no forgery cue; calibrate one with "
+            "`sigver calibrate --forgery-weight W` or switch the cue off"
+        )
+    cue = cast(ForgeryCue, ForgeryCue.from_dict(stored))  # not None: ``stored`` is not empty
+    return cue, {**(calibration or {}), **stored["calibration"]}
 
 
 def fit_forgery_cue(

@@ -329,17 +329,12 @@ def run_deployment(args: argparse.Namespace) -> int:
     protocol = build_protocol(args)
     weights = load_checkpoint(model_path)
     calibration = stored_calibration(weights.meta.metrics)
-    from sigver.forgery_cue import ForgeryCue
-
     cue = None
     if getattr(args, "forgery_cue", False):
-        stored_cue = (calibration or {}).get("forgery_cue") or {}
-        if not stored_cue.get("calibration"):
-            raise SigverError(f"{model_path.name} carries no forgery cue (sigver calibrate "
-                              "--forgery-weight W adds one)")  # fmt: skip
+        from sigver.forgery_cue import switch_on
+
         # The cue is part of the decision: the thresholds are those of the fused score.
-        cue = ForgeryCue.from_dict(stored_cue)
-        calibration = {**(calibration or {}), **stored_cue["calibration"]}
+        cue, calibration = switch_on(calibration, model_path.name)
     normalization = args.normalization or (calibration or {}).get("normalization") or "none"
     fixed = resolve_threshold(args, deployment=True)
     if fixed is not None:
