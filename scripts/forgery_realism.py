@@ -190,10 +190,8 @@ def _deployment_eers(
 
 def fusion(model: Path, real: Any, centred: bool = False) -> dict[str, Any]:
     """The ``--fusion`` experiment of one shipped model (see the module docstring)."""
-    wn = _writer_numbers(real)
-    dev = (wn <= 37) & (real.yforg < 2)
+    dev, (half_a, half_b) = _dev_rows(real)
     (a_lo, a_hi), (b_lo, b_hi) = REAL_HALVES
-    half_a, half_b = dev & (wn <= a_hi), dev & (wn >= b_lo)
     directions = {
         "A->B": _deployment_eers(
             model, real, half_a, f"{b_lo:03d}-{b_hi:03d}", FUSION_WEIGHTS, centred
@@ -295,35 +293,54 @@ def _features(model: Path, data: list[str], out: Path) -> Any:
     return load_features(out)
 
 
-def _head_logits(model: Path, images: np.ndarray) -> np.ndarray | None:
-    """The SigNet-F forgery head's logits of preprocessed images, or None without a head."""
+def _head_aucs(model: Path, synth_npz: Path, sigcomp_npz: Path) -> dict[str, float]:
+    """AUCs of a SigNet-F checkpoint's own forgery head; ``{}`` for a model without one."""
     import torch
+    from sklearn.metrics import roc_auc_score
 
+    from sigver.cache import load_cache
     from sigver.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(model)
     if not ckpt.heads or not ckpt.heads.get("forgery"):
-        return None
+        return {}
     net = ckpt.build_model().eval()
-    (h, w), (ih, iw) = ckpt.meta.input_size, images.shape[-2:]
-    top, left = (ih - h) // 2, (iw - w) // 2
-    crops = images[:, :, top : top + h, left : left + w]
     head = ckpt.heads["forgery"]
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(crops), 128):
-            f = net(torch.from_numpy(np.ascontiguousarray(crops[i : i + 128])).float() / 255.0)
-            out.append((f @ head["weight"].T)[:, 0] + head["bias"])
-    return torch.cat(out).numpy()
+    (h, w) = ckpt.meta.input_size
+
+    def logits(images: np.ndarray) -> np.ndarray:
+        ih, iw = images.shape[-2:]
+        top, left = (ih - h) // 2, (iw - w) // 2
+        crops = images[:, :, top : top + h, left : left + w]
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(crops), 128):
+                batch = np.ascontiguousarray(crops[i : i + 128])
+                f = net(torch.from_numpy(batch).float() / 255.0)
+                out.append((f @ head["weight"].T)[:, 0] + head["bias"])
+        return torch.cat(out).numpy()
+
+    syn, real = load_cache(synth_npz), load_cache(sigcomp_npz)
+    dev, _ = _dev_rows(real)
+    return {
+        "head on synth": float(roc_auc_score(syn.yforg == 1, logits(syn.x))),
+        "head on real": float(roc_auc_score(real.yforg[dev] == 1, logits(real.x[dev]))),
+    }
 
 
-def _writer_numbers(fs: Any) -> np.ndarray:
-    return np.array([int(str(u)) for u in fs.user_ids])[fs.y]
+def _dev_rows(data: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Rows of SigComp2011 development writers 001-037 (genuine and skilled) and of each half.
+
+    ``data`` is a feature set or a signature cache of SigComp2011 (its ``user_ids``,
+    ``y``, ``yforg``); simple forgeries (``yforg`` 2) are not skilled ones.
+    """
+    writer = np.array([int(str(u)) for u in data.user_ids])[data.y]
+    dev = (writer <= 37) & (data.yforg < 2)
+    return dev, [dev & (writer >= lo) & (writer <= hi) for lo, hi in REAL_HALVES]
 
 
 def measure(model: Path, synth_npz: Path, sigcomp: Path, work: Path) -> dict[str, float]:
     """Every probe of one model (see the module docstring)."""
-    from sklearn.metrics import roc_auc_score
 
     tag = f"{model.parent.name}-{model.stem}"
     syn = _features(model, ["--data", str(synth_npz)], work / f"synth-{tag}.features.npz")
@@ -332,9 +349,7 @@ def measure(model: Path, synth_npz: Path, sigcomp: Path, work: Path) -> dict[str
         ["--data", str(sigcomp), "--dataset", "sigcomp2011"],
         work / f"sigcomp-{tag}.features.npz",
     )
-    wn = _writer_numbers(real)
-    dev = (wn <= 37) & (real.yforg < 2)  # simple forgeries (yforg 2) are not skilled ones
-    halves = [dev & (wn >= lo) & (wn <= hi) for lo, hi in REAL_HALVES]
+    dev, halves = _dev_rows(real)
     odd = syn.y % 2 == 1
     x, f = syn.features, (syn.yforg == 1).astype(int)
     xr, fr = real.features, (real.yforg == 1).astype(int)
@@ -351,18 +366,7 @@ def measure(model: Path, synth_npz: Path, sigcomp: Path, work: Path) -> dict[str
             )
         ),
     }
-    with np.load(synth_npz, allow_pickle=False) as d:
-        synth_images = d["x"]
-    head_syn = _head_logits(model, synth_images)
-    if head_syn is not None:
-        from sigver.cache import load_cache
-
-        sc = load_cache(work / "sigcomp2011.npz")
-        sc_dev = (np.array([int(str(u)) for u in sc.user_ids])[sc.y] <= 37) & (sc.yforg < 2)
-        head_real = _head_logits(model, sc.x[sc_dev])
-        res["head on synth"] = float(roc_auc_score(syn.yforg == 1, head_syn))
-        res["head on real"] = float(roc_auc_score(sc.yforg[sc_dev] == 1, head_real))
-    return res
+    return {**res, **_head_aucs(model, synth_npz, work / "sigcomp2011.npz")}
 
 
 def _synth_corpus(work: Path, writers: int, jobs: int) -> Path:
