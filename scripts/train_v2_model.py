@@ -117,6 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
     parser.add_argument("--no-sigcomp", action="store_true", help="synthetic stages only")
     parser.add_argument("--writers", type=int, default=3000)
+    parser.add_argument(
+        "--synth-version",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="generator of the training corpus: 2 (v2-v5) or 3 (forgers write with their own "
+        "pen; see scripts/forgery_stats.py); the hold-out corpora stay v2, comparable across runs",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        metavar="NAME",
+        help="shipped model evaluated in the same run (repeatable; default: the previous version)",
+    )
     parser.add_argument("--genuine", type=int, default=10)
     parser.add_argument("--forgeries", type=int, default=5)
     parser.add_argument("--holdout-writers", type=int, default=24, help="per script")
@@ -178,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     synth = work / "synth"
     p.run(
         "synth",
-        ["synth", "--version", "2", "--split", "train", "--writers", str(args.writers),
+        ["synth", "--version", str(args.synth_version), "--split", "train", "--writers",
+         str(args.writers),
          "--genuine", str(args.genuine), "--forgeries", str(args.forgeries), "--seed", "0",
          "--out", str(synth), *jobs, *quiet],
         work / "synth.done",
@@ -242,11 +257,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. fine-tuning on SigComp2011 development writers, genuine only
     models = {"v1": resolve_model_path("sigver-sigresnet-v1"), "base": base / "best.pt"}
-    prev = None
-    if args.model_version.isdigit() and int(args.model_version) > 2:
+    compare = args.compare
+    if compare is None and args.model_version.isdigit() and int(args.model_version) > 2:
         # The shipped model this version would replace, evaluated in the same run.
-        prev = f"v{int(args.model_version) - 1}"
-        models = {prev: resolve_model_path(f"sigver-sigresnet-{prev}"), **models}
+        compare = [f"v{int(args.model_version) - 1}"]
+    for name in compare or ():
+        models = {name: resolve_model_path(f"sigver-sigresnet-{name}"), **models}
     if not args.no_sigcomp:
         for name, freeze in (("ft_all", "0"), ("ft_last", "-1")):
             p.run(
@@ -275,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
     half = args.holdout_writers // 2
     for script in SCRIPTS:
-        for name in dict.fromkeys(("v1", *([prev] if prev else []), "base", args.ship)):
+        for name in dict.fromkeys(("v1", *(compare or ()), "base", args.ship)):
             if name not in models:
                 continue
             p.run(

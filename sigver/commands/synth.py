@@ -32,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--version",
         dest="synth_version",
         type=int,
-        choices=(1, 2),
+        choices=(1, 2, 3),
         default=1,
         help="generator: 1 (default) = the Latin-only v1 corpus the shipped v1 model was trained "
-        "on, byte-identical; 2 = scripts, pens, papers, resolutions, forms, JPEG",
+        "on, byte-identical; 2 = scripts, pens, papers, resolutions, forms, JPEG; 3 = 2 with "
+        "forgers writing with their own pen, ink and pressure (same genuine images as 2)",
     )
     parser.add_argument(
         "--scripts",
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scripts is not None:
         scripts = tuple(s.strip() for s in args.scripts.split(",") if s.strip())
     version, scripts = check_options(args.synth_version, scripts, args.split)
-    options = {} if version == 1 else {"version": 2, "scripts": scripts, "split": args.split}
+    options = {} if version == 1 else {"version": version, "scripts": scripts, "split": args.split}
 
     start = time.perf_counter()
     info = generate_corpus(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 FORGERIES_PER_FORGER = 3
 _GENUINE, _FORGERY, _FORGER, _WRITER_V2 = 0, 1, 2, 3
 #: Generator versions: 1 is the Latin-only corpus the v1 model was trained on
-#: (kept byte-identical), 2 adds scripts and acquisition diversity.
-VERSIONS: tuple[int, ...] = (1, 2)
+#: (kept byte-identical), 2 adds scripts and acquisition diversity, 3 is 2 with
+#: forgers who write with their own pen (same writers and genuine images as 2).
+VERSIONS: tuple[int, ...] = (1, 2, 3)
 
 
 class SynthError(SigverError, ValueError):
@@ -111,7 +112,7 @@ def check_options(
     unknown = [s for s in chosen if s not in SCRIPTS]
     if unknown or not chosen:
         raise SynthError(f"unknown script(s) {unknown}; available: {', '.join(SCRIPTS)}")
-    return 2, chosen
+    return version, chosen
 
 
 def make_writer(
@@ -130,8 +131,9 @@ def make_writer(
         Corpus seed (>= 0).
     writer : int
         Zero-based writer index (>= 0).
-    version : {1, 2}
-        Generator version; 1 (default) is the v1 corpus, unchanged.
+    version : {1, 2, 3}
+        Generator version; 1 (default) is the v1 corpus, unchanged; 3 is 2
+        with forgers who write with their own pen, ink and pressure.
     scripts : sequence of str, optional
         v2: writing systems, assigned round-robin (writer ``i`` writes
         ``scripts[i % len(scripts)]``); implies version 2. Default: all.
@@ -150,7 +152,8 @@ def make_writer(
     if version == 1:
         return SynthWriter.random(np.random.default_rng(_seq(seed, writer)))
     rng = np.random.default_rng(_seq(seed, writer, _WRITER_V2))
-    return SynthWriter.random_v2(rng, chosen[writer % len(chosen)], split)
+    drawn = SynthWriter.random_v2(rng, chosen[writer % len(chosen)], split)
+    return drawn if version == 2 else replace(drawn, version=version)
 
 
 def render_genuine(
@@ -176,7 +179,7 @@ def render_genuine(
     """
     strokes = genuine_strokes(writer, rng)
     scan_rng = rng if scan_rng is None else scan_rng
-    if writer.version == 2:
+    if writer.version >= 2:
         return render_strokes_v2(
             strokes,
             size_px=writer.size_px,
@@ -222,9 +225,21 @@ def render_forgery(
         ``(H, W)`` uint8 grayscale image.
     """
     if forger is None:
-        forger = Forger.random(rng)
+        forger = Forger.random(rng, own_pen=writer.version >= 3)
     strokes = forgery_strokes(writer, rng, forger)
     scan_rng = rng if scan_rng is None else scan_rng
+    if forger.own_pen is not None:
+        own = forger.own_pen
+        return render_strokes_v2(
+            strokes,
+            size_px=writer.size_px,
+            pen_width=own.width,
+            ink=own.ink,
+            pen=own.pen,
+            nib_angle=own.nib_angle,
+            scan=ScanParamsV2.random(scan_rng),
+            rng=scan_rng,
+        )
     if writer.version == 2:
         # The forger often uses a pen of another type than the writer's.
         pens = list(PEN_TYPES)
@@ -251,9 +266,9 @@ def render_forgery(
     )
 
 
-def _forger(seed: int, writer: int, forgery: int) -> Forger:
+def _forger(seed: int, writer: int, forgery: int, version: int) -> Forger:
     seq = _seq(seed, writer, _FORGER, forgery // FORGERIES_PER_FORGER)
-    return Forger.random(np.random.default_rng(seq))
+    return Forger.random(np.random.default_rng(seq), own_pen=version >= 3)
 
 
 def generate_writer(
@@ -289,7 +304,9 @@ def generate_writer(
         render_genuine(w, *sample_rngs(seed, writer, "genuine", i)) for i in range(n_genuine)
     ]
     forgeries = [
-        render_forgery(w, *sample_rngs(seed, writer, "forgery", i), forger=_forger(seed, writer, i))
+        render_forgery(
+            w, *sample_rngs(seed, writer, "forgery", i), forger=_forger(seed, writer, i, w.version)
+        )
         for i in range(n_forgeries)
     ]
     return w, genuine, forgeries
@@ -424,8 +441,8 @@ def generate_corpus(
     _check_counts(n_writers, n_genuine, n_forgeries, n_jobs)
     version, chosen = check_options(version, scripts, split)
     options: dict[str, Any] = {}
-    if version == 2:
-        options = {"version": 2, "scripts": chosen, "split": split}
+    if version >= 2:
+        options = {"version": version, "scripts": chosen, "split": split}
     root = Path(out_dir)
     if root.exists() and not root.is_dir():
         raise SynthError(f"{root} exists and is not a folder")
@@ -453,7 +470,7 @@ def generate_corpus(
             files.extend(Path(p) for p in paths)
             rows.append(row)
             bar.update(1)
-    if version == 2:
+    if version >= 2:
         lines = ["user,script,style,form,pen"]
         lines += [",".join(r[k] for k in ("user", "script", "style", "form", "pen")) for r in rows]
         atomic_write(root / "writers.csv", ("\n".join(lines) + "\n").encode())

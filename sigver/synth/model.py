@@ -16,7 +16,7 @@ renderer turns them into pixels.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,7 +24,14 @@ from sigver.synth import geometry as geo
 from sigver.synth.glyphs import CURSIVE_FONTS, PRINT_FONTS, Glyph, load_font
 from sigver.synth.lexicon import signature_text
 
-__all__ = ["PenStroke", "SynthWriter", "Forger", "genuine_strokes", "forgery_strokes"]
+__all__ = [
+    "PenStroke",
+    "SynthWriter",
+    "Forger",
+    "ForgerPen",
+    "genuine_strokes",
+    "forgery_strokes",
+]
 
 #: Sampling step of trajectories, in cap heights.
 STEP = 0.02
@@ -254,6 +261,22 @@ SKILL_BETA = (2.2, 2.8)
 
 
 @dataclass(frozen=True)
+class ForgerPen:
+    """The forger's own pen, ink and pressure (generator v3).
+
+    Drawn from the same distributions as any writer's, independently of the
+    target's: a forger writes with whatever pen they hold, so their strokes are
+    as often thinner, lighter or smoother than the target's as the reverse.
+    """
+
+    pen: str
+    width: float
+    ink: float
+    pressure: float
+    nib_angle: float
+
+
+@dataclass(frozen=True)
 class Forger:
     """A forger's own motor habits, shared by the forgeries they produce.
 
@@ -278,6 +301,9 @@ class Forger:
         Systematic width/height proportion error (1 = exact).
     slant_bias : float
         Systematic slant error (shear, positive leans right).
+    own_pen : ForgerPen or None
+        Generator v3: the pen the forger writes with, replacing the
+        target-relative ``pen_factor`` / ``ink_factor`` and the harder press.
     """
 
     skill: float
@@ -287,13 +313,24 @@ class Forger:
     size_bias: float = 1.0
     aspect_bias: float = 1.0
     slant_bias: float = 0.0
+    own_pen: ForgerPen | None = None
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> Forger:
-        """Draw a forger."""
+    def random(cls, rng: np.random.Generator, *, own_pen: bool = False) -> Forger:
+        """Draw a forger.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The forger's random stream.
+        own_pen : bool
+            Also draw the forger's own pen, ink and pressure from the same
+            distributions as any writer's (generator v3). Drawn after
+            everything else, so the other attributes do not change.
+        """
         skill = float(rng.beta(SKILL_BETA[0], SKILL_BETA[1]))
         unskill = 1.0 - skill
-        return cls(
+        forger = cls(
             skill=skill,
             tremor=float((0.004 + 0.012 * unskill) * rng.uniform(0.7, 1.3)),
             # Forgers use their own pen, on average a blunter one (they press
@@ -304,6 +341,21 @@ class Forger:
             aspect_bias=float(np.exp(rng.normal(0.0, 0.05 + 0.08 * unskill))),
             slant_bias=float(rng.normal(0.0, 0.05 + 0.1 * unskill)),
         )
+        if own_pen:
+            pens = list(PEN_TYPES)
+            pen = str(pens[int(rng.choice(len(pens), p=list(PEN_TYPES.values())))])
+            hand = _draw_hand(rng)
+            forger = replace(
+                forger,
+                own_pen=ForgerPen(
+                    pen=pen,
+                    width=hand["pen_width"],
+                    ink=hand["ink"],
+                    pressure=hand["pressure"],
+                    nib_angle=float(rng.uniform(0.0, np.pi)),
+                ),
+            )
+        return forger
 
 
 # --------------------------------------------------------------------------- planning
@@ -667,7 +719,11 @@ def forgery_strokes(
         second = c[max(cut - back, 1) :] + rng.normal(0.0, 0.015, 2)
         replanned[i : i + 1] = [c[:cut], second]
 
-    base_p = float(np.clip(0.35 + 0.85 * writer.pressure + rng.normal(0.0, 0.04), 0.3, 1.0))
+    if forger.own_pen is None:
+        # v1/v2: forgers press harder than the target, whatever the target's pressure.
+        base_p = float(np.clip(0.35 + 0.85 * writer.pressure + rng.normal(0.0, 0.04), 0.3, 1.0))
+    else:
+        base_p = float(np.clip(forger.own_pen.pressure + rng.normal(0.0, 0.04), 0.3, 1.0))
     out = []
     for c in replanned:
         n = len(c)
