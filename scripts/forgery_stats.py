@@ -41,9 +41,18 @@ training corpus of the next full-scale model. Otherwise the pen bias was not
 what kept synthetic forgeries from transferring. Its SigComp2011-dev EERs
 (exploitation writers) are reported next to v3's, not used to decide.
 
+``--model M`` (repeatable) then asks how much of what a model's features
+know about real forging is this ink. On the development writers (fitted on
+001-021, tested on 022-037 and the reverse, as ``forgery_realism.py`` does), it
+compares the AUC of the product's forgery probe (:mod:`sigver.forgery_cue`)
+fitted on the statistics alone, on the features, and on the features with the
+statistics regressed out (a linear fit on the training half), and reports the
+correlation of the features' probe score with each statistic.
+
 Usage::
 
     python scripts/forgery_stats.py --sigcomp ../shared/data/sigcomp2011 --out runs/forgery-stats
+    python scripts/forgery_stats.py --model models/sigver-sigresnet-v5.pt --out runs/forgery-stats
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import cv2
 import numpy as np
@@ -196,6 +205,91 @@ def synth_rows(version: int, writers: int, seed: int = 3) -> Rows:
     return rows
 
 
+def ink_probe(features: Any, stats: np.ndarray) -> dict[str, Any]:
+    """Real -> real forgery probes on statistics, features and features without the statistics.
+
+    Parameters
+    ----------
+    features : sigver.featureset.FeatureSet
+        Features of SigComp2011 (development writers are selected here).
+    stats : ndarray (N, len(STATS))
+        :func:`image_stats` of the same rows, in :data:`STATS` order.
+
+    Returns
+    -------
+    dict
+        Mean AUC over the two directions for ``"statistics"``, ``"features"``
+        and ``"features - statistics"``, and ``"correlation"``: Pearson
+        correlation of the feature probe's score with each statistic.
+    """
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import roc_auc_score
+
+    from sigver.forgery_cue import fit_forgery_cue
+
+    writer = np.array([int(str(u)) for u in features.user_ids])[features.y]
+    forg = (features.yforg == 1).astype(int)
+    halves = [(writer >= 1) & (writer <= 21), (writer >= 22) & (writer <= 37)]
+    halves = [h & (features.yforg < 2) for h in halves]
+    x = features.features.astype(np.float64)
+    zs = (stats - stats.mean(0)) / (stats.std(0) + 1e-9)
+    aucs: dict[str, list[float]] = {"statistics": [], "features": [], "features - statistics": []}
+    scores = np.zeros(len(x))
+    for a, b in ((halves[0], halves[1]), (halves[1], halves[0])):
+        resid = LinearRegression().fit(zs[a], x[a])
+        for name, xa, xb in (
+            ("statistics", zs[a], zs[b]),
+            ("features", x[a], x[b]),
+            ("features - statistics", x[a] - resid.predict(zs[a]), x[b] - resid.predict(zs[b])),
+        ):
+            z = fit_forgery_cue(xa, forg[a], weight=1.0).z(xb)
+            aucs[name].append(float(roc_auc_score(forg[b], z)))
+            if name == "features":
+                scores[b] = z
+    dev = halves[0] | halves[1]
+    corr = {k: float(np.corrcoef(scores[dev], stats[dev, i])[0, 1]) for i, k in enumerate(STATS)}
+    return {**{k: float(np.mean(v)) for k, v in aucs.items()}, "correlation": corr}
+
+
+def _probe_table(args: argparse.Namespace) -> str:
+    from sigver.cli import main as sigver
+    from sigver.featureset import load_features
+
+    rows = []
+    for model in args.model:
+        out = args.out / f"sigcomp-{model.parent.name}-{model.stem}.features.npz"
+        if not out.is_file():
+            argv = ["features", "--model", str(model), "--data", str(args.sigcomp), "--dataset",
+                    "sigcomp2011", "--out", str(out), "--no-progress", "-q"]  # fmt: skip
+            if sigver(argv) != 0:
+                raise SystemExit(f"feature extraction failed: {argv}")
+        fs = load_features(out)
+        stats = np.full((len(fs.y), len(STATS)), np.nan)
+        writer = np.array([int(str(u)) for u in fs.user_ids])[fs.y]
+        for i in np.flatnonzero((writer <= 37) & (fs.yforg < 2)):
+            img = cv2.imread(str(args.sigcomp / fs.filenames[i]), cv2.IMREAD_GRAYSCALE)
+            if img is None:
+                raise SystemExit(f"cannot read {args.sigcomp / fs.filenames[i]}")
+            stats[i] = [image_stats(img)[k] for k in STATS]
+        keep = ~np.isnan(stats[:, 0])
+        fs_dev = type(fs)(fs.features[keep], fs.y[keep], fs.yforg[keep], fs.user_ids,
+                          fs.filenames[keep], fs.meta)  # fmt: skip
+        res = ink_probe(fs_dev, stats[keep])
+        top = sorted(res["correlation"].items(), key=lambda kv: -abs(kv[1]))[:3]
+        rows.append(
+            f"| {model.name} | {res['statistics']:.3f} | {res['features']:.3f} | "
+            f"{res['features - statistics']:.3f} | "
+            + ", ".join(f"{k} {v:+.2f}" for k, v in top)
+            + " |"
+        )
+    head = [
+        "| model | probe on statistics | probe on features | features - statistics | "
+        "probe score vs statistic (Pearson r) |",
+        "|---|---|---|---|---|",
+    ]
+    return "\n".join(head + rows)
+
+
 def _plot(populations: dict[str, Rows], keys: Iterable[str], out: Path) -> None:
     import matplotlib
 
@@ -228,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
     parser.add_argument("--out", type=Path, default=REPO / "runs/forgery-stats")
     parser.add_argument("--writers", type=int, default=40, help="synthetic writers per generator")
+    parser.add_argument(
+        "--model", type=Path, action="append", help="also run the ink probes of this model"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.writers < 2:
@@ -257,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     _plot(populations, ("stroke_width", "ink_texture", "edge_sharpness"), args.out / "stats.png")
     print(table)
     print(f"wrote {args.out / 'stats.md'}, stats.json and stats.png")
+    if args.model:
+        probes = _probe_table(args)
+        (args.out / "probes.md").write_text(probes + "\n")
+        print(probes)
     return 0
 
 

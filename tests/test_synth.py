@@ -413,3 +413,30 @@ def test_v2_ink_is_always_found_by_the_preprocessing(sample_set_v2: dict) -> Non
             locate_signature(img)
     for w in range(40):  # more pens and papers, one image each
         locate_signature(generate_writer(21, w, 1, 0, version=2)[1][0])
+
+
+def test_generator_v3_changes_only_the_forgers_pen():
+    """v3 keeps v2's writers and genuine images; its forgers draw their own pen."""
+    from sigver.synth.corpus import _forger, generate_writer
+
+    w2, gen2, forg2 = generate_writer(7, 1, 2, 3, version=2)
+    w3, gen3, forg3 = generate_writer(7, 1, 2, 3, version=3)
+    assert w3.version == 3 and w3.text == w2.text and w3.pen_width == w2.pen_width
+    assert all(np.array_equal(a, b) for a, b in zip(gen2, gen3, strict=True))
+    same = [a.shape == b.shape and np.array_equal(a, b) for a, b in zip(forg2, forg3, strict=True)]
+    assert not any(same)
+    f2, f3 = _forger(7, 1, 0, 2), _forger(7, 1, 0, 3)
+    assert f2.own_pen is None and f3.own_pen is not None
+    # The own pen is drawn after everything else: the forger's habits are v2's.
+    assert (f3.skill, f3.size_bias, f3.slant_bias) == (f2.skill, f2.size_bias, f2.slant_bias)
+    assert 2.2 <= f3.own_pen.width <= 4.8
+
+
+def test_generator_v3_forgers_pens_are_not_biased_thicker():
+    """The v2 forgers' blunter pen made every forgery thicker; v3's are drawn like writers'."""
+    from sigver.synth.corpus import _forger
+
+    f2 = [_forger(0, w, 0, 2).pen_factor for w in range(200)]
+    f3 = [_forger(0, w, 0, 3).own_pen.width for w in range(200)]
+    assert np.median(f2) > 1.15  # v2: target width x exp(N(0.25, 0.2))
+    assert abs(np.median(f3) - 3.5) < 0.3  # v3: U(2.2, 4.8), like any writer
