@@ -228,40 +228,35 @@ def render_forgery(
         forger = Forger.random(rng, own_pen=writer.version >= 3)
     strokes = forgery_strokes(writer, rng, forger)
     scan_rng = rng if scan_rng is None else scan_rng
-    if forger.own_pen is not None:
-        own = forger.own_pen
-        return render_strokes_v2(
+    if writer.version == 1:
+        return render_strokes(
             strokes,
             size_px=writer.size_px,
-            pen_width=own.width,
-            ink=own.ink,
-            pen=own.pen,
-            nib_angle=own.nib_angle,
-            scan=ScanParamsV2.random(scan_rng),
+            pen_width=writer.pen_width * forger.pen_factor,
+            ink=writer.ink * forger.ink_factor,
+            scan=ScanParams.random(scan_rng),
             rng=scan_rng,
         )
-    if writer.version == 2:
+    if forger.own_pen is not None:
+        own = forger.own_pen
+        pen, pen_width, ink, nib_angle = own.pen, own.width, own.ink, own.nib_angle
+    else:
         # The forger often uses a pen of another type than the writer's.
         pens = list(PEN_TYPES)
         pen = writer.pen
         if rng.random() < 0.5:
             pen = str(pens[int(rng.choice(len(pens), p=list(PEN_TYPES.values())))])
-        return render_strokes_v2(
-            strokes,
-            size_px=writer.size_px,
-            pen_width=writer.pen_width * forger.pen_factor,
-            ink=writer.ink * forger.ink_factor,
-            pen=pen,
-            nib_angle=writer.nib_angle + float(rng.normal(0.0, 0.3)),
-            scan=ScanParamsV2.random(scan_rng),
-            rng=scan_rng,
-        )
-    return render_strokes(
+        pen_width = writer.pen_width * forger.pen_factor
+        ink = writer.ink * forger.ink_factor
+        nib_angle = writer.nib_angle + float(rng.normal(0.0, 0.3))
+    return render_strokes_v2(
         strokes,
         size_px=writer.size_px,
-        pen_width=writer.pen_width * forger.pen_factor,
-        ink=writer.ink * forger.ink_factor,
-        scan=ScanParams.random(scan_rng),
+        pen_width=pen_width,
+        ink=ink,
+        pen=pen,
+        nib_angle=nib_angle,
+        scan=ScanParamsV2.random(scan_rng),
         rng=scan_rng,
     )
 
