@@ -177,9 +177,12 @@ def compare(rows: Rows) -> dict[str, dict[str, float]]:
     return out
 
 
-def sigcomp_rows(root: Path, last_dev: int = 37) -> Rows:
-    """Statistics of the SigComp2011 development writers (001-``last_dev``) only."""
-    rows: Rows = []
+def sigcomp_rows(root: Path, last_dev: int = 37) -> dict[str, tuple[str, int, dict[str, float]]]:
+    """Statistics of the SigComp2011 development writers (001-``last_dev``) only.
+
+    Keyed by the image's path relative to ``root`` (a feature set's ``filenames``).
+    """
+    rows: dict[str, tuple[str, int, dict[str, float]]] = {}
     writers = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     for w in (w for w in writers if int(w) <= last_dev):
         for label, folder in ((0, root / w), (1, root / f"{w}_forg")):
@@ -187,7 +190,7 @@ def sigcomp_rows(root: Path, last_dev: int = 37) -> Rows:
                 img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
                 if img is None:
                     raise ValueError(f"cannot read {path}")
-                rows.append((w, label, image_stats(img)))
+                rows[path.relative_to(root).as_posix()] = (w, label, image_stats(img))
     if not rows:
         raise SystemExit(f"no SigComp2011 development writer found in {root}")
     return rows
@@ -251,7 +254,7 @@ def ink_probe(features: Any, stats: np.ndarray) -> dict[str, Any]:
     return {**{k: float(np.mean(v)) for k, v in aucs.items()}, "correlation": corr}
 
 
-def _probe_table(args: argparse.Namespace) -> str:
+def _probe_table(args: argparse.Namespace, dev: dict[str, tuple[str, int, dict]]) -> str:
     from sigver.cli import main as sigver
     from sigver.featureset import load_features
 
@@ -267,10 +270,11 @@ def _probe_table(args: argparse.Namespace) -> str:
         stats = np.full((len(fs.y), len(STATS)), np.nan)
         writer = np.array([int(str(u)) for u in fs.user_ids])[fs.y]
         for i in np.flatnonzero((writer <= 37) & (fs.yforg < 2)):
-            img = cv2.imread(str(args.sigcomp / fs.filenames[i]), cv2.IMREAD_GRAYSCALE)
-            if img is None:
-                raise SystemExit(f"cannot read {args.sigcomp / fs.filenames[i]}")
-            stats[i] = [image_stats(img)[k] for k in STATS]
+            # The statistics of the table above, not a second pass over the images.
+            row = dev.get(str(fs.filenames[i]))
+            if row is None:
+                raise SystemExit(f"{fs.filenames[i]} has features but no statistics")
+            stats[i] = [row[2][k] for k in STATS]
         keep = ~np.isnan(stats[:, 0])
         fs_dev = type(fs)(fs.features[keep], fs.y[keep], fs.yforg[keep], fs.user_ids,
                           fs.filenames[keep], fs.meta)  # fmt: skip
@@ -334,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     log.info("SigComp2011 development writers")
-    populations = {"SigComp2011 001-037": sigcomp_rows(args.sigcomp)}
+    dev = sigcomp_rows(args.sigcomp)
+    populations = {"SigComp2011 001-037": list(dev.values())}
     for version in (2, 3):
         log.info("synthetic writers, generator v%d", version)
         populations[f"synthetic v{version}"] = synth_rows(version, args.writers)
@@ -355,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"wrote {args.out / 'stats.md'}, stats.json and stats.png")
     if args.model:
-        probes = _probe_table(args)
+        probes = _probe_table(args, dev)
         (args.out / "probes.md").write_text(probes + "\n")
         print(probes)
     return 0
