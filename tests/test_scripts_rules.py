@@ -167,3 +167,28 @@ def test_forgery_realism_weight_needs_a_clear_global_gain() -> None:
     assert fr.choose_weight(inner) == (0.5, False)
     inner[0.5] = {"EER_global": 10.5, "EER_user": 4.0}
     assert fr.choose_weight(inner) == (0.0, False)
+
+
+def test_ensemble_concatenation_joins_rows_of_the_same_images_only() -> None:
+    import ensemble_experiment as ens
+    import numpy as np
+    import pytest
+
+    from sigver.featureset import FeatureSet
+
+    def fs(values: list[list[float]], files: list[str]) -> FeatureSet:
+        n = len(values)
+        return FeatureSet(
+            np.array(values), np.zeros(n, int), np.zeros(n, int), np.array(["w"]), np.array(files)
+        )
+
+    a = fs([[1.0], [2.0]], ["x.png", "y.png"])
+    b = fs([[3.0, 4.0], [5.0, 6.0]], ["x.png", "y.png"])
+    joined = ens.concat_featuresets([a, b], "a+b")
+    assert joined.features.tolist() == [[1.0, 3.0, 4.0], [2.0, 5.0, 6.0]]
+    assert joined.meta["model_id"] == "a+b"
+    # Same shapes, other images (v1's background against v2's): refused, not joined.
+    with pytest.raises(ValueError, match="different images"):
+        ens.concat_featuresets([a, fs([[0.0], [0.0]], ["y.png", "x.png"])], "a+c")
+    with pytest.raises(ValueError):
+        ens.concat_featuresets([], "none")
