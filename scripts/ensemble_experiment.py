@@ -38,6 +38,7 @@ import argparse
 import itertools
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 #: The candidate ensemble (see the module docstring for the rule that fixes it).
 MEMBERS = ("v2", "v3", "v4", "v5")
-GAMMA = 2.0**-11
 
 
 def concat_featuresets(parts: list[Any], name: str) -> Any:
@@ -58,8 +58,6 @@ def concat_featuresets(parts: list[Any], name: str) -> Any:
         If the parts do not describe the same images in the same order (labels,
         writers or files differ), since their rows could not be joined.
     """
-    from sigver.featureset import FeatureSet
-
     if not parts:
         raise ValueError("nothing to concatenate")
     first = parts[0]
@@ -73,24 +71,29 @@ def concat_featuresets(parts: list[Any], name: str) -> Any:
         )
         if not same:
             raise ValueError(f"{name}: the feature sets describe different images")
-    return FeatureSet(
-        np.concatenate([p.features for p in parts], axis=1),
-        first.y,
-        first.yforg,
-        first.user_ids,
-        first.filenames,
+    return replace(
+        first,
+        features=np.concatenate([p.features for p in parts], axis=1),
         meta={**first.meta, "model_id": name},
     )
+
+
+def _params(k: int) -> dict[str, Any]:
+    """Enrollment's SVM parameters with ``gamma`` divided by the number of models joined."""
+    from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS as DEFAULT
+
+    return {**DEFAULT, "gamma": DEFAULT["gamma"] / k}
 
 
 def _research(fs: Any, k: int, jobs: int) -> dict[str, float]:
     from sigver.evaluation import ClassifierConfig, evaluate
     from sigver.protocol import get_preset
 
+    p = _params(k)
     result = evaluate(
         fs,
         get_preset("sigcomp2011-dev"),
-        ClassifierConfig(gamma=GAMMA / k),
+        ClassifierConfig(kernel=p["kernel"], C=p["C"], gamma=p["gamma"]),
         n_jobs=jobs,
         progress=False,
     )
@@ -103,7 +106,7 @@ def _deployed(fs: Any, background: Any, k: int, jobs: int) -> dict[str, float]:
     from sigver.protocol import get_preset
 
     preset = get_preset("sigcomp2011-dev")
-    params = {"kernel": "rbf", "C": 1.0, "gamma": GAMMA / k}
+    params = _params(k)
     common = {"background": background, "dataset": "sigcomp2011", "normalization": "loo-lcb=0"}
     cal = calibrate_deployment(fs, users=preset.dev_users, params=params, n_jobs=jobs, **common)
     run = simulate_deployment(
