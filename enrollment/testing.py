@@ -113,6 +113,7 @@ def build_tiny_model(
     seed: int = 0,
     arch: str = "sigresnet",
     arch_options: dict[str, object] | None = None,
+    classifier: dict[str, object] | None = None,
 ) -> Path:
     """Write a random-init checkpoint plus its background negatives.
 
@@ -132,6 +133,8 @@ def build_tiny_model(
         Registry name; the default is a very narrow SigResNet.
     arch_options : dict, optional
         Builder options (default: narrow widths and ``feature_dim``).
+    classifier : dict, optional
+        Per-user SVM overrides recorded in the metadata (``WeightsMeta.classifier``).
 
     Returns
     -------
@@ -161,6 +164,7 @@ def build_tiny_model(
         version="0",
         preprocess=preprocess.to_dict(),
         extra={"notes": "random initialisation, for tests only"},
+        classifier=dict(classifier or {}),
     )
     path = folder / f"{name}.pt"
     save_checkpoint(path, model, meta)

@@ -58,7 +58,7 @@ from enrollment.store import (
     validate_user_id,
 )
 from sigver.errors import DatasetError, ImageError, ModelError, SigverError
-from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS
+from sigver.usermodel import classifier_params_for
 
 __all__ = [
     "EnrollmentResult",
@@ -336,7 +336,8 @@ class Verifier:
         An open store, or a store URL / folder for :func:`~enrollment.store.open_store`
         (overrides ``home``; default ``$SIGVER_STORE``, else the SQLite store in ``home``).
     classifier_params : mapping, optional
-        Keyword arguments of the per-user classifier.
+        Keyword arguments of the per-user classifier (default: the model's, see
+        :func:`sigver.usermodel.classifier_params_for`).
     operating_point : str, optional
         Store-wide named operating point of the model's calibration
         (``balanced``, ``far-skilled=1%``...; default: the calibration's default).
@@ -386,7 +387,7 @@ class Verifier:
         self.model_path = model_path
         self.model_id = str(extractor.model_id)
         self.model_sha256 = str(extractor.sha256)
-        self.classifier_params = dict(classifier_params or DEFAULT_CLASSIFIER_PARAMS)
+        self.classifier_params = dict(classifier_params or classifier_params_for(extractor.meta))
         if forgery_cue is None:
             forgery_cue = _env_flag(ENV_FORGERY_CUE)
         self._init_operating_points(

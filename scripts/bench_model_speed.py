@@ -7,14 +7,23 @@ the per-round figures are printed, since only ratios measured together compare
 
     python scripts/bench_model_speed.py                         # shipped v1 vs the default v3, ONNX
     python scripts/bench_model_speed.py --models a.pt b.pt --backend torch --batches 1 16
+    python scripts/bench_model_speed.py --models sigver-sigresnet-v5 sigver-ensemble-v1 --verify 200
+
+``--verify N`` also times in-process ``Verifier.verify`` of one signature (a user
+enrolled with 12 references of one synthetic writer; PNG bytes and a decoded
+array; N calls per model and round, rounds alternating the models): p50 / p90 /
+p99 in ms, pooled over rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+from pathlib import Path
 
-from _bench import extraction_rate  # scripts/ is on sys.path
+import numpy as np
+from _bench import extraction_rate, verify_latencies_ms  # scripts/ is on sys.path
 
 from sigver._util import command_line, format_machine_info, machine_info
 
@@ -28,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.5, help="per model, batch and round")
+    parser.add_argument(
+        "--verify", type=int, default=0, metavar="N", help="also time N verifications per round"
+    )
     args = parser.parse_args(argv)
 
     from sigver.inference import open_extractor, probe_images
@@ -47,8 +59,40 @@ def main(argv: list[str] | None = None) -> int:
                 ext.extract(images[:batch], batch_size=batch)  # warm-up
                 rates.append(extraction_rate(ext, images, batch, args.seconds))
             print(f"{rnd + 1:>5} {batch:>5} " + " ".join(f"{r:>24.0f}" for r in rates), flush=True)
+    if args.verify:
+        _verify_latency(extractors, args.verify, args.rounds)
     print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
+
+
+def _verify_latency(extractors: dict, repeats: int, rounds: int) -> None:
+    """In-process ``Verifier.verify`` p50 / p90 / p99 (ms) per model and input kind."""
+    from enrollment import Verifier
+    from enrollment.testing import encode_png
+    from sigver.synth import generate_writer
+
+    work = Path(tempfile.mkdtemp(prefix="sigver-bench-models-"))
+    _, genuine, _ = generate_writer(7, 0, 13, 0)
+    refs = [encode_png(g) for g in genuine[:12]]
+    inputs = {"png": encode_png(genuine[12]), "array": genuine[12]}
+    verifiers = {}
+    for i, (name, ext) in enumerate(extractors.items()):
+        home = work / f"home{i}"
+        Verifier(home=home, model=ext.weights.path, extractor=ext).enroll("bench", refs)
+        # A fresh Verifier, as a restarted server: it scores with the stored classifier.
+        verifiers[name] = Verifier(home=home, model=ext.weights.path, extractor=ext)
+    samples: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for name, v in verifiers.items():
+            for kind, image in inputs.items():
+                samples.setdefault((name, kind), []).extend(
+                    verify_latencies_ms(v, "bench", image, repeats)
+                )
+    print(f"\nin-process Verifier.verify, ms ({repeats} x {rounds} rounds per cell)")
+    print(f"{'model':>24} {'input':>6} {'p50':>7} {'p90':>7} {'p99':>7}")
+    for (name, kind), lat in samples.items():
+        p = np.percentile(lat, [50, 90, 99])
+        print(f"{name[-24:]:>24} {kind:>6} {p[0]:>7.2f} {p[1]:>7.2f} {p[2]:>7.2f}", flush=True)
 
 
 if __name__ == "__main__":

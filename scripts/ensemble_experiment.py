@@ -38,11 +38,8 @@ import argparse
 import itertools
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 #: The candidate ensemble (see the module docstring for the rule that fixes it).
@@ -50,39 +47,18 @@ MEMBERS = ("v2", "v3", "v4", "v5")
 
 
 def concat_featuresets(parts: list[Any], name: str) -> Any:
-    """One :class:`~sigver.featureset.FeatureSet` whose rows join the features of ``parts``.
+    """The parts' features side by side (:func:`sigver.featureset.join_features`)."""
+    from sigver.featureset import join_features
 
-    Raises
-    ------
-    ValueError
-        If the parts do not describe the same images in the same order (labels,
-        writers or files differ), since their rows could not be joined.
-    """
-    if not parts:
-        raise ValueError("nothing to concatenate")
-    first = parts[0]
-    for p in parts[1:]:
-        same = (
-            p.features.shape[0] == first.features.shape[0]
-            and np.array_equal(p.y, first.y)
-            and np.array_equal(p.yforg, first.yforg)
-            and np.array_equal(p.user_ids, first.user_ids)
-            and np.array_equal(p.filenames, first.filenames)
-        )
-        if not same:
-            raise ValueError(f"{name}: the feature sets describe different images")
-    return replace(
-        first,
-        features=np.concatenate([p.features for p in parts], axis=1),
-        meta={**first.meta, "model_id": name},
-    )
+    return join_features(parts, meta={**parts[0].meta, "model_id": name} if parts else None)
 
 
 def _params(k: int) -> dict[str, Any]:
-    """Enrollment's SVM parameters with ``gamma`` divided by the number of models joined."""
-    from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS as DEFAULT
+    """Enrollment's SVM parameters with an ensemble's ``gamma`` for ``k`` models joined."""
+    from sigver.models.ensemble import ensemble_classifier_params
+    from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS
 
-    return {**DEFAULT, "gamma": DEFAULT["gamma"] / k}
+    return {**DEFAULT_CLASSIFIER_PARAMS, **ensemble_classifier_params(k)}
 
 
 def _research(fs: Any, k: int, jobs: int) -> dict[str, float]:
@@ -135,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sigver._util import atomic_write, command_line, machine_info
     from sigver.cache import load_signatures
+    from sigver.errors import DatasetError
     from sigver.features import Extractor
     from sigver.featureset import load_features
 
@@ -172,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         r = _research(fs, len(combo), args.jobs)
         try:
             bg = concat_featuresets([backgrounds[v] for v in combo], name)
-        except ValueError:
+        except DatasetError:
             bg = None
         cells = f"{r['EER_global']:.2f} / {r['EER_user']:.2f}"
         if bg is None:

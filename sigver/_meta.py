@@ -63,6 +63,10 @@ class WeightsMeta:
         ``"float32"`` or ``"float16"`` (how floating tensors are stored on disk).
     extra : dict
         Anything else (machine, notes).
+    classifier : dict
+        Per-user SVM parameters these features need, merged over
+        :data:`sigver.usermodel.DEFAULT_CLASSIFIER_PARAMS` (empty: the defaults);
+        e.g. an ensemble's smaller RBF ``gamma`` (:mod:`sigver.models.ensemble`).
     """
 
     arch: str
@@ -81,6 +85,7 @@ class WeightsMeta:
     created: str = ""
     storage_dtype: str = "float32"
     extra: dict[str, Any] = field(default_factory=dict)
+    classifier: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples become lists) for ``torch.save`` / JSON."""

@@ -786,7 +786,8 @@ def simulate_deployment(
     normalization : str
         The product's normaliser (decides whether the cohort is held out).
     params : dict, optional
-        Classifier parameters (enrollment's defaults when omitted).
+        Classifier parameters (when omitted, those the features' model asks for,
+        :func:`sigver.usermodel.classifier_params_for`, as enrollment uses).
     cohort_fraction : float, optional
         Share of background writers in the cohort (default
         :data:`sigver.usermodel.DEFAULT_COHORT_FRACTION`).
@@ -811,11 +812,12 @@ def simulate_deployment(
     from sigver._util import progress_bar
     from sigver.calibration import foreign_mask
     from sigver.normalization import NEEDS_COHORT, family
-    from sigver.usermodel import DEFAULT_CLASSIFIER_PARAMS, DEFAULT_COHORT_FRACTION, split_cohort
+    from sigver.usermodel import DEFAULT_COHORT_FRACTION, classifier_params_for, split_cohort
 
     family(normalization)  # a clear error for an unknown method, before any training
     fraction = DEFAULT_COHORT_FRACTION if cohort_fraction is None else float(cohort_fraction)
-    params = dict(params or DEFAULT_CLASSIFIER_PARAMS)
+    # The SVM the features' model asks for (an ensemble's gamma), as enrollment uses.
+    params = dict(params or classifier_params_for(fs.meta))
     resolved, splits = population_splits(
         fs, users, refs=refs, folds=folds, seed=seed, name="deployment"
     )

@@ -217,8 +217,13 @@ class BaseExtractor:
         return self._preprocess
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able provenance for feature files and stores."""
-        return {
+        """JSON-able provenance for feature files and stores.
+
+        Includes ``classifier_params`` when the model overrides the per-user SVM's
+        defaults (:func:`sigver.usermodel.classifier_params_for` reads it back), so
+        feature files carry how their features must be classified.
+        """
+        out: dict[str, Any] = {
             "model_id": self.model_id,
             "model_sha256": self.sha256,
             "arch": self.arch,
@@ -226,6 +231,9 @@ class BaseExtractor:
             "preprocess": self._preprocess.to_dict(),
             "backend": self.backend,
         }
+        if self.meta is not None and self.meta.classifier:
+            out["classifier_params"] = dict(self.meta.classifier)
+        return out
 
     # -- extraction ---------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import numpy as np
 from sigver._util import atomic_open, decode_meta, encode_meta, str_vector
 from sigver.errors import DatasetError
 
-__all__ = ["FeatureSet", "save_features", "load_features", "FORMAT_VERSION"]
+__all__ = ["FeatureSet", "join_features", "save_features", "load_features", "FORMAT_VERSION"]
 
 #: Bumped when the on-disk layout changes incompatibly.
 FORMAT_VERSION = 1
@@ -132,6 +132,50 @@ class FeatureSet:
             filenames=self.filenames[idx],
             meta=dict(self.meta),
         )
+
+
+def join_features(parts: Sequence[FeatureSet], *, meta: dict[str, Any] | None = None) -> FeatureSet:
+    """One feature set whose rows join the features of ``parts`` (same images, side by side).
+
+    The features an ensemble (:mod:`sigver.models.ensemble`) gives are its
+    members' concatenated, so its background set is its members' backgrounds
+    joined this way.
+
+    Parameters
+    ----------
+    parts : sequence of FeatureSet
+        Feature sets of the same images in the same order (labels, writers and
+        file names are compared).
+    meta : dict, optional
+        Metadata of the result (default: the first part's).
+
+    Raises
+    ------
+    DatasetError
+        If ``parts`` is empty or the parts describe different images, whose rows
+        cannot be joined.
+    """
+    if not parts:
+        raise DatasetError("no feature sets to join")
+    first = parts[0]
+    for i, p in enumerate(parts[1:], start=1):
+        same = (
+            len(p) == len(first)
+            and np.array_equal(p.y, first.y)
+            and np.array_equal(p.yforg, first.yforg)
+            and np.array_equal(p.user_ids, first.user_ids)
+            and np.array_equal(p.filenames, first.filenames)
+        )
+        if not same:
+            raise DatasetError(
+                f"feature set {i} describes different images from feature set 0 "
+                "(labels, writers or files differ); their rows cannot be joined"
+            )
+    return replace(
+        first,
+        features=np.concatenate([p.features for p in parts], axis=1),
+        meta=dict(first.meta if meta is None else meta),
+    )
 
 
 def _int_vector(values: Any, name: str, n: int) -> np.ndarray:

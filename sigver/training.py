@@ -179,6 +179,11 @@ class TrainConfig:
     freeze: int = 0
 
     def __post_init__(self) -> None:
+        if self.arch == "ensemble":
+            raise SigverError(
+                "an ensemble is not trained: build it from trained checkpoints with "
+                "scripts/build_ensemble.py, or fine-tune one of its members"
+            )
         if self.lamb_warmup < 0:
             raise SigverError(f"lamb_warmup must be >= 0, got {self.lamb_warmup}")
         if self.freeze < -1:

@@ -44,12 +44,61 @@ __all__ = [
     "DEFAULT_COHORT_FRACTION",
     "DEFAULT_CLASSIFIER_PARAMS",
     "UserModel",
+    "classifier_params_for",
     "split_cohort",
     "train_user_model",
 ]
 
 #: Hyper-parameters of the per-user SVM (SigNet paper: RBF, C=1, gamma=2^-11).
 DEFAULT_CLASSIFIER_PARAMS: dict[str, Any] = {"kernel": "rbf", "C": 1.0, "gamma": 2.0**-11}
+
+#: SVM parameters a model's metadata may override (``WeightsMeta.classifier``).
+_OVERRIDABLE = frozenset(DEFAULT_CLASSIFIER_PARAMS)
+
+
+def classifier_params_for(source: Any = None) -> dict[str, Any]:
+    """Per-user SVM parameters for the features of one model.
+
+    The defaults (:data:`DEFAULT_CLASSIFIER_PARAMS`) with the model's own
+    overrides on top: an ensemble's features, for example, need a smaller RBF
+    ``gamma`` (:mod:`sigver.models.ensemble`). One definition for enrollment,
+    the deployment simulation and evaluation, so they never train different SVMs.
+
+    Parameters
+    ----------
+    source : WeightsMeta, extractor, feature-set meta mapping, or None
+        Where the overrides come from: a checkpoint's metadata
+        (``meta.classifier``), an extractor (its ``meta``), or the ``meta`` of a
+        :class:`~sigver.featureset.FeatureSet` (its ``"classifier_params"``,
+        recorded by the extractor that computed it). ``None``: the defaults.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ModelError
+        If the overrides name anything but ``kernel``, ``C`` or ``gamma``.
+    """
+    if source is not None and not isinstance(source, Mapping) and hasattr(source, "meta"):
+        source = source.meta  # an extractor
+    if source is None:
+        overrides: Any = {}
+    elif isinstance(source, Mapping):
+        overrides = source.get("classifier_params") or {}
+    else:
+        overrides = getattr(source, "classifier", None) or {}
+    if not isinstance(overrides, Mapping):
+        raise ModelError(f"classifier parameters must be a mapping, got {overrides!r}")
+    unknown = sorted(set(overrides) - _OVERRIDABLE)
+    if unknown:
+        raise ModelError(
+            f"unknown classifier parameter(s) {', '.join(unknown)} in the model's metadata; "
+            f"allowed: {', '.join(sorted(_OVERRIDABLE))}"
+        )
+    return {**DEFAULT_CLASSIFIER_PARAMS, **overrides}
+
 
 #: Share of the background writers held out as the impostor cohort.
 DEFAULT_COHORT_FRACTION = 0.2

@@ -174,6 +174,7 @@ def test_ensemble_concatenation_joins_rows_of_the_same_images_only() -> None:
     import numpy as np
     import pytest
 
+    from sigver.errors import DatasetError
     from sigver.featureset import FeatureSet
 
     def fs(values: list[list[float]], files: list[str]) -> FeatureSet:
@@ -188,7 +189,7 @@ def test_ensemble_concatenation_joins_rows_of_the_same_images_only() -> None:
     assert joined.features.tolist() == [[1.0, 3.0, 4.0], [2.0, 5.0, 6.0]]
     assert joined.meta["model_id"] == "a+b"
     # Same shapes, other images (v1's background against v2's): refused, not joined.
-    with pytest.raises(ValueError, match="different images"):
+    with pytest.raises(DatasetError, match="different images"):
         ens.concat_featuresets([a, fs([[0.0], [0.0]], ["y.png", "x.png"])], "a+c")
-    with pytest.raises(ValueError):
+    with pytest.raises(DatasetError):
         ens.concat_featuresets([], "none")

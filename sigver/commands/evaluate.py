@@ -109,7 +109,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     clf = parser.add_argument_group("classifier")
     clf.add_argument("--kernel", choices=("rbf", "linear"), default="rbf")
     clf.add_argument("--C", type=float, default=1.0, dest="svm_c")
-    clf.add_argument("--gamma", type=float, default=2**-11)
+    clf.add_argument(
+        "--gamma",
+        type=float,
+        help="RBF gamma (default: the model's, 2^-11 unless its metadata says otherwise)",
+    )
     clf.add_argument(
         "--scaling",
         choices=("fold", "user"),
@@ -319,6 +323,7 @@ def run_deployment(args: argparse.Namespace) -> int:
     from sigver.features import default_background_path
     from sigver.featureset import load_features
     from sigver.models.checkpoint import load_checkpoint
+    from sigver.usermodel import classifier_params_for
 
     model_path = args.model or args.deployed_model
     if model_path is None:
@@ -366,6 +371,7 @@ def run_deployment(args: argparse.Namespace) -> int:
         folds=protocol.folds,
         seed=protocol.seed,
         normalization=normalization,
+        params=classifier_params_for(weights.meta),
         n_jobs=max(1, args.jobs),
         progress=not args.no_progress,
     )
@@ -409,6 +415,7 @@ def run_deployment(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the protocol, print the table, write the reports."""
     from sigver.evaluation import ClassifierConfig, evaluate, format_table, write_results
+    from sigver.usermodel import classifier_params_for
 
     if args.features is None and args.baseline is None and args.model is None:
         # The same default as `sigver features` and `sigver enroll`.
@@ -422,16 +429,18 @@ def run(args: argparse.Namespace) -> int:
         return run_deployment(args)
 
     protocol = build_protocol(args)
-    cfg = ClassifierConfig(kernel=args.kernel, C=args.svm_c, gamma=args.gamma, scaling=args.scaling)
     # Resolved before extracting features so that a bad threshold fails fast.
     fixed = resolve_threshold(args)
     threshold, source = fixed if fixed is not None else (None, "")
-    if fixed is not None and cfg.scaling == "fold":
+    if fixed is not None and args.scaling == "fold":
         logger.info(
             "scores use per-fold feature scaling; --scaling user reproduces the per-user "
             "scaled classifier a calibrated threshold was chosen with"
         )
     fs = _load_features(args)
+    # The features' model may ask for its own gamma (an ensemble); --gamma overrides it.
+    gamma = args.gamma if args.gamma is not None else classifier_params_for(fs.meta)["gamma"]
+    cfg = ClassifierConfig(kernel=args.kernel, C=args.svm_c, gamma=gamma, scaling=args.scaling)
     result = evaluate(
         fs,
         protocol,
