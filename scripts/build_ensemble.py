@@ -25,16 +25,60 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 #: Every shipped extractor of the default's cost class (SigResNet 16-48-96-192), the
 #: rule of scripts/ensemble_experiment.py.
 DEFAULT_MEMBERS = tuple(REPO / f"models/sigver-sigresnet-v{v}.pt" for v in (2, 3, 4, 5))
 log = logging.getLogger("build_ensemble")
+
+
+def _member_summary(w: Any) -> str:
+    """One line on what a member was trained on (its card has the rest)."""
+    td = w.meta.training_data
+    pre = td.get("pretrained_on") or {}
+    text = f"{w.model_id}"
+    if pre:
+        text += f": pre-trained on {pre.get('writers')} writers ({pre.get('images')} images)"
+    sources = ", ".join(
+        f"{s.get('dataset')} {s.get('first_writer')}-{s.get('last_writer')}"
+        for s in td.get("sources") or []
+        if isinstance(s, dict)
+    )
+    if sources:
+        text += f", {'fine-tuned' if pre else 'trained'} on {sources} ({td.get('images')} images)"
+    return text
+
+
+def research_metrics(out: Path, sigcomp: Path, jobs: int) -> dict[str, float]:
+    """SigComp2011-dev protocol figures of the built model (a-posteriori EERs, in [0, 1])."""
+    from sigver.cache import load_signatures
+    from sigver.evaluation import ClassifierConfig, evaluate
+    from sigver.inference import open_extractor
+    from sigver.protocol import get_preset
+    from sigver.usermodel import classifier_params_for
+
+    ext = open_extractor(out)
+    cache = load_signatures("sigcomp2011", sigcomp, n_jobs=jobs, progress=False)
+    fs = ext.extract_featureset(cache, progress=False, data=str(sigcomp))
+    p = classifier_params_for(ext)
+    result = evaluate(
+        fs,
+        get_preset("sigcomp2011-dev"),
+        ClassifierConfig(kernel=p["kernel"], C=p["C"], gamma=p["gamma"]),
+        n_jobs=jobs,
+        progress=False,
+    )
+    return {
+        f"sigcomp2011-dev {k}": round(float(result.summary[k]["mean"]), 6)
+        for k in ("EER_global", "EER_user", "FRR", "FAR_random", "FAR_skilled", "AUC")
+    }
 
 
 def build_checkpoint(members: list[Path], out: Path, *, name: str, version: str) -> str:
@@ -72,15 +116,7 @@ def build_checkpoint(members: list[Path], out: Path, *, name: str, version: str)
             "sha256": w.sha256,
             "arch": w.meta.arch,
             "arch_config": w.meta.arch_config,
-            "feature_dim": w.meta.feature_dim,
-            "sources": w.meta.training_data.get("sources"),
-            "writers": w.meta.training_data.get("writers"),
-            "images": w.meta.training_data.get("images"),
-            "sigcomp2011-dev": {
-                k: w.meta.metrics.get(f"sigcomp2011-dev {k}")
-                for k in ("EER_global", "EER_user")
-                if w.meta.metrics.get(f"sigcomp2011-dev {k}") is not None
-            },
+            "training_data": w.meta.training_data,
         }
         for p, w in zip(members, loaded, strict=True)
     ]
@@ -89,20 +125,19 @@ def build_checkpoint(members: list[Path], out: Path, *, name: str, version: str)
         name=name,
         version=str(version),
         preprocess=dict(loaded[0].meta.preprocess),
-        training_data={
-            "members": described,
-            "sources": sorted({str(s) for d in described for s in (d["sources"] or [])}),
-        },
+        training_data={f"member {i + 1}": _member_summary(w) for i, w in enumerate(loaded)},
         recipe={
             "ensemble_of": [d["model_id"] for d in described],
             "features": "the members' final features concatenated, in this order",
-            "training": "none: the members' weights, unchanged",
+            "training": "none: the members' weights, unchanged (see their cards)",
             "classifier": "RBF gamma = 2^-11 / number of members (unit-variance dimensions)",
         },
         command=command_line(),
-        training_time_s=float(sum(w.meta.training_time_s or 0.0 for w in loaded)),
         classifier=ensemble_classifier_params(len(loaded)),
-        extra={"machine": f"{platform.platform()}, {platform.processor() or platform.machine()}"},
+        extra={
+            "members": described,
+            "machine": f"{platform.platform()}, {platform.processor() or platform.machine()}",
+        },
     )
     # The members are stored as float16 already, so half=True keeps them bit-identical.
     return save_checkpoint(out, model, meta, half=True)
@@ -145,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sigver.featureset import load_features
     from sigver.models.card import write_model_card
-    from sigver.models.checkpoint import load_checkpoint
+    from sigver.models.checkpoint import load_checkpoint, save_checkpoint
 
     out = args.models / f"{args.name}-v{args.version}.pt"
     if out.exists() and not args.replace:
@@ -155,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     args.models.mkdir(parents=True, exist_ok=True)
     digest = build_checkpoint(args.members, out, name=args.name, version=args.version)
     log.info("wrote %s (sha256 %s)", out, digest[:12])
+    if args.sigcomp is not None:
+        # Research figures (sigcomp2011-dev: 5 references, 10 folds) go into the metadata.
+        metrics = research_metrics(out, args.sigcomp, args.jobs)
+        log.info("research protocol: %s", metrics)
+        built = load_checkpoint(out)
+        meta = dataclasses.replace(built.meta, metrics={**built.meta.metrics, **metrics})
+        save_checkpoint(out, built.state_dict, meta, half=True)
     bg_path = build_background(args.members, out)
     background = load_features(bg_path)  # what was written reads back
     log.info("background: %s (%d signatures, %d-d)", bg_path, len(background), background.dim)

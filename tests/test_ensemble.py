@@ -198,7 +198,7 @@ def test_deployment_simulation_uses_the_features_models_gamma() -> None:
 )
 def test_shipped_ensemble_holds_its_members_unchanged() -> None:
     shipped = load_checkpoint(REPO / "models/sigver-ensemble-v1.pt")
-    members = shipped.meta.training_data["members"]
+    members = shipped.meta.extra["members"]
     assert shipped.meta.classifier == ensemble_classifier_params(len(members))
     for i, m in enumerate(members):
         member = load_checkpoint(REPO / "models" / m["file"])

@@ -323,3 +323,27 @@ def test_evaluate_preprocesses_folders_on_the_model_canvas(tmp_path, policy, exp
         mp.setattr(sigver.cache, "load_signatures", spy)
         assert main(argv) == 0
     assert seen == [expected]
+
+
+def test_cli_evaluate_gamma_comes_from_the_features_model_unless_given(tmp_path):
+    fs = tiny_features()
+    fs.meta["classifier_params"] = {"gamma": 0.125}  # what an ensemble's extractor records
+    path = save_features(tmp_path / "f.npz", fs)
+    common = [
+        "evaluate", "--features", str(path),
+        "--exp-users", "0", "6", "--dev-users", "6", "12",
+        "--refs", "4", "--test-genuine", "5", "--forg-from-dev", "5",
+        "--folds", "1", "--jobs", "1", "--no-progress", "--no-plots",
+    ]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    data = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert data["classifier"]["gamma"] == 0.125
+    assert main([*common, "--gamma", "0.5", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["classifier"]["gamma"] == 0.5
+
+
+def test_cli_evaluate_unknown_model_name_is_a_clear_error(tmp_path, caplog):
+    code = main(["evaluate", "--model", "sigver-nope-v9", "--data", str(tmp_path), "--out",
+                 str(tmp_path / "o")])  # fmt: skip
+    assert code != 0
+    assert "not found (give a checkpoint path or a shipped model name)" in caplog.text

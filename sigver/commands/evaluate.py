@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         metavar="M",
-        help="checkpoint to extract features from --data (default, like features and enroll: "
+        help="checkpoint (or shipped model name) to extract features from --data (default, like "
+        "features and enroll: "
         "$SIGVER_MODEL or the shipped model)",
     )
     src.add_argument(
@@ -424,6 +425,12 @@ def run(args: argparse.Namespace) -> int:
         args.model = default_model_path()
         if not args.model.is_file():
             raise missing_default_model_error(args.model)
+    # A shipped model's name (``--model sigver-ensemble-v1``) works as in enroll and verify.
+    from sigver.features import resolve_model_path
+
+    for name in ("model", "deployed_model"):
+        if getattr(args, name, None) is not None:
+            setattr(args, name, resolve_model_path(getattr(args, name)))
 
     if args.negatives == "model":
         return run_deployment(args)
