@@ -59,26 +59,26 @@ def _member_summary(w: Any) -> str:
 def research_metrics(out: Path, sigcomp: Path, jobs: int) -> dict[str, float]:
     """SigComp2011-dev protocol figures of the built model (a-posteriori EERs, in [0, 1])."""
     from sigver.cache import load_signatures
-    from sigver.evaluation import ClassifierConfig, evaluate
     from sigver.inference import open_extractor
-    from sigver.protocol import get_preset
-    from sigver.usermodel import classifier_params_for
 
     ext = open_extractor(out)
     cache = load_signatures("sigcomp2011", sigcomp, n_jobs=jobs, progress=False)
     fs = ext.extract_featureset(cache, progress=False, data=str(sigcomp))
-    p = classifier_params_for(ext)
-    result = evaluate(
-        fs,
-        get_preset("sigcomp2011-dev"),
-        ClassifierConfig(kernel=p["kernel"], C=p["C"], gamma=p["gamma"]),
-        n_jobs=jobs,
-        progress=False,
+    summary = sigcomp_dev_summary(fs, jobs)
+    return {f"sigcomp2011-dev {k}": round(v, 6) for k, v in summary.items()}
+
+
+def sigcomp_dev_summary(fs: Any, jobs: int, params: Any = None) -> dict[str, float]:
+    """Fold means of the ``sigcomp2011-dev`` protocol with the SVM the features' model asks
+    for (or ``params``)."""
+    from sigver.evaluation import SUMMARY_METRICS, ClassifierConfig, evaluate
+    from sigver.protocol import get_preset
+
+    cfg = ClassifierConfig.for_features(
+        fs.meta if params is None else {"classifier_params": params}
     )
-    return {
-        f"sigcomp2011-dev {k}": round(float(result.summary[k]["mean"]), 6)
-        for k in ("EER_global", "EER_user", "FRR", "FAR_random", "FAR_skilled", "AUC")
-    }
+    result = evaluate(fs, get_preset("sigcomp2011-dev"), cfg, n_jobs=jobs, progress=False)
+    return {k: float(result.summary[k]["mean"]) for k in SUMMARY_METRICS}
 
 
 def build_checkpoint(members: list[Path], out: Path, *, name: str, version: str) -> str:

@@ -62,18 +62,10 @@ def _params(k: int) -> dict[str, Any]:
 
 
 def _research(fs: Any, k: int, jobs: int) -> dict[str, float]:
-    from sigver.evaluation import ClassifierConfig, evaluate
-    from sigver.protocol import get_preset
+    from build_ensemble import sigcomp_dev_summary  # scripts/ is on sys.path
 
-    p = _params(k)
-    result = evaluate(
-        fs,
-        get_preset("sigcomp2011-dev"),
-        ClassifierConfig(kernel=p["kernel"], C=p["C"], gamma=p["gamma"]),
-        n_jobs=jobs,
-        progress=False,
-    )
-    return {key: 100 * result.summary[key]["mean"] for key in ("EER_global", "EER_user")}
+    summary = sigcomp_dev_summary(fs, jobs, params=_params(k))
+    return {key: 100 * summary[key] for key in ("EER_global", "EER_user")}
 
 
 def _deployed(fs: Any, background: Any, k: int, jobs: int) -> dict[str, float]:

@@ -100,6 +100,15 @@ class ClassifierConfig:
         if not (self.C > 0 and self.gamma > 0):
             raise SigverError("C and gamma must be positive")
 
+    @classmethod
+    def for_features(cls, meta: Any = None, **overrides: Any) -> ClassifierConfig:
+        """The SVM the features' model asks for (``classifier_params_for(meta)``), as
+        enrollment trains it; ``overrides`` (e.g. ``scaling``) on top."""
+        from sigver.usermodel import classifier_params_for
+
+        p = classifier_params_for(meta)
+        return cls(**{"kernel": p["kernel"], "C": p["C"], "gamma": p["gamma"], **overrides})
+
 
 @dataclass
 class FoldScores:

@@ -210,3 +210,11 @@ def test_shipped_ensemble_holds_its_members_unchanged() -> None:
     import build_ensemble
 
     assert [p.name for p in build_ensemble.DEFAULT_MEMBERS] == [m["file"] for m in members]
+
+
+def test_classifier_config_for_features_follows_the_model() -> None:
+    from sigver.evaluation import ClassifierConfig
+
+    assert ClassifierConfig.for_features(None) == ClassifierConfig()
+    cfg = ClassifierConfig.for_features({"classifier_params": {"gamma": 0.25}}, scaling="user")
+    assert (cfg.gamma, cfg.C, cfg.scaling) == (0.25, 1.0, "user")
