@@ -104,7 +104,7 @@ def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
     ----------
     model : path-like or str, optional
         A checkpoint path, or the name of a shipped model (``sigver-sigresnet-v5``,
-        the default, ``-v4`` ... ``-v1``, or ``sigver-ensemble-v1``: v2-v5 side by side).
+        the default, ``-v6`` ... ``-v1``, or ``sigver-ensemble-v1``: v2-v5 side by side).
         When omitted: ``$SIGVER_MODEL``, then the shipped default.
 
     Raises
