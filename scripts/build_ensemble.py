@@ -213,15 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     write_model_card(out.with_suffix(".md"), load_checkpoint(out), notes=notes)
     if args.sigcomp is not None:
         sys.path.insert(0, str(REPO / "scripts"))
-        from calibrate_default_model import DEFAULT_NORMALIZATION
-        from calibrate_default_model import main as calibrate
+        from calibrate_default_model import calibrate_model
 
-        code = calibrate(
-            ["--model", str(out), "--sigcomp", str(args.sigcomp),
-             "--normalization", DEFAULT_NORMALIZATION, "--jobs", str(args.jobs)]
-        )  # fmt: skip
-        if code != 0:
-            raise SystemExit("calibration failed")
+        calibrate_model(out, args.sigcomp, jobs=args.jobs)
     final = load_checkpoint(out)
     print(f"built {out} ({out.stat().st_size / 1e6:.1f} MB, model id {final.model_id})")
     return 0

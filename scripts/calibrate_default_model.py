@@ -217,5 +217,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def calibrate_model(
+    model: Path, sigcomp: Path, *, normalization: str | None = None, jobs: int = 1
+) -> None:
+    """:func:`main` on a freshly built model (the ship and build scripts' last step).
+
+    Raises
+    ------
+    SystemExit
+        If the calibration fails.
+    """
+    norm = normalization or DEFAULT_NORMALIZATION
+    argv = ["--model", str(model), "--sigcomp", str(sigcomp), "--normalization", norm,
+            "--jobs", str(jobs)]  # fmt: skip
+    if main(argv) != 0:
+        raise SystemExit("calibration failed")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -164,13 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     write_model_card(out.with_suffix(".md"), load_checkpoint(out), notes=notes)
     if args.sigcomp is not None:
         sys.path.insert(0, str(REPO / "scripts"))
-        from calibrate_default_model import DEFAULT_NORMALIZATION
-        from calibrate_default_model import main as calibrate
+        from calibrate_default_model import calibrate_model
 
-        norm = args.normalization or DEFAULT_NORMALIZATION
-        if calibrate(["--model", str(out), "--sigcomp", str(args.sigcomp),
-                      "--normalization", norm]) != 0:  # fmt: skip
-            raise SystemExit("calibration failed")
+        calibrate_model(out, args.sigcomp, normalization=args.normalization)
     final = load_checkpoint(out)
     print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB, model id {final.model_id})")
     return 0

@@ -32,8 +32,7 @@ def _cue_lines(cue: Any) -> list[str]:
             if cue.get("centred")
             else ". "
         )
-        + 
-        "Switched on (`--forgery-cue`, `Verifier(forgery_cue=True)`, `$SIGVER_FORGERY_CUE=1`), "
+        + "Switched on (`--forgery-cue`, `Verifier(forgery_cue=True)`, `$SIGVER_FORGERY_CUE=1`), "
         "it is subtracted from every normalised score and these operating points apply "
         "instead (rates measured with each calibration writer's cue fitted without that "
         "writer):",

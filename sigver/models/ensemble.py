@@ -35,7 +35,9 @@ FEATURES_LAYER = "features"
 
 def _member_spec(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if not isinstance(spec, Mapping) or not isinstance(spec.get("arch"), str):
-        raise ModelError(f"ensemble member must be {{'arch': name, 'arch_config': {{...}}}}, got {spec!r}")
+        raise ModelError(
+            f"ensemble member must be {{'arch': name, 'arch_config': {{...}}}}, got {spec!r}"
+        )
     arch = spec["arch"]
     if arch == SigEnsemble.arch:
         raise ModelError("an ensemble cannot contain another ensemble")
@@ -85,7 +87,8 @@ class SigEnsemble(FeatureNet):
 
     def config(self) -> dict[str, object]:
         """Builder keyword arguments that rebuild this architecture."""
-        return {"members": [{"arch": m.arch, "arch_config": dict(m.config())} for m in self.members]}
+        members = [{"arch": m.arch, "arch_config": dict(m.config())} for m in self.members]
+        return {"members": members}
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """None: an ensemble is assembled from trained members, not trained or frozen by blocks."""
