@@ -930,8 +930,11 @@ def train(
             channels_last = False
             cfg = dataclasses.replace(cfg, channels_last=False)
         frozen: list[nn.Module] = []
+        # A fine-tune keeps its init's feature space, so it keeps the SVM settings
+        # chosen for it (e.g. the distilled v6's gamma) instead of the generic ones.
+        init_classifier: dict[str, Any] = {}
         if cfg.init:
-            frozen = _init_backbone(backbone, cfg)
+            frozen, init_classifier = _init_backbone(backbone, cfg)
         net = TrainingNetwork(backbone, data.n_classes, cfg.forg).to(dev)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
@@ -1021,6 +1024,7 @@ def train(
                 code_version=__version__,
                 metrics=dict(metrics),
                 training_time_s=round(elapsed, 1),
+                classifier=dict(init_classifier),
                 extra={
                     "processes": dist_info.world_size,
                     "device": dev.type,
@@ -1175,10 +1179,13 @@ def train(
             dist.destroy_process_group()
 
 
-def _init_backbone(backbone: nn.Module, cfg: TrainConfig) -> list[nn.Module]:
+def _init_backbone(
+    backbone: nn.Module, cfg: TrainConfig
+) -> tuple[list[nn.Module], dict[str, Any]]:
     """Load ``cfg.init`` into ``backbone`` and freeze its first ``cfg.freeze`` blocks.
 
-    Returns the frozen blocks (to be kept in eval mode).
+    Returns the frozen blocks (to be kept in eval mode) and the init's per-model
+    SVM settings (``WeightsMeta.classifier``).
     """
     from sigver.models.checkpoint import file_sha256, load_weights
 
@@ -1208,7 +1215,7 @@ def _init_backbone(backbone: nn.Module, cfg: TrainConfig) -> list[nn.Module]:
         ", ".join(names[:n]) or "nothing",
         ", ".join(names[n:]),
     )
-    return frozen
+    return frozen, dict(weights.meta.classifier)
 
 
 def _min_conv_channels(model: nn.Module) -> int:

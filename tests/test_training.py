@@ -393,6 +393,25 @@ def test_fine_tune_freezes_first_blocks_and_replaces_the_head(tmp_path: Path) ->
         train(bank, bad, tmp_path / "y", progress=False)
 
 
+def test_fine_tune_keeps_the_init_models_svm_settings(tmp_path: Path) -> None:
+    import dataclasses
+
+    from sigver.models.checkpoint import save_checkpoint
+
+    base = prepare_training_data([("toy", toy_cache(4, 6))])
+    first = train(base, tiny_config(epochs=1), tmp_path / "base", progress=False)
+    init = load_checkpoint(first.best_path)
+    assert init.meta.classifier == {}  # trained from scratch: the generic settings
+    tuned_init = tmp_path / "with-gamma.pt"
+    meta = dataclasses.replace(init.meta, classifier={"gamma": 2.0**-13})
+    save_checkpoint(tuned_init, init.state_dict, meta)
+    bank = prepare_training_data([("bank", toy_cache(3, 6, seed=9))])
+    cfg = tiny_config(epochs=1, init=str(tuned_init), freeze=-1)
+    tuned = train(bank, cfg, tmp_path / "tuned", progress=False)
+    for path in (tuned.best_path, tuned.last_path):
+        assert load_checkpoint(path).meta.classifier == {"gamma": 2.0**-13}
+
+
 def test_fine_tune_cli_on_a_folder_manifest_of_genuine_signatures(tmp_path: Path) -> None:
     import cv2
 
