@@ -111,6 +111,55 @@ class Pipeline:
         path.write_text(json.dumps(old | self.timings, indent=1) + "\n")
 
 
+def synth_holdouts(p: Pipeline, work: Path, writers: int, jobs: list[str]) -> None:
+    """One small hold-out corpus per script (seed 1, hold-out styles) under ``work/holdout``."""
+    from sigver.synth.scripts import SCRIPTS
+
+    for script in SCRIPTS:
+        p.run(
+            f"holdout-{script}",
+            ["synth", "--scripts", script, "--split", "holdout", "--writers", str(writers),
+             "--genuine", "10", "--forgeries", "5", "--seed", "1",
+             "--out", str(work / "holdout" / script), *jobs, "--no-progress"],
+            work / f"holdout-{script}.done",
+        )  # fmt: skip
+
+
+def cache_holdouts(p: Pipeline, work: Path, canvas: list[str], jobs: list[str]) -> None:
+    """Preprocess each hold-out corpus on the synthetic canvas (``work/holdout/SCRIPT.npz``)."""
+    from sigver.synth.scripts import SCRIPTS
+
+    for script in SCRIPTS:
+        p.run(
+            f"cache-holdout-{script}",
+            ["preprocess", "--dataset", "gpds", "--path", str(work / "holdout" / script),
+             "--out", str(work / "holdout" / f"{script}.npz"), "--canvas", *canvas, *jobs,
+             "--no-progress"],
+            work / "holdout" / f"{script}.npz",
+        )  # fmt: skip
+
+
+def evaluate_holdouts(p: Pipeline, work: Path, models: dict[str, Path], writers: int) -> None:
+    """Research protocol on each hold-out: first half exploitation, second half development.
+
+    5 references, 10 folds; results in ``work/eval/holdout-SCRIPT-NAME/results.json``.
+    """
+    from sigver.synth.scripts import SCRIPTS
+
+    half = writers // 2
+    for script in SCRIPTS:
+        for name, model in models.items():
+            p.run(
+                f"eval-holdout-{script}-{name}",
+                ["evaluate", "--model", str(model), "--data",
+                 str(work / "holdout" / f"{script}.npz"), "--exp-users", "0", str(half),
+                 "--dev-users", str(half), str(writers), "--refs", "5",
+                 "--folds", "10", "--out", str(work / "eval" / f"holdout-{script}-{name}"),
+                 "--no-progress"],
+                work / "eval" / f"holdout-{script}-{name}" / "results.json",
+            )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
@@ -179,7 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     from sigver.features import resolve_model_path
-    from sigver.synth.scripts import SCRIPTS
 
     widths = [int(w) for w in args.widths.split(",")]
     work = args.work
@@ -198,14 +246,7 @@ def main(argv: list[str] | None = None) -> int:
          "--out", str(synth), *jobs, *quiet],
         work / "synth.done",
     )  # fmt: skip
-    for script in SCRIPTS:
-        p.run(
-            f"holdout-{script}",
-            ["synth", "--scripts", script, "--split", "holdout", "--writers",
-             str(args.holdout_writers), "--genuine", "10", "--forgeries", "5", "--seed", "1",
-             "--out", str(work / "holdout" / script), *jobs, *quiet],
-            work / f"holdout-{script}.done",
-        )  # fmt: skip
+    synth_holdouts(p, work, args.holdout_writers, jobs)
 
     # 3. caches
     if args.synth_canvas == "auto":
@@ -221,14 +262,7 @@ def main(argv: list[str] | None = None) -> int:
          str(work / "synth.npz"), "--canvas", *canvas, *jobs, *quiet],
         work / "synth.npz",
     )  # fmt: skip
-    for script in SCRIPTS:
-        p.run(
-            f"cache-holdout-{script}",
-            ["preprocess", "--dataset", "gpds", "--path", str(work / "holdout" / script),
-             "--out", str(work / "holdout" / f"{script}.npz"), "--canvas", *canvas, *jobs,
-             *quiet],
-            work / "holdout" / f"{script}.npz",
-        )  # fmt: skip
+    cache_holdouts(p, work, canvas, jobs)
     sigcomp = work / "sigcomp2011.npz"
     if not args.no_sigcomp:
         p.run(
@@ -289,20 +323,10 @@ def main(argv: list[str] | None = None) -> int:
                  "sigcomp2011-dev", "--out", str(work / "eval" / f"sigcomp-{name}"), *quiet],
                 work / "eval" / f"sigcomp-{name}" / "results.json",
             )  # fmt: skip
-    half = args.holdout_writers // 2
-    for script in SCRIPTS:
-        for name in dict.fromkeys(("v1", *(compare or ()), "base", args.ship)):
-            if name not in models:
-                continue
-            p.run(
-                f"eval-holdout-{script}-{name}",
-                ["evaluate", "--model", str(models[name]), "--data",
-                 str(work / "holdout" / f"{script}.npz"), "--exp-users", "0", str(half),
-                 "--dev-users", str(half), str(args.holdout_writers), "--refs", "5",
-                 "--folds", "10", "--out", str(work / "eval" / f"holdout-{script}-{name}"),
-                 *quiet],
-                work / "eval" / f"holdout-{script}-{name}" / "results.json",
-            )  # fmt: skip
+    names = dict.fromkeys(("v1", *(compare or ()), "base", args.ship))
+    evaluate_holdouts(
+        p, work, {name: models[name] for name in names if name in models}, args.holdout_writers
+    )
     # 7. ship: weights, background, calibration and card (scripts/ship_model.py)
     if args.ship != "none" and not args.no_sigcomp and args.ship in models:
         out_dir = args.models or work / "models"

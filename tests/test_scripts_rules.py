@@ -193,3 +193,30 @@ def test_ensemble_concatenation_joins_rows_of_the_same_images_only() -> None:
         ens.concat_featuresets([a, fs([[0.0], [0.0]], ["y.png", "x.png"])], "a+c")
     with pytest.raises(DatasetError):
         ens.concat_featuresets([], "none")
+
+
+def test_eval_holdouts_table_means_over_scripts_and_refuses_bad_model_args(tmp_path: Path) -> None:
+    import argparse
+    import json
+
+    import eval_holdouts
+    import pytest
+
+    from sigver.synth.scripts import SCRIPTS
+
+    scripts = list(SCRIPTS)
+    for i, script in enumerate(scripts):
+        for name, user in (("a", 0.01 * i), ("b", 0.10)):
+            out = tmp_path / "eval" / f"holdout-{script}-{name}"
+            out.mkdir(parents=True)
+            summary = {"EER_user": {"mean": user}, "EER_global": {"mean": 2 * user}}
+            (out / "results.json").write_text(json.dumps({"summary": summary}))
+    table = eval_holdouts.holdout_table(tmp_path, ["a", "b"]).splitlines()
+    assert table[0] == "| script | a | b |"
+    assert table[2] == f"| {scripts[0]} | 0.00 / 0.00 | 10.00 / 20.00 |"
+    mean_a = 100 * 0.01 * sum(range(len(scripts))) / len(scripts)
+    assert table[-1] == f"| **mean** | **{mean_a:.2f} / {2 * mean_a:.2f}** | **10.00 / 20.00** |"
+    assert eval_holdouts._model_arg("v6=sigver-sigresnet-v6") == ("v6", "sigver-sigresnet-v6")
+    for bad in ("sigver-sigresnet-v6", "=x", "v6="):
+        with pytest.raises(argparse.ArgumentTypeError, match="NAME=MODEL"):
+            eval_holdouts._model_arg(bad)
