@@ -669,7 +669,11 @@ class DeploymentRun:
             self.resolved,
             self.splits,
             self.scores(method),
-            ClassifierConfig(scaling="user"),
+            # The SVM the users were enrolled with (the model's, e.g. an ensemble's gamma),
+            # so the report names it rather than the generic default.
+            ClassifierConfig.for_features(
+                {"classifier_params": self.info.get("classifier_params") or {}}, scaling="user"
+            ),
             meta={
                 **(meta or {}),
                 "mode": "deployment simulation (negatives: model)",

@@ -191,6 +191,9 @@ def test_deployment_simulation_uses_the_features_models_gamma() -> None:
     )
     run = simulate_deployment(fs, users=tuple(fs.user_ids), background=None, refs=3, folds=1)
     assert run.info["classifier_params"]["gamma"] == 0.125
+    # The report names the SVM the users were enrolled with, not the generic default.
+    result = run.result("none")
+    assert (result.classifier.gamma, result.classifier.scaling) == (0.125, "user")
 
 
 @pytest.mark.skipif(
