@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -43,21 +42,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("distill_ensemble")
-
-
-def _stage(name: str, argv: list[str], done: Path, timings: dict[str, float]) -> None:
-    from sigver.cli import main
-
-    if done.exists():
-        log.info("skip %s (%s exists)", name, done)
-        return
-    log.info("[%s] sigver %s", name, " ".join(argv))
-    start = time.perf_counter()
-    if main(argv) != 0:
-        raise SystemExit(f"stage {name} failed")
-    timings[name] = round(time.perf_counter() - start, 1)
-    if done.suffix == ".done":
-        done.write_text(" ".join(argv) + "\n")
 
 
 def _inputs(work: Path) -> tuple[np.ndarray, dict[str, int]]:
@@ -231,49 +215,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="6")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
+    args.dry_run = False  # train_v2_model.Pipeline reads it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     sys.path.insert(0, str(REPO / "scripts"))
     import torch
-    from train_v2_model import synth_canvas
+    from train_v2_model import Pipeline, synth_canvas
 
     torch.set_num_threads(args.jobs)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    p = Pipeline(args)
     jobs = ["--jobs", str(args.jobs), "--no-progress"]
     synth = work / "synth"
-    _stage(
+    p.run(
         "synth",
         ["synth", "--version", "2", "--split", "train", "--writers", str(args.writers),
          "--genuine", "10", "--forgeries", "5", "--seed", "0", "--out", str(synth), *jobs],
         work / "synth.done",
-        timings,
     )  # fmt: skip
     canvas = [str(v) for v in synth_canvas(synth)] if not (work / "synth.npz").exists() else []
-    _stage(
+    p.run(
         "cache-synth",
         ["preprocess", "--dataset", "gpds", "--path", str(synth), "--out",
          str(work / "synth.npz"), "--canvas", *canvas, *jobs],
         work / "synth.npz",
-        timings,
     )  # fmt: skip
-    _stage(
+    p.run(
         "cache-sigcomp",
         ["preprocess", "--dataset", "sigcomp2011", "--path", str(args.sigcomp), "--out",
          str(work / "sigcomp2011.npz"), *jobs],
         work / "sigcomp2011.npz",
-        timings,
     )  # fmt: skip
     x, sizes = _inputs(work)
     start = time.perf_counter()
     t = _targets(work, x, args.teacher)
-    timings["targets"] = round(time.perf_counter() - start, 1)
+    p.timings["targets"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     best = train(args, x, t, sizes)
-    timings["train"] = round(time.perf_counter() - start, 1)
-    path = work / "timings.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps(old | timings, indent=1) + "\n")
+    p.timings["train"] = round(time.perf_counter() - start, 1)
+    p._save_timings()
     print(f"student: {best}")
     return 0
 
