@@ -1179,9 +1179,7 @@ def train(
             dist.destroy_process_group()
 
 
-def _init_backbone(
-    backbone: nn.Module, cfg: TrainConfig
-) -> tuple[list[nn.Module], dict[str, Any]]:
+def _init_backbone(backbone: nn.Module, cfg: TrainConfig) -> tuple[list[nn.Module], dict[str, Any]]:
     """Load ``cfg.init`` into ``backbone`` and freeze its first ``cfg.freeze`` blocks.
 
     Returns the frozen blocks (to be kept in eval mode) and the init's per-model
