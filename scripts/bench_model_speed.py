@@ -5,9 +5,10 @@ Rounds alternate the models so that a change of machine load hits all of them;
 the per-round figures are printed, since only ratios measured together compare
 (the shared host's speed changes from day to day). Run::
 
-    python scripts/bench_model_speed.py                         # shipped v1 vs the default v3, ONNX
+    python scripts/bench_model_speed.py                       # previous default v5 vs v6, ONNX
     python scripts/bench_model_speed.py --models a.pt b.pt --backend torch --batches 1 16
-    python scripts/bench_model_speed.py --models sigver-sigresnet-v5 sigver-ensemble-v1 --verify 200
+    python scripts/bench_model_speed.py --models sigver-sigresnet-v5 sigver-sigresnet-v6 \
+        sigver-ensemble-v1 --verify 200
 
 ``--verify N`` also times in-process ``Verifier.verify`` of one signature (a user
 enrolled with 12 references of one synthetic writer; PNG bytes and a decoded
@@ -31,7 +32,7 @@ from sigver._util import command_line, format_machine_info, machine_info
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", nargs="+", default=["sigver-sigresnet-v1", "sigver-sigresnet-v3"]
+        "--models", nargs="+", default=["sigver-sigresnet-v5", "sigver-sigresnet-v6"]
     )
     parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])

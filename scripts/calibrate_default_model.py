@@ -12,7 +12,7 @@ calibration-curve plot.
 Usage::
 
     python scripts/calibrate_default_model.py --sigcomp ../shared/data/sigcomp2011 \\
-        [--model models/sigver-sigresnet-v5.pt] [--normalization loo-lcb=0] [--dry-run]
+        [--model models/sigver-sigresnet-v6.pt] [--normalization loo-lcb=0] [--dry-run]
 
 The new metadata changes the file's sha256 and so its model id: users enrolled with
 the previous file must be re-enrolled.
@@ -66,7 +66,7 @@ def _old_notes(card: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v5.pt")
+    parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v6.pt")
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
     parser.add_argument("--normalization", default=DEFAULT_NORMALIZATION)
     parser.add_argument("--default-operating-point", default="balanced")

@@ -12,7 +12,7 @@ SigComp2011 001-037), so the exploitation writers stay untouched::
 
     cal = calibrate_threshold(dev_features, users="001-037", negatives=background)
     print(cal.summary())
-    apply_calibration("models/sigver-sigresnet-v5.pt", cal)
+    apply_calibration("models/sigver-sigresnet-v6.pt", cal)
 
 Procedure (writer-dependent, like enrollment). For each of ``folds`` random
 draws (seeds derived from ``seed`` by :func:`sigver.protocol.fold_seeds`) and

@@ -3,7 +3,7 @@
 Example (prints the calibration; ``--write`` stores it in the checkpoint, where
 enrollment reads its default threshold)::
 
-    sigver calibrate --model models/sigver-sigresnet-v5.pt \\
+    sigver calibrate --model models/sigver-sigresnet-v6.pt \\
         --data /data/sigcomp2011 --dataset sigcomp2011 --users 001-037
     sigver calibrate --model M --data dev.npz --users 001-037 --target far-skilled=5% --write
 

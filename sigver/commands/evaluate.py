@@ -10,7 +10,7 @@ Examples::
         --test-genuine 10 --forg-from-dev 14 --folds 10 --seed 1 --out runs/custom
     sigver evaluate --model models/m.pt --data data/sigcomp2011.npz --preset sigcomp2011-dev \\
         --threshold model --scaling user --out runs/fixed
-    sigver evaluate --model models/sigver-sigresnet-v5.pt --data ../shared/data/sigcomp2011 \\
+    sigver evaluate --model models/sigver-sigresnet-v6.pt --data ../shared/data/sigcomp2011 \\
         --dataset sigcomp2011 --preset sigcomp2011-dev --negatives model --out runs/deployed
 
 ``--negatives model`` is the deployment simulation: every exploitation user is

@@ -8,7 +8,7 @@ Examples::
     sigver train --data synth.npz --arch signet --out runs/signet --resume runs/signet/last.pt
     sigver train --data synth.npz --arch signet --forg --lamb 0.95 --lamb-warmup 3 \
         --forg-balance --out runs/signet_f
-    sigver train --init models/sigver-sigresnet-v5.pt --freeze -1 \
+    sigver train --init models/sigver-sigresnet-v6.pt --freeze -1 \
         --data folder:/bank/manifest.csv --out runs/bank     # retrain the last layers
     torchrun --nproc_per_node 2 -m sigver train --data synth.npz --arch signet --out runs/ddp
 """
