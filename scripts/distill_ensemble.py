@@ -215,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="6")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    args.dry_run = False  # train_v2_model.Pipeline reads it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     sys.path.insert(0, str(REPO / "scripts"))
     import torch
@@ -253,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     best = train(args, x, t, sizes)
     p.timings["train"] = round(time.perf_counter() - start, 1)
-    p._save_timings()
+    p.save_timings()
     print(f"student: {best}")
     return 0
 

@@ -95,7 +95,7 @@ class Pipeline:
             log.info("skip %s (%s exists)", name, done)
             return
         print(f"[{name}] {line}", flush=True)
-        if self.args.dry_run:
+        if getattr(self.args, "dry_run", False):  # callers without --dry-run run for real
             return
         start = time.perf_counter()
         if main(argv) != 0:
@@ -103,9 +103,9 @@ class Pipeline:
         self.timings[name] = round(time.perf_counter() - start, 1)
         if done.suffix == ".done":
             done.write_text(line + "\n")
-        self._save_timings()
+        self.save_timings()
 
-    def _save_timings(self) -> None:
+    def save_timings(self) -> None:
         path = self.work / "timings.json"
         old = json.loads(path.read_text()) if path.exists() else {}
         path.write_text(json.dumps(old | self.timings, indent=1) + "\n")
@@ -432,7 +432,7 @@ def _ship(p: Pipeline, checkpoint: Path, out_dir: Path) -> None:
     if ship(argv) != 0:
         raise SystemExit("shipping failed")
     p.timings["ship"] = round(time.perf_counter() - start, 1)
-    p._save_timings()
+    p.save_timings()
 
 
 if __name__ == "__main__":
