@@ -147,13 +147,63 @@ def test_forgery_realism_fusion_moves_forgeries_by_their_own_probe_value() -> No
     scores = FoldScores(genuine=gen, random=rnd, skilled=skl, simple=[np.zeros(0)] * 2)
     eers = fr.fused_eers([scores], [split], z, (0.0, 1.0))
     assert eers[0.0]["EER_global"] > 10  # forgeries at 0.6 sit inside the genuine range
-    assert eers[1.0] == {"EER_global": 0.0, "EER_user": 0.0}  # shifted to -0.4: separated
+    assert eers[1.0] == {"EER_global": 0.0, "EER_user": 0.0, "FAR_random": 0.0}  # separated
     # A population shift of user 1's cue (all of its images, references included) is
     # removed by centring on the references, and only then.
     shifted = z + np.array([0.0] * 4 + [3.0] * 4 + [0.0] * 2 + [3.0] * 2)
     assert fr.fused_eers([scores], [split], shifted, (1.0,))[1.0]["EER_global"] > 10
     centred = fr.fused_eers([scores], [split], shifted, (1.0,), centred=True)
-    assert centred[1.0] == {"EER_global": 0.0, "EER_user": 0.0}
+    # ... at a price: user 1's shift (+3) also lifts the other writer's genuine
+    # signatures it is asked about (z = 0) to -1 + 3 = 2, so half the random forgeries pass.
+    assert centred[1.0] == {"EER_global": 0.0, "EER_user": 0.0, "FAR_random": 50.0}
+
+
+def test_forgery_realism_counts_random_forgeries_a_weight_lets_through() -> None:
+    import forgery_realism as fr
+    import numpy as np
+
+    from sigver.evaluation import FoldScores
+    from sigver.protocol import FoldSplit
+
+    # Two users: rows 0-4 user 0 (reference, 2 test genuines, 2 skilled forgeries), rows
+    # 5-9 user 1 alike. Random forgeries are the other user's test genuines.
+    split = FoldSplit(
+        fold=0,
+        seed=0,
+        users=np.array([0, 1]),
+        refs=[np.array([0]), np.array([5])],
+        test_genuine=[np.array([1, 2]), np.array([6, 7])],
+        skilled=[np.array([3, 4]), np.array([8, 9])],
+        simple=[np.zeros(0, int), np.zeros(0, int)],
+        negatives=np.zeros(0, int),
+    )
+    scores = FoldScores(
+        genuine=[np.array([1.0, 1.2])] * 2,
+        random=[np.array([-2.0, -2.0])] * 2,
+        skilled=[np.array([0.0, 0.1])] * 2,
+        simple=[np.zeros(0)] * 2,
+    )
+    z = np.zeros(10)
+    assert fr.fused_eers([scores], [split], z, (1.0,))[1.0]["FAR_random"] == 0.0
+    # The cue rates user 1's test genuines as very genuine-looking (z = -4): as user 0's
+    # random forgeries they score -2 + 4 = 2, above the equal-error threshold; still
+    # nothing is confused among genuine signatures and skilled forgeries.
+    z[[6, 7]] = -4.0
+    out = fr.fused_eers([scores], [split], z, (1.0,))[1.0]
+    assert out == {"EER_global": 0.0, "EER_user": 0.0, "FAR_random": 50.0}
+
+
+def test_forgery_realism_far_random_bound_removes_a_weight_from_the_choice() -> None:
+    import forgery_realism as fr
+
+    inner = {
+        0.0: {"EER_global": 10.0, "EER_user": 5.0, "FAR_random": 0.05},
+        0.3: {"EER_global": 9.0, "EER_user": 4.8, "FAR_random": 0.4},
+        0.75: {"EER_global": 7.0, "EER_user": 4.5, "FAR_random": 5.0},
+    }
+    assert fr.choose_weight(inner) == (0.75, True)
+    assert fr.choose_weight(inner, max_far_random=0.5) == (0.3, True)
+    assert fr.choose_weight(inner, max_far_random=0.1) == (0.0, False)
 
 
 def test_forgery_realism_weight_needs_a_clear_global_gain() -> None:
