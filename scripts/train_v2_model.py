@@ -28,6 +28,12 @@ Stages:
 7. ``ship``: the fine-tune with the best development-writer validation accuracy
    through scripts/ship_model.py into ``--models`` (default WORK/models).
 
+``--base-checkpoint CKPT`` replaces stages 1, 3 (synthetic cache) and 4 with a base
+trained elsewhere, e.g. the full-width SigNet of ``scripts/train_signet_gpu.sh``
+(same corpus, trained on a GPU): fine-tunes, evaluations and hold-outs then run
+on the CPU as for a SigResNet base (``--synth-canvas H,W`` is required, since the
+synthetic corpus is not here, and nothing is shipped).
+
 Usage::
 
     python scripts/train_v2_model.py --work /tmp/v2 --sigcomp ../shared/data/sigcomp2011
@@ -36,6 +42,8 @@ Usage::
     python scripts/train_v2_model.py --work /tmp/v2 --dry-run
     python scripts/train_v2_model.py --work /tmp/v2-tiny --writers 16 --epochs 1 \\
         --holdout-writers 4 --finetune-epochs 1 --no-sigcomp          # smoke test
+    python scripts/train_v2_model.py --work /tmp/signet --base-checkpoint signet-base.pt \
+        --synth-canvas 645,921 --ship none --compare v3     # the GPU SigNet (train_signet_gpu.sh)
 """
 
 from __future__ import annotations
@@ -223,8 +231,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replace-shipped", action="store_true", help="allow overwriting an existing model"
     )
+    parser.add_argument(
+        "--base-checkpoint",
+        type=Path,
+        metavar="CKPT",
+        help="a base trained elsewhere (e.g. scripts/train_signet_gpu.sh): skip the synthetic "
+        "corpus and the base training; needs --synth-canvas H,W and --ship none",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
+    if args.base_checkpoint is not None:
+        if args.synth_canvas == "auto":
+            parser.error("--base-checkpoint needs --synth-canvas H,W (the corpus is not here)")
+        if args.ship != "none":
+            parser.error("--base-checkpoint needs --ship none (shipping reads the synthetic cache)")
+        if not args.base_checkpoint.is_file():
+            parser.error(f"--base-checkpoint {args.base_checkpoint}: no such file")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     from sigver.features import resolve_model_path
@@ -238,14 +260,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1-2. corpora
     synth = work / "synth"
-    p.run(
-        "synth",
-        ["synth", "--version", str(args.synth_version), "--split", "train", "--writers",
-         str(args.writers),
-         "--genuine", str(args.genuine), "--forgeries", str(args.forgeries), "--seed", "0",
-         "--out", str(synth), *jobs, *quiet],
-        work / "synth.done",
-    )  # fmt: skip
+    external = args.base_checkpoint is not None
+    if not external:
+        p.run(
+            "synth",
+            ["synth", "--version", str(args.synth_version), "--split", "train", "--writers",
+             str(args.writers),
+             "--genuine", str(args.genuine), "--forgeries", str(args.forgeries), "--seed", "0",
+             "--out", str(synth), *jobs, *quiet],
+            work / "synth.done",
+        )  # fmt: skip
     synth_holdouts(p, work, args.holdout_writers, jobs)
 
     # 3. caches
@@ -256,12 +280,13 @@ def main(argv: list[str] | None = None) -> int:
             canvas = [str(v) for v in synth_canvas(synth)]
     else:
         canvas = args.synth_canvas.split(",")
-    p.run(
-        "cache-synth",
-        ["preprocess", "--dataset", "gpds", "--path", str(synth), "--out",
-         str(work / "synth.npz"), "--canvas", *canvas, *jobs, *quiet],
-        work / "synth.npz",
-    )  # fmt: skip
+    if not external:
+        p.run(
+            "cache-synth",
+            ["preprocess", "--dataset", "gpds", "--path", str(synth), "--out",
+             str(work / "synth.npz"), "--canvas", *canvas, *jobs, *quiet],
+            work / "synth.npz",
+        )  # fmt: skip
     cache_holdouts(p, work, canvas, jobs)
     sigcomp = work / "sigcomp2011.npz"
     if not args.no_sigcomp:
@@ -274,23 +299,30 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. base model: synthetic only
     base = work / "base"
-    loss = ["--forg", "--lamb", str(args.lamb), "--lamb-warmup", str(args.lamb_warmup),
-            "--forg-balance", "--forg-normalise"] if args.loss == "signet-f" else []  # fmt: skip
-    resume = ["--resume", str(base / "last.pt")] if (base / "last.pt").exists() else []
-    p.run(
-        "base",
-        # The synthetic canvas only compensates the generator's drawing size: the
-        # model records the product canvas (SigComp2011 = GPDS, 952 x 1360).
-        ["train", "--data", str(work / "synth.npz"), "--canvas", "952", "1360", "--arch",
-         "sigresnet", "--arch-config", json.dumps({"widths": widths}), "--epochs",
-         str(args.epochs), "--lr", str(args.lr), "--lr-decay-times", str(args.lr_decay_times),
-         *loss, "--name", f"sigver-sigresnet-v{args.model_version}-synth",
-         "--version", args.model_version, "--out", str(base), *resume, *quiet],
-        work / "base.done",
-    )  # fmt: skip
+    base_ckpt = base / "best.pt"
+    if external:
+        base_ckpt = args.base_checkpoint
+    else:
+        loss = []
+        if args.loss == "signet-f":
+            loss = ["--forg", "--lamb", str(args.lamb), "--lamb-warmup", str(args.lamb_warmup),
+                    "--forg-balance", "--forg-normalise"]  # fmt: skip
+        resume = ["--resume", str(base / "last.pt")] if (base / "last.pt").exists() else []
+        p.run(
+            "base",
+            # The synthetic canvas only compensates the generator's drawing size: the
+            # model records the product canvas (SigComp2011 = GPDS, 952 x 1360).
+            ["train", "--data", str(work / "synth.npz"), "--canvas", "952", "1360", "--arch",
+             "sigresnet", "--arch-config", json.dumps({"widths": widths}), "--epochs",
+             str(args.epochs), "--lr", str(args.lr), "--lr-decay-times", str(args.lr_decay_times),
+             *loss, "--name", f"sigver-sigresnet-v{args.model_version}-synth",
+             "--version", args.model_version, "--out", str(base), *resume, *quiet],
+            work / "base.done",
+        )  # fmt: skip
 
     # 5. fine-tuning on SigComp2011 development writers, genuine only
-    models = {"v1": resolve_model_path("sigver-sigresnet-v1"), "base": base / "best.pt"}
+    models = {"v1": resolve_model_path("sigver-sigresnet-v1"), "base": base_ckpt}
+    arch = load_arch(base_ckpt) if external else "sigresnet"
     compare = args.compare
     if compare is None and args.model_version.isdigit() and int(args.model_version) > 2:
         # The shipped model this version would replace, evaluated in the same run.
@@ -301,10 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, freeze in (("ft_all", "0"), ("ft_last", "-1")):
             p.run(
                 name,
-                ["train", "--init", str(base / "best.pt"), "--freeze", freeze, "--data",
+                ["train", "--init", str(base_ckpt), "--freeze", freeze, "--data",
                  str(sigcomp), "--users", "sigcomp2011:001-037", "--epochs",
                  str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--lr-decay-times",
-                 "2", "--name", f"sigver-sigresnet-v{args.model_version}-{name}", "--version",
+                 "2", "--name", f"sigver-{arch}-v{args.model_version}-{name}", "--version",
                  args.model_version, "--out",
                  str(work / name), *quiet],
                 work / f"{name}.done",
@@ -339,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run:
         print(f"timings: {work / 'timings.json'}")
     return 0
+
+
+def load_arch(checkpoint: Path) -> str:
+    """The architecture recorded in a (hash-checked) checkpoint."""
+    from sigver.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint).meta.arch
 
 
 def _best_by_validation(work: Path, names: tuple[str, ...]) -> str:

@@ -30,6 +30,30 @@ def test_dry_run_lists_every_stage_without_running(tmp_path: Path, capsys) -> No
     assert stages[-1] == "ship"  # the pipeline ends with the shipped files
 
 
+def test_external_base_skips_synthetic_stages_and_fine_tunes_it(
+    tmp_path: Path, capsys, model_path: Path
+) -> None:
+    module = _load()
+    work = ["--work", str(tmp_path / "w"), "--dry-run"]
+    with pytest.raises(SystemExit):  # the corpus is not here, so its canvas must be given
+        module.main([*work, "--base-checkpoint", str(tmp_path / "none.pt"), "--ship", "none"])
+    assert "--synth-canvas" in capsys.readouterr().err
+    ckpt = model_path
+    with pytest.raises(SystemExit):  # shipping would read the synthetic cache
+        module.main([*work, "--base-checkpoint", str(ckpt), "--synth-canvas", "645,921"])
+    assert "--ship none" in capsys.readouterr().err
+    argv = [*work, "--base-checkpoint", str(ckpt), "--synth-canvas", "645,921", "--ship", "none"]
+    assert module.main(argv) == 0
+    out = capsys.readouterr().out
+    stages = [line.split("]")[0][1:] for line in out.splitlines() if line.startswith("[")]
+    assert not {"synth", "cache-synth", "base", "ship"} & set(stages)
+    assert f"--init {ckpt} --freeze 0" in out and f"--init {ckpt} --freeze -1" in out
+    assert f"--model {ckpt}" in out  # the external base is evaluated like a trained one
+    assert "eval-holdout-cjk-base" in stages and "--canvas 645 921" in out
+    arch = module.load_arch(ckpt)
+    assert f"--name sigver-{arch}-v2-ft_all" in out  # fine-tunes are named by the base's arch
+
+
 def test_ship_choice_uses_validation_accuracy_and_ablations_list_every_eval(tmp_path: Path):
     module = _load()
     for name, accs in (("ft_all", [0.2, 0.61, 0.5]), ("ft_last", [0.3, 0.6])):
