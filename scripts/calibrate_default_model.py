@@ -12,7 +12,7 @@ calibration-curve plot.
 Usage::
 
     python scripts/calibrate_default_model.py --sigcomp ../shared/data/sigcomp2011 \\
-        [--model models/sigver-sigresnet-v6.pt] [--normalization loo-lcb=0] [--dry-run]
+        [--model models/sigver-sigresnet-v6.pt] [--normalization loo-lcb=0.5] [--dry-run]
 
 The new metadata changes the file's sha256 and so its model id: users enrolled with
 the previous file must be re-enrolled.
@@ -32,6 +32,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 #: The normaliser the selection rule of scripts/threshold_transfer.py picks for v3's features.
+#: The normaliser of a model that has none yet (a fresh build); a calibrated model keeps its own
+#: unless --normalization names another, so a plain rerun never undoes a recalibration.
 DEFAULT_NORMALIZATION = "loo-lcb=0"
 
 
@@ -68,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v6.pt")
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
-    parser.add_argument("--normalization", default=DEFAULT_NORMALIZATION)
+    parser.add_argument(
+        "--normalization",
+        help="per-user score normaliser (default: the model's current, else "
+        f"{DEFAULT_NORMALIZATION}; scripts/threshold_transfer.py's rule chooses it)",
+    )
     parser.add_argument("--default-operating-point", default="balanced")
     parser.add_argument("--refs", type=int, default=5)
     parser.add_argument("--folds", type=int, default=5)
@@ -108,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     if weight is None:
         stored = (weights.meta.metrics or {}).get("calibration") or {}
         weight = float((stored.get("forgery_cue") or {}).get("weight", 0.0))
+    if args.normalization is None:
+        stored = (weights.meta.metrics or {}).get("calibration") or {}
+        args.normalization = stored.get("normalization") or DEFAULT_NORMALIZATION
     centred = args.forgery_centred
     if centred is None:
         stored = (weights.meta.metrics or {}).get("calibration") or {}

@@ -42,7 +42,7 @@ Usage::
     python scripts/train_v2_model.py --work /tmp/v2 --dry-run
     python scripts/train_v2_model.py --work /tmp/v2-tiny --writers 16 --epochs 1 \\
         --holdout-writers 4 --finetune-epochs 1 --no-sigcomp          # smoke test
-    python scripts/train_v2_model.py --work /tmp/signet --base-checkpoint signet-base.pt \
+    python scripts/train_v2_model.py --work /tmp/signet --base-checkpoint out/signet-base.pt \\
         --synth-canvas 645,921 --ship none --compare v3     # the GPU SigNet (train_signet_gpu.sh)
 """
 
@@ -245,8 +245,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--base-checkpoint needs --synth-canvas H,W (the corpus is not here)")
         if args.ship != "none":
             parser.error("--base-checkpoint needs --ship none (shipping reads the synthetic cache)")
-        if not args.base_checkpoint.is_file():
-            parser.error(f"--base-checkpoint {args.base_checkpoint}: no such file")
+        from sigver.errors import ModelError
+
+        try:
+            base_arch = load_arch(args.base_checkpoint)
+        except ModelError as exc:  # before any stage runs, not after the hold-out corpora
+            parser.error(f"--base-checkpoint: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     from sigver.features import resolve_model_path
@@ -254,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     widths = [int(w) for w in args.widths.split(",")]
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    if args.base_checkpoint is not None and not args.dry_run:
+        _bind_external_base(work, args.base_checkpoint)
     p = Pipeline(args)
     jobs = ["--jobs", str(args.jobs)]
     quiet = ["--no-progress"]
@@ -322,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. fine-tuning on SigComp2011 development writers, genuine only
     models = {"v1": resolve_model_path("sigver-sigresnet-v1"), "base": base_ckpt}
-    arch = load_arch(base_ckpt) if external else "sigresnet"
+    arch = base_arch if external else "sigresnet"
     compare = args.compare
     if compare is None and args.model_version.isdigit() and int(args.model_version) > 2:
         # The shipped model this version would replace, evaluated in the same run.
@@ -374,10 +380,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_arch(checkpoint: Path) -> str:
-    """The architecture recorded in a (hash-checked) checkpoint."""
-    from sigver.models.checkpoint import load_checkpoint
+    """The architecture recorded in a checkpoint (ours hash-checked, or a reference tuple)."""
+    from sigver.models.checkpoint import load_weights
 
-    return load_checkpoint(checkpoint).meta.arch
+    return load_weights(checkpoint).meta.arch
+
+
+def _bind_external_base(work: Path, checkpoint: Path) -> None:
+    """Refuse a work folder whose done stages belong to another base.
+
+    Stages are skipped when their output exists, so the fine-tunes and the ``base``
+    evaluations of an earlier base would otherwise be reported as this one's.
+    """
+    from sigver._meta import file_sha256
+
+    digest = file_sha256(checkpoint)
+    marker = work / "external-base.sha256"
+    if (work / "base.done").exists() or (work / "base").exists():
+        raise SystemExit(f"{work} holds a base trained by this pipeline: use another --work")
+    if marker.exists() and marker.read_text().strip() != digest:
+        raise SystemExit(
+            f"{work} holds the stages of another --base-checkpoint: use another --work"
+        )
+    marker.write_text(digest + "\n")
 
 
 def _best_by_validation(work: Path, names: tuple[str, ...]) -> str:

@@ -31,27 +31,50 @@ def test_dry_run_lists_every_stage_without_running(tmp_path: Path, capsys) -> No
 
 
 def test_external_base_skips_synthetic_stages_and_fine_tunes_it(
-    tmp_path: Path, capsys, model_path: Path
+    tmp_path: Path, capsys, model_path: Path, monkeypatch
 ) -> None:
     module = _load()
     work = ["--work", str(tmp_path / "w"), "--dry-run"]
+    canvas = ["--synth-canvas", "645,921"]
     with pytest.raises(SystemExit):  # the corpus is not here, so its canvas must be given
-        module.main([*work, "--base-checkpoint", str(tmp_path / "none.pt"), "--ship", "none"])
+        module.main([*work, "--base-checkpoint", str(model_path), "--ship", "none"])
     assert "--synth-canvas" in capsys.readouterr().err
-    ckpt = model_path
     with pytest.raises(SystemExit):  # shipping would read the synthetic cache
-        module.main([*work, "--base-checkpoint", str(ckpt), "--synth-canvas", "645,921"])
+        module.main([*work, "--base-checkpoint", str(model_path), *canvas])
     assert "--ship none" in capsys.readouterr().err
-    argv = [*work, "--base-checkpoint", str(ckpt), "--synth-canvas", "645,921", "--ship", "none"]
+    unsigned = tmp_path / "unsigned.pt"
+    unsigned.write_bytes(model_path.read_bytes())  # no .sha256 beside it: refused up front
+    with pytest.raises(SystemExit):
+        module.main([*work, "--base-checkpoint", str(unsigned), *canvas, "--ship", "none"])
+    assert "sha256" in capsys.readouterr().err
+
+    assert module.load_arch(model_path) == "sigresnet"
+    monkeypatch.setattr(module, "load_arch", lambda path: "signet")
+    argv = [*work, "--base-checkpoint", str(model_path), *canvas, "--ship", "none"]
     assert module.main(argv) == 0
     out = capsys.readouterr().out
     stages = [line.split("]")[0][1:] for line in out.splitlines() if line.startswith("[")]
     assert not {"synth", "cache-synth", "base", "ship"} & set(stages)
-    assert f"--init {ckpt} --freeze 0" in out and f"--init {ckpt} --freeze -1" in out
-    assert f"--model {ckpt}" in out  # the external base is evaluated like a trained one
+    assert f"--init {model_path} --freeze 0" in out and f"--init {model_path} --freeze -1" in out
+    assert f"--model {model_path}" in out  # the external base is evaluated like a trained one
     assert "eval-holdout-cjk-base" in stages and "--canvas 645 921" in out
-    arch = module.load_arch(ckpt)
-    assert f"--name sigver-{arch}-v2-ft_all" in out  # fine-tunes are named by the base's arch
+    assert "--name sigver-signet-v2-ft_all" in out  # fine-tunes are named by the base's arch
+
+
+def test_external_base_work_folder_is_bound_to_one_base(tmp_path: Path) -> None:
+    module = _load()
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a.write_bytes(b"weights a")
+    b.write_bytes(b"weights b")
+    work = tmp_path / "w"
+    work.mkdir()
+    module._bind_external_base(work, a)
+    module._bind_external_base(work, a)  # the same base again: its done stages are reused
+    with pytest.raises(SystemExit, match="another --base-checkpoint"):
+        module._bind_external_base(work, b)
+    (work / "base").mkdir()
+    with pytest.raises(SystemExit, match="trained by this pipeline"):
+        module._bind_external_base(tmp_path / "w", a)
 
 
 def test_ship_choice_uses_validation_accuracy_and_ablations_list_every_eval(tmp_path: Path):
