@@ -16,8 +16,10 @@
 # model records the product canvas 952 x 1360 either way. The run of 2026-12-04 predates that
 # default and used 952 1360 (README, SigNet at full width on a GPU).
 #
+# EPOCHS=8 LR=0.01 LR_DECAY_TIMES=2 is v3 base's own schedule: the architecture-only comparison.
 # Everything is sized by environment variables so the same script is smoke-tested on the CPU:
-#   WRITERS (3000)  EPOCHS (60)  LOSS (signet-f)  SYNTH_CANVAS ("645 921")  JOBS (nproc)
+#   WRITERS (3000)  EPOCHS (60)  LR (1e-3)  LR_DECAY_TIMES (3)  LOSS (signet-f)
+#   SYNTH_CANVAS ("645 921")  JOBS (nproc)
 #   DEVICE (cuda)  WORK (/tmp/signet-gpu, emptied first)  PYTHON (python3)
 #   OUT (required: what comes back)  BUDGET_S (0 = none: seconds for the whole job; training is
 #   stopped in time to leave EXPORT_S for the export, and best.pt is the best epoch so far).
@@ -30,6 +32,8 @@ set -euo pipefail
 : "${OUT:?set OUT to the folder that receives the results}"
 WRITERS=${WRITERS:-3000}
 EPOCHS=${EPOCHS:-60}
+LR=${LR:-1e-3}
+LR_DECAY_TIMES=${LR_DECAY_TIMES:-3}
 LOSS=${LOSS:-signet-f}
 SYNTH_CANVAS=${SYNTH_CANVAS:-645 921}
 JOBS=${JOBS:-$(nproc)}
@@ -76,7 +80,7 @@ t2=$(date +%s)
 stamp "preprocess done ($((t2 - t1)) s)"
 
 train=("${PY[@]}" -m sigver train --data "$WORK/synth.npz" --canvas 952 1360 --arch signet
-       --epochs "$EPOCHS" --name sigver-signet-gpu-synth --version 1 --device "$DEVICE"
+       --epochs "$EPOCHS" --lr "$LR" --lr-decay-times "$LR_DECAY_TIMES" --name sigver-signet-gpu-synth --version 1 --device "$DEVICE"
        --out "$WORK/base" --no-progress "${loss_args[@]}")
 rc=0
 if [ "$BUDGET_S" -gt 0 ]; then
@@ -109,7 +113,7 @@ print("exported", sys.argv[2], digest)
 EOF
 (cd "$OUT" && split -b 15M -d signet-base.pt signet-base.pt.part- && rm signet-base.pt)
 cat > "$OUT/timings.json" <<EOF
-{"writers": $WRITERS, "epochs_asked": $EPOCHS, "loss": "$LOSS", "synth_canvas": "$SYNTH_CANVAS",
+{"writers": $WRITERS, "epochs_asked": $EPOCHS, "lr": "$LR", "lr_decay_times": $LR_DECAY_TIMES, "loss": "$LOSS", "synth_canvas": "$SYNTH_CANVAS",
  "jobs": $JOBS, "device": "$DEVICE", "synth_s": $((t1 - t0)), "preprocess_s": $((t2 - t1)),
  "train_s": $((t3 - t2)), "total_s": $(($(date +%s) - START))}
 EOF
