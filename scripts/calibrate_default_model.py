@@ -66,6 +66,18 @@ def _old_notes(card: Path) -> str:
     return "\n\n".join(kept)
 
 
+def resolve_normalization(metrics: dict[str, Any] | None, requested: str | None) -> str:
+    """The normaliser to calibrate with: the one asked for, else the model's current one.
+
+    A calibrated model keeps its normaliser, so a plain rerun (to refresh a card, add a
+    forgery cue) never silently undoes a recalibration; a model with none gets the default.
+    """
+    if requested is not None:
+        return requested
+    stored = (metrics or {}).get("calibration") or {}
+    return stored.get("normalization") or DEFAULT_NORMALIZATION
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v6.pt")
@@ -114,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if weight is None:
         stored = (weights.meta.metrics or {}).get("calibration") or {}
         weight = float((stored.get("forgery_cue") or {}).get("weight", 0.0))
-    if args.normalization is None:
-        stored = (weights.meta.metrics or {}).get("calibration") or {}
-        args.normalization = stored.get("normalization") or DEFAULT_NORMALIZATION
+    args.normalization = resolve_normalization(weights.meta.metrics, args.normalization)
     centred = args.forgery_centred
     if centred is None:
         stored = (weights.meta.metrics or {}).get("calibration") or {}
