@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-#: The normaliser the selection rule of scripts/threshold_transfer.py picks for v3's features.
-#: The normaliser of a model that has none yet (a fresh build); a calibrated model keeps its own
-#: unless --normalization names another, so a plain rerun never undoes a recalibration.
+#: The normaliser of a model that has none yet (a fresh build; the selection rule's pick for v3's
+#: features); a calibrated model keeps its own unless --normalization names another, so a plain
+#: rerun never undoes a recalibration.
 DEFAULT_NORMALIZATION = "loo-lcb=0"
 
 
@@ -72,10 +72,11 @@ def resolve_normalization(metrics: dict[str, Any] | None, requested: str | None)
     A calibrated model keeps its normaliser, so a plain rerun (to refresh a card, add a
     forgery cue) never silently undoes a recalibration; a model with none gets the default.
     """
+    from sigver.calibration import stored_calibration
+
     if requested is not None:
         return requested
-    stored = (metrics or {}).get("calibration") or {}
-    return stored.get("normalization") or DEFAULT_NORMALIZATION
+    return (stored_calibration(metrics) or {}).get("normalization") or DEFAULT_NORMALIZATION
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sigver._util import command_line
     from sigver.cache import load_signatures
-    from sigver.calibration import apply_calibration, calibrate_deployment
+    from sigver.calibration import apply_calibration, calibrate_deployment, stored_calibration
     from sigver.evaluation import simulate_deployment
     from sigver.features import default_background_path
     from sigver.featureset import load_features
@@ -122,15 +123,15 @@ def main(argv: list[str] | None = None) -> int:
 
     weights = load_checkpoint(args.model)
     before = _fingerprint(weights.state_dict)
+    # Whatever is not asked for stays as the model has it.
+    args.normalization = resolve_normalization(weights.meta.metrics, args.normalization)
+    stored_cue = (stored_calibration(weights.meta.metrics) or {}).get("forgery_cue") or {}
     weight = args.forgery_weight
     if weight is None:
-        stored = (weights.meta.metrics or {}).get("calibration") or {}
-        weight = float((stored.get("forgery_cue") or {}).get("weight", 0.0))
-    args.normalization = resolve_normalization(weights.meta.metrics, args.normalization)
+        weight = float(stored_cue.get("weight", 0.0))
     centred = args.forgery_centred
     if centred is None:
-        stored = (weights.meta.metrics or {}).get("calibration") or {}
-        centred = bool((stored.get("forgery_cue") or {}).get("centred", False))
+        centred = bool(stored_cue.get("centred", False))
     extractor = open_extractor(args.model)  # the backend enrollment uses
     background = load_features(default_background_path(args.model))
     cache = load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False)

@@ -80,8 +80,9 @@ t2=$(date +%s)
 stamp "preprocess done ($((t2 - t1)) s)"
 
 train=("${PY[@]}" -m sigver train --data "$WORK/synth.npz" --canvas 952 1360 --arch signet
-       --epochs "$EPOCHS" --lr "$LR" --lr-decay-times "$LR_DECAY_TIMES" --name sigver-signet-gpu-synth --version 1 --device "$DEVICE"
-       --out "$WORK/base" --no-progress "${loss_args[@]}")
+       --epochs "$EPOCHS" --lr "$LR" --lr-decay-times "$LR_DECAY_TIMES"
+       --name sigver-signet-gpu-synth --version 1 --device "$DEVICE" --out "$WORK/base" --no-progress
+       "${loss_args[@]}")
 rc=0
 if [ "$BUDGET_S" -gt 0 ]; then
     left=$((BUDGET_S - ($(date +%s) - START) - EXPORT_S))
@@ -113,7 +114,8 @@ print("exported", sys.argv[2], digest)
 EOF
 (cd "$OUT" && split -b 15M -d signet-base.pt signet-base.pt.part- && rm signet-base.pt)
 cat > "$OUT/timings.json" <<EOF
-{"writers": $WRITERS, "epochs_asked": $EPOCHS, "lr": "$LR", "lr_decay_times": $LR_DECAY_TIMES, "loss": "$LOSS", "synth_canvas": "$SYNTH_CANVAS",
+{"writers": $WRITERS, "epochs_asked": $EPOCHS, "lr": "$LR", "lr_decay_times": $LR_DECAY_TIMES,
+ "loss": "$LOSS", "synth_canvas": "$SYNTH_CANVAS",
  "jobs": $JOBS, "device": "$DEVICE", "synth_s": $((t1 - t0)), "preprocess_s": $((t2 - t1)),
  "train_s": $((t3 - t2)), "total_s": $(($(date +%s) - START))}
 EOF
