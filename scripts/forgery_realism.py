@@ -402,19 +402,28 @@ def measure(model: Path, synth_npz: Path, sigcomp: Path, work: Path) -> dict[str
     return {**res, **_head_aucs(model, synth_npz, work / "sigcomp2011.npz")}
 
 
-def _synth_corpus(work: Path, writers: int, jobs: int) -> Path:
-    """A hold-out-style v2 corpus of all scripts, preprocessed as the v2 pipeline does."""
+def _synth_corpus(
+    work: Path,
+    writers: int,
+    jobs: int,
+    *,
+    split: str = "holdout",
+    seed: int = 3,
+    name: str = "synth",
+) -> Path:
+    """A v2 corpus of all scripts (hold-out styles by default), preprocessed as the v2
+    pipeline does."""
     from sigver.cli import main as sigver
 
     sys.path.insert(0, str(REPO / "scripts"))
     from train_v2_model import synth_canvas
 
-    folder, npz = work / "synth", work / "synth.npz"
+    folder, npz = work / name, work / f"{name}.npz"
     if not npz.is_file():
         if not folder.is_dir():
-            sigver(["synth", "--version", "2", "--split", "holdout", "--writers", str(writers),
-                    "--genuine", "10", "--forgeries", "5", "--seed", "3", "--out", str(folder),
-                    "--jobs", str(jobs), "--no-progress", "-q"])  # fmt: skip
+            sigver(["synth", "--version", "2", "--split", split, "--writers", str(writers),
+                    "--genuine", "10", "--forgeries", "5", "--seed", str(seed),
+                    "--out", str(folder), "--jobs", str(jobs), "--no-progress", "-q"])  # fmt: skip
         canvas = [str(v) for v in synth_canvas(folder)]
         sigver(["preprocess", "--dataset", "gpds", "--path", str(folder), "--out", str(npz),
                 "--canvas", *canvas, "--jobs", str(jobs), "--no-progress", "-q"])  # fmt: skip

@@ -322,3 +322,32 @@ def test_pair_cue_rule_bounds_far_random_and_needs_a_margin_over_the_cue() -> No
     assert pair_cue.choose(inner) == {"chosen": ("pair", 0.5), "better_than_cue": False}
     inner[("pair", 0.5)] = row(5.0, 3.3)  # user 0.3 worse
     assert pair_cue.choose(inner)["better_than_cue"] is False
+
+
+def test_pair_cue_extra_writers_join_the_pairs_never_a_real_writer() -> None:
+    from types import SimpleNamespace
+
+    import pair_cue
+
+    rng = np.random.default_rng(1)
+
+    def corpus(ids: list[str], per: int) -> SimpleNamespace:
+        y = np.repeat(np.arange(len(ids)), per)
+        yforg = np.tile(np.r_[np.zeros(per - 2, int), 1, 2], len(ids))  # one skilled, one simple
+        return SimpleNamespace(user_ids=np.array(ids), y=y, yforg=yforg,
+                               features=rng.normal(size=(len(y), 4)))  # fmt: skip
+
+    # The same id "1" in both sets: namespaced, so no cross-corpus pair is made.
+    real, extra = corpus(["1", "2"], 5), corpus(["1"], 6)
+    rows = real.yforg < 2
+    seen = []
+    real_fit = pair_cue.fit_pair_cue
+    try:
+        pair_cue.fit_pair_cue = lambda x, w, f: seen.append((x, w, f)) or real_fit(x, w, f)
+        pair_cue._fit_both(real, rows, extra)
+    finally:
+        pair_cue.fit_pair_cue = real_fit
+    x, w, f = seen[0]
+    assert len(x) == 8 + 5 and sorted(set(w)) == ["1", "2", "extra/1"]
+    # 3 genuine + 1 skilled per real writer, 4 + 1 for the extra one; simple ones dropped.
+    assert int(f.sum()) == 3
