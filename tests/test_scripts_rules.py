@@ -351,3 +351,14 @@ def test_pair_cue_extra_writers_join_the_pairs_never_a_real_writer() -> None:
     assert len(x) == 8 + 5 and sorted(set(w)) == ["1", "2", "extra/1"]
     # 3 genuine + 1 skilled per real writer, 4 + 1 for the extra one; simple ones dropped.
     assert int(f.sum()) == 3
+
+
+def test_pair_cue_selection_reads_mean_eers_and_the_worse_far_random() -> None:
+    import pair_cue
+
+    a = {"EER_global": 6.0, "EER_user": 3.0, "FAR_random": 0.1}
+    b = {"EER_global": 10.0, "EER_user": 5.0, "FAR_random": 0.6}
+    assert pair_cue.combine(a, b) == {"EER_global": 8.0, "EER_user": 4.0, "FAR_random": 0.6}
+    # A candidate within the bound on SigComp but over it on the other population is out.
+    inner = {("plain", 0.0): a, ("cue", 0.3): a, ("pair", 0.5): pair_cue.combine(a, b)}
+    assert pair_cue.choose(inner)["chosen"] is None
