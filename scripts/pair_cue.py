@@ -180,20 +180,25 @@ def _parts(split: Any, i: int) -> dict[str, np.ndarray]:
 
 
 def user_terms(
-    run: Any, x: np.ndarray, pair: PairCue, cue_z: np.ndarray
+    run: Any, x: np.ndarray, pair: PairCue | None, cue_z: np.ndarray | None, fits: Any = None
 ) -> list[list[dict[str, Any]]]:
-    """Per fold and user: pair penalty and cue z of every scored row, and their reference means."""
+    """Per fold and user: pair penalty and cue z of every scored row, and their reference means.
+
+    ``fits(split, i)``, when given, returns the ``(pair, cue_z)`` for user ``i`` of
+    ``split`` instead of the shared ``pair`` and ``cue_z`` (cross-fitting).
+    """
     out = []
     for split in run.splits:
         fold = []
         for i, refs in enumerate(split.refs):
+            pc, z = (pair, cue_z) if fits is None else fits(split, i)
             rows = _parts(split, i)
             fold.append(
                 {
-                    "p": {k: pair.penalty(x[r], x[refs]) for k, r in rows.items()},
-                    "p_refs": pair.ref_mean(x[refs]),
-                    "z": {k: cue_z[r] for k, r in rows.items()},
-                    "z_refs": float(np.mean(cue_z[refs])),
+                    "p": {k: pc.penalty(x[r], x[refs]) for k, r in rows.items()},
+                    "p_refs": pc.ref_mean(x[refs]),
+                    "z": {k: z[r] for k, r in rows.items()},
+                    "z_refs": float(np.mean(z[refs])),
                 }
             )
         out.append(fold)
@@ -409,22 +414,14 @@ def run_experiment(
     cal_run = _simulate(model, real, "001-037", "sigcomp2011")
     fits = [_fit_both(real, halves[1], extra), _fit_both(real, halves[0], extra)]
     writer_num = np.array([int(str(u)) for u in real.user_ids])
-    cal_terms = []
-    for split in cal_run.splits:
-        fold = []
-        for i, refs in enumerate(split.refs):
-            num = writer_num[split.users[i]]
-            pair, z = fits[0] if num <= REAL_HALVES[0][1] else fits[1]
-            rows = _parts(split, i)
-            fold.append(
-                {
-                    "p": {k: pair.penalty(x[r], x[refs]) for k, r in rows.items()},
-                    "p_refs": pair.ref_mean(x[refs]),
-                    "z": {k: z[r] for k, r in rows.items()},
-                    "z_refs": float(np.mean(z[refs])),
-                }
-            )
-        cal_terms.append(fold)
+    # Writers 001-021 get the terms fitted on 022-037, and the reverse.
+    cal_terms = user_terms(
+        cal_run,
+        x,
+        None,
+        None,
+        fits=lambda split, i: fits[0 if writer_num[split.users[i]] <= REAL_HALVES[0][1] else 1],
+    )
     cal_scores = cal_run.scores()
     thresholds = {k: balanced_threshold(fused(cal_scores, cal_terms, *k)) for k in report}
     log.info("calibration done in %.0f s", time.perf_counter() - t0)
