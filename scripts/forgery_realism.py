@@ -427,6 +427,12 @@ def _synth_corpus(
         canvas = [str(v) for v in synth_canvas(folder)]
         sigver(["preprocess", "--dataset", "gpds", "--path", str(folder), "--out", str(npz),
                 "--canvas", *canvas, "--jobs", str(jobs), "--no-progress", "-q"])  # fmt: skip
+    from sigver.cache import load_cache
+
+    # The cache is reused by name: refuse one made for another corpus size.
+    found = len(load_cache(npz).user_ids)
+    if found != writers:
+        raise SystemExit(f"{npz} holds {found} writers, not {writers}: remove it or use --work")
     return npz
 
 
