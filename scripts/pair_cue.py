@@ -74,7 +74,6 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +88,11 @@ from forgery_realism import (  # noqa: E402
     _synth_corpus,
 )
 
+from sigver.pair_cue import PairCue, fit_pair_cue  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("pair_cue")
 
-#: Inverse regularisation of the pair classifier (the cue's value).
-PAIR_C = 0.01
 #: Weight of the shipped centred cue (v6's calibration).
 CUE_WEIGHT = 0.3
 #: Bound on the inner mean FAR_random (%) and the margins of the rule (points).
@@ -101,76 +100,6 @@ MAX_FAR_RANDOM = 0.5
 MIN_GAIN_OVER_CUE = 0.3
 MAX_USER_LOSS = 0.2
 VARIANTS = ("pair", "pair, centred", "cue + pair, centred")
-
-
-@dataclass(frozen=True)
-class PairCue:
-    """Linear pair classifier, folded into one weight vector: ``z = |a - b| @ v + b0``.
-
-    ``v`` and ``b0`` already include the standardisation of the pair features and
-    the division by the standard deviation of the decision values on the fitting
-    pairs, so ``z`` is in units of that spread (forgery positive).
-    """
-
-    v: np.ndarray
-    b0: float
-
-    def z(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """``z`` of every row of ``a`` against every row of ``b``, shape (len(a), len(b))."""
-        out = np.empty((len(a), len(b)))
-        for j, r in enumerate(b):
-            out[:, j] = np.abs(a - r) @ self.v
-        return out + self.b0
-
-    def penalty(self, q: np.ndarray, refs: np.ndarray) -> np.ndarray:
-        """Mean ``z`` of each questioned row against the references."""
-        return self.z(q, refs).mean(axis=1) if len(q) else np.zeros(0)
-
-    def ref_mean(self, refs: np.ndarray) -> float:
-        """Mean ``z`` of the references against each other (genuine-genuine pairs)."""
-        m = self.z(refs, refs)
-        off = ~np.eye(len(refs), dtype=bool)
-        return float(m[off].mean())
-
-
-def pair_indices(
-    writers: np.ndarray, forged: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training pairs: every genuine-genuine pair of a writer (label 0) and every
-    genuine-skilled pair of the same writer (label 1). Rows index ``writers``."""
-    ia, ib, lab = [], [], []
-    for w in np.unique(writers):
-        g = np.flatnonzero((writers == w) & ~forged)
-        s = np.flatnonzero((writers == w) & forged)
-        iu, ju = np.triu_indices(len(g), k=1)
-        ia += [g[iu]]
-        ib += [g[ju]]
-        lab += [np.zeros(len(iu), dtype=int)]
-        gg, ss = np.meshgrid(g, s, indexing="ij")
-        ia += [gg.ravel()]
-        ib += [ss.ravel()]
-        lab += [np.ones(gg.size, dtype=int)]
-    return np.concatenate(ia), np.concatenate(ib), np.concatenate(lab)
-
-
-def fit_pair_cue(
-    x: np.ndarray, writers: np.ndarray, forged: np.ndarray, C: float = PAIR_C
-) -> PairCue:
-    """Fit the pair classifier on the rows ``x`` of development writers (see module doc)."""
-    from sklearn.linear_model import LogisticRegression
-
-    ia, ib, y = pair_indices(np.asarray(writers), np.asarray(forged, dtype=bool))
-    if np.unique(y).size != 2:
-        raise ValueError("pairs of both kinds are needed (genuine signatures and forgeries)")
-    d = np.abs(x[ia] - x[ib]).astype(np.float64)
-    mean, scale = d.mean(axis=0), d.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    ds = (d - mean) / scale
-    lr = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit(ds, y)
-    raw = ds @ lr.coef_[0] + lr.intercept_[0]
-    sd = float(np.std(raw))
-    v = lr.coef_[0] / scale / sd
-    return PairCue(v=v, b0=float((lr.intercept_[0] - mean @ (lr.coef_[0] / scale)) / sd))
 
 
 def _parts(split: Any, i: int) -> dict[str, np.ndarray]:

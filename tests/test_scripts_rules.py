@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -273,39 +272,6 @@ def test_eval_holdouts_table_means_over_scripts_and_refuses_bad_model_args(tmp_p
     for bad in ("sigver-sigresnet-v6", "=x", "v6="):
         with pytest.raises(argparse.ArgumentTypeError, match="NAME=MODEL"):
             eval_holdouts._model_arg(bad)
-
-
-def test_pair_cue_pairs_and_folded_weights_match_a_plain_loop() -> None:
-    import pair_cue
-    from sklearn.linear_model import LogisticRegression
-
-    writers = np.array(["a"] * 5 + ["b"] * 4)
-    forged = np.array([0, 0, 0, 1, 1, 0, 0, 1, 1], dtype=bool)
-    ia, ib, y = pair_cue.pair_indices(writers, forged)
-    # a: 3 genuine -> 3 genuine pairs, 3 x 2 forgery pairs; b: 1 + 2 x 2.
-    assert (np.count_nonzero(y == 0), np.count_nonzero(y == 1)) == (3 + 1, 6 + 4)
-    assert all(writers[i] == writers[j] for i, j in zip(ia, ib, strict=True))
-    assert not forged[ia].any() and (forged[ib] == (y == 1)).all()
-
-    rng = np.random.default_rng(0)
-    # Forgeries differ from their writer's genuines in dimension 0 only.
-    x = rng.normal(size=(9, 6)) * 0.1 + np.where(forged, 3.0, 0.0)[:, None] * np.eye(6)[0]
-    cue = pair_cue.fit_pair_cue(x, writers, forged, C=1.0)
-    # The folded z equals the standardised logistic decision value, pair by pair.
-    d = np.abs(x[ia] - x[ib])
-    mean, scale = d.mean(axis=0), d.std(axis=0)
-    lr = LogisticRegression(C=1.0, max_iter=3000, class_weight="balanced")
-    raw = lr.fit((d - mean) / scale, y).decision_function((d - mean) / scale)
-    want = raw / raw.std()
-    got = np.array([cue.z(x[[i]], x[[j]])[0, 0] for i, j in zip(ia, ib, strict=True)])
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
-    # Forgery pairs score higher (it learned the dimension), and penalty / ref_mean are
-    # the row means of the pair matrix, the reference diagonal left out.
-    assert got[y == 1].min() > got[y == 0].max()
-    refs = x[:3]
-    m = cue.z(x, refs)
-    np.testing.assert_allclose(cue.penalty(x, refs), m.mean(axis=1))
-    assert cue.ref_mean(refs) == pytest.approx(m[:3][~np.eye(3, dtype=bool)].mean())
 
 
 def test_pair_cue_rule_bounds_far_random_and_needs_a_margin_over_the_cue() -> None:
