@@ -136,29 +136,36 @@ def fused_eers(
     each user's ``z`` minus the mean ``z`` of that user's references in the fold.
     """
     from sigver.evaluation import subtract_penalty
+
+    return {
+        w: fold_eers(
+            [
+                # The product's own subtraction (DeploymentRun.scores uses it too).
+                subtract_penalty(sc, split, w * z, centred=centred)
+                for sc, split in zip(fold_scores, splits, strict=True)
+            ]
+        )
+        for w in weights
+    }
+
+
+def fold_eers(scores: list[Any]) -> dict[str, float]:
+    """Fold means (%) of EER_global, EER_user and FAR_random at the equal-error threshold."""
     from sigver.metrics import compute_metrics, far
 
-    out = {}
-    for w in weights:
-        per_fold = []
-        for sc, split in zip(fold_scores, splits, strict=True):
-            # The product's own subtraction (DeploymentRun.scores uses it too).
-            fused = subtract_penalty(sc, split, w * z, centred=centred)
-            m = compute_metrics(fused.genuine, fused.random, fused.skilled)
-            # FAR_random where EER_global is read: the cost of the weight for other writers.
-            rnd = np.concatenate([np.ravel(r) for r in fused.random])
-            per_fold.append(
-                {
-                    "EER_global": m["EER_global"],
-                    "EER_user": m["EER_user"],
-                    "FAR_random": far(rnd, m["EER_global_threshold"]),
-                }
-            )
-        out[w] = {
-            k: 100 * float(np.mean([m[k] for m in per_fold]))
-            for k in ("EER_global", "EER_user", "FAR_random")
-        }
-    return out
+    per = []
+    for sc in scores:
+        m = compute_metrics(sc.genuine, sc.random, sc.skilled)
+        # FAR_random where EER_global is read: the cost of a weight for other writers.
+        rnd = np.concatenate([np.ravel(r) for r in sc.random])
+        per.append(
+            {
+                "EER_global": m["EER_global"],
+                "EER_user": m["EER_user"],
+                "FAR_random": far(rnd, m["EER_global_threshold"]),
+            }
+        )
+    return {k: 100 * float(np.mean([p[k] for p in per])) for k in per[0]}
 
 
 def choose_weight(
@@ -184,6 +191,32 @@ def choose_weight(
     return best, gain
 
 
+def simulate_product(model: Path, fs: Any, users: Any, dataset: str) -> Any:
+    """``fs``'s ``users`` enrolled as ``Verifier.enroll`` enrolls with ``model`` (its
+    background and normaliser; 5 references, 10 folds, seed 1234)."""
+    from sigver.calibration import _resolve_users, stored_calibration
+    from sigver.evaluation import simulate_deployment
+    from sigver.features import default_background_path
+    from sigver.featureset import load_features
+    from sigver.models.checkpoint import load_checkpoint
+
+    cal = stored_calibration(load_checkpoint(model).meta.metrics)
+    if users != "all":
+        users = tuple(_resolve_users(fs, users))
+    return simulate_deployment(
+        fs,
+        users=users,
+        background=load_features(default_background_path(model)),
+        dataset=dataset,
+        refs=5,
+        folds=10,
+        seed=1234,
+        normalization=cal["normalization"],
+        n_jobs=2,
+        progress=False,
+    )
+
+
 def _deployment_eers(
     model: Path,
     real: Any,
@@ -193,29 +226,11 @@ def _deployment_eers(
     centred: bool = False,
 ) -> dict[float, dict[str, float]]:
     """Fused EERs of ``users`` enrolled as the product enrolls, probe fitted on ``train`` rows."""
-    from sigver.calibration import _resolve_users
-    from sigver.evaluation import simulate_deployment
-    from sigver.features import default_background_path
-    from sigver.featureset import load_features
-    from sigver.models.checkpoint import load_checkpoint
-
-    normalization = load_checkpoint(model).meta.metrics["calibration"]["normalization"]
     from sigver.forgery_cue import fit_forgery_cue
 
     z = fit_forgery_cue(real.features[train], real.yforg[train] == 1, weight=1.0).z(real.features)
-    run = simulate_deployment(
-        real,
-        users=tuple(_resolve_users(real, users)),
-        background=load_features(default_background_path(model)),
-        dataset="sigcomp2011",
-        refs=5,
-        folds=10,
-        seed=1234,
-        normalization=normalization,
-        n_jobs=2,
-        progress=False,
-    )
-    return fused_eers(run.scores(normalization), run.splits, z, weights, centred=centred)
+    run = simulate_product(model, real, users, "sigcomp2011")
+    return fused_eers(run.scores(), run.splits, z, weights, centred=centred)
 
 
 def fusion(
@@ -265,9 +280,6 @@ def shift_check(model: Path, syn: Any) -> dict[str, Any]:
     import dataclasses
 
     from sigver.calibration import stored_calibration
-    from sigver.evaluation import simulate_deployment
-    from sigver.features import default_background_path
-    from sigver.featureset import load_features
     from sigver.forgery_cue import ForgeryCue
     from sigver.models.checkpoint import load_checkpoint
 
@@ -275,18 +287,7 @@ def shift_check(model: Path, syn: Any) -> dict[str, Any]:
     cue = ForgeryCue.from_dict(cal.get("forgery_cue"))
     if cue is None:
         raise SystemExit(f"{model}: no forgery cue to check")
-    run = simulate_deployment(
-        syn,
-        users="all",
-        background=load_features(default_background_path(model)),
-        dataset="synthetic-holdout",
-        refs=5,
-        folds=10,
-        seed=1234,
-        normalization=cal["normalization"],
-        n_jobs=2,
-        progress=False,
-    )
+    run = simulate_product(model, syn, "all", "synthetic-holdout")
 
     def point(result: Any) -> dict[str, float]:
         fixed = result.fixed_threshold["summary"]

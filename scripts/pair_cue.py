@@ -86,6 +86,8 @@ from forgery_realism import (  # noqa: E402
     _dev_rows,
     _features,
     _synth_corpus,
+    fold_eers,
+    simulate_product,
 )
 
 from sigver.pair_cue import PairCue, fit_pair_cue  # noqa: E402
@@ -159,24 +161,6 @@ def fused(
     return out
 
 
-def eers(scores: list[Any]) -> dict[str, float]:
-    """Fold means (%) of EER_global, EER_user and FAR_random at the equal-error threshold."""
-    from sigver.metrics import compute_metrics, far
-
-    per = []
-    for sc in scores:
-        m = compute_metrics(sc.genuine, sc.random, sc.skilled)
-        rnd = np.concatenate([np.ravel(r) for r in sc.random])
-        per.append(
-            {
-                "EER_global": m["EER_global"],
-                "EER_user": m["EER_user"],
-                "FAR_random": far(rnd, m["EER_global_threshold"]),
-            }
-        )
-    return {k: 100 * float(np.mean([p[k] for p in per])) for k in per[0]}
-
-
 def at_threshold(scores: list[Any], t: float) -> dict[str, float]:
     """Fold means (%) of FRR, FAR_skilled and FAR_random at threshold ``t``."""
     from sigver.metrics import far, frr
@@ -197,30 +181,6 @@ def balanced_threshold(scores: list[Any]) -> float:
     g = np.concatenate([np.ravel(a) for sc in scores for a in sc.genuine])
     s = np.concatenate([np.ravel(a) for sc in scores for a in sc.skilled])
     return float(eer_threshold(g, s))
-
-
-def _simulate(model: Path, fs: Any, users: Any, dataset: str) -> Any:
-    from sigver.calibration import _resolve_users, stored_calibration
-    from sigver.evaluation import simulate_deployment
-    from sigver.features import default_background_path
-    from sigver.featureset import load_features
-    from sigver.models.checkpoint import load_checkpoint
-
-    cal = stored_calibration(load_checkpoint(model).meta.metrics)
-    if users != "all":
-        users = tuple(_resolve_users(fs, users))
-    return simulate_deployment(
-        fs,
-        users=users,
-        background=load_features(default_background_path(model)),
-        dataset=dataset,
-        refs=5,
-        folds=10,
-        seed=1234,
-        normalization=cal["normalization"],
-        n_jobs=2,
-        progress=False,
-    )
 
 
 def _fit_both(real: Any, rows: np.ndarray, extra: Any = None) -> tuple[PairCue, np.ndarray]:
@@ -286,11 +246,11 @@ def run_experiment(
         ("B->A", halves[1], f"{a_lo:03d}-{a_hi:03d}"),
     ):
         t0 = time.perf_counter()
-        run = _simulate(model, real, users, "sigcomp2011")
+        run = simulate_product(model, real, users, "sigcomp2011")
         pair, z = _fit_both(real, train, extra)
         terms = user_terms(run, x, pair, z)
         scores = run.scores()
-        inner_dirs[name] = {k: eers(fused(scores, terms, *k)) for k in candidates()}
+        inner_dirs[name] = {k: fold_eers(fused(scores, terms, *k)) for k in candidates()}
         log.info("%s done in %.0f s", name, time.perf_counter() - t0)
     inner = {
         k: {
@@ -305,11 +265,11 @@ def run_experiment(
     selection, sel = inner, None
     if select is not None:
         t0 = time.perf_counter()
-        run = _simulate(model, select, "all", "synthetic-holdout")
+        run = simulate_product(model, select, "all", "synthetic-holdout")
         xs = select.features.astype(np.float64)
         terms = user_terms(run, xs, pair_all, cue_all.z(select.features))
         scores = run.scores()
-        sel = {k: eers(fused(scores, terms, *k)) for k in candidates()}
+        sel = {k: fold_eers(fused(scores, terms, *k)) for k in candidates()}
         selection = {k: combine(inner[k], sel[k]) for k in candidates()}
         log.info("selection population done in %.0f s", time.perf_counter() - t0)
     choice = choose(selection)
@@ -340,7 +300,7 @@ def run_experiment(
     # Calibration: development writers 001-037 enrolled together, each half's terms
     # fitted on the other half (cross-fitted, as the product calibrates the cue).
     t0 = time.perf_counter()
-    cal_run = _simulate(model, real, "001-037", "sigcomp2011")
+    cal_run = simulate_product(model, real, "001-037", "sigcomp2011")
     fits = [_fit_both(real, halves[1], extra), _fit_both(real, halves[0], extra)]
     writer_num = np.array([int(str(u)) for u in real.user_ids])
     # Writers 001-021 get the terms fitted on 022-037, and the reverse.
@@ -368,13 +328,13 @@ def run_experiment(
     out["after_choice"] = {}
     for pop, (fs, xp, users, dataset, zp) in populations.items():
         t0 = time.perf_counter()
-        run = _simulate(model, fs, users, dataset)
+        run = simulate_product(model, fs, users, dataset)
         terms = user_terms(run, xp, pair_all, zp)
         scores = run.scores()
         rows = {}
         for k in report:
             f = fused(scores, terms, *k)
-            rows[f"{k[0]} w={k[1]}"] = {**eers(f), **at_threshold(f, thresholds[k])}
+            rows[f"{k[0]} w={k[1]}"] = {**fold_eers(f), **at_threshold(f, thresholds[k])}
         out["after_choice"][pop] = rows
         log.info("%s done in %.0f s", pop, time.perf_counter() - t0)
     out["verdict"] = verdict(out)
