@@ -617,6 +617,11 @@ class DeploymentRun:
     penalty: np.ndarray | None = None
     #: Centre each user's penalty on the mean penalty of their references (a centred cue).
     centre_penalty: bool = False
+    #: A pairwise cue (:class:`sigver.pair_cue.PairCue`) whose centred penalty each user's
+    #: scores also lose, computed against that user's references; ``None`` without one.
+    pair_cue: Any = None
+    #: The population's features the pair cue reads (rows of ``splits``).
+    pair_features: np.ndarray | None = None
 
     def normalizers(self, method: str | None = None) -> list[list[Any]]:
         """Per fold and user, the normaliser ``method`` (default: the run's) fits."""
@@ -646,6 +651,8 @@ class DeploymentRun:
             scores = FoldScores(**parts, n_support=list(fold.n_support))
             if self.penalty is not None:
                 scores = subtract_penalty(scores, split, self.penalty, centred=self.centre_penalty)
+            if self.pair_cue is not None:
+                scores = subtract_pair_penalty(scores, split, self.pair_cue, self.pair_features)
             out.append(scores)
         return out
 
@@ -654,6 +661,10 @@ class DeploymentRun:
         return replace(
             self, penalty=cue.weight * cue.z(fs.features), centre_penalty=bool(cue.centred)
         )
+
+    def with_pair_cue(self, pair: Any, fs: FeatureSet) -> DeploymentRun:
+        """This run decided with the pairwise cue ``pair`` (:mod:`sigver.pair_cue`) on ``fs``."""
+        return replace(self, pair_cue=pair, pair_features=np.asarray(fs.features))
 
     def result(
         self,
@@ -705,6 +716,28 @@ def subtract_penalty(
         ]
         for part in _SCORE_PARTS
     }
+    return FoldScores(**parts, n_support=list(scores.n_support))
+
+
+def subtract_pair_penalty(
+    scores: FoldScores, split: FoldSplit, pair: Any, features: np.ndarray | None
+) -> FoldScores:
+    """``scores`` of ``split`` minus the pair cue's centred penalty against each user's references.
+
+    ``pair.centred_penalty(x[rows], x[refs])`` (:class:`sigver.pair_cue.PairCue`): what
+    ``Verifier.verify`` subtracts, from the user's stored reference features.
+    """
+    if features is None:
+        raise ValueError("a pair cue needs the population's features")
+    x = np.asarray(features)
+    parts = {}
+    for part in _SCORE_PARTS:
+        values = []
+        for i, v in enumerate(getattr(scores, part)):
+            rows = _part_rows(split, part, i)
+            refs = x[split.refs[i]]
+            values.append(v - pair.centred_penalty(x[rows], refs) if rows.size else v)
+        parts[part] = values
     return FoldScores(**parts, n_support=list(scores.n_support))
 
 

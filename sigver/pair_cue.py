@@ -15,7 +15,9 @@ user's references against each other, ``p(q) - p_refs``, it needs no forgery of 
 enrolled user, only the reference features the store keeps.
 
 ``scripts/pair_cue.py`` measures it with rules stated before each run (README, "A
-pairwise cue"). The product does not apply it yet.
+pairwise cue"). The deployment simulation applies it
+(:meth:`sigver.evaluation.DeploymentRun.with_pair_cue`); calibration and
+``Verifier`` do not yet.
 """
 
 from __future__ import annotations

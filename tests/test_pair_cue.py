@@ -83,3 +83,42 @@ def test_round_trip_and_refusals() -> None:
         cue.ref_mean(np.zeros((1, 6)))
     with pytest.raises(PairCueError, match="both kinds"):
         fit_pair_cue(_toy(), WRITERS, np.zeros(9, dtype=bool))
+
+
+def test_deployment_run_subtracts_each_users_centred_pair_penalty_and_matches_the_script() -> None:
+    import sys
+    from pathlib import Path
+
+    from test_forgery_cue import shared_cue_population
+
+    from sigver.evaluation import simulate_deployment
+    from sigver.forgery_cue import fit_forgery_cue
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import pair_cue as script
+
+    fs = shared_cue_population(n_users=5)
+    writers = fs.user_ids[fs.y]
+    pair = fit_pair_cue(fs.features, writers, fs.yforg == 1, weight=0.75)
+    kw = dict(users="all", background=None, refs=4, folds=2, normalization="loo-lcb=0")
+    plain = simulate_deployment(fs, **kw, progress=False)
+    fused = plain.with_pair_cue(pair, fs)
+    x = fs.features
+    for a, b, split in zip(plain.scores(), fused.scores(), fused.splits, strict=True):
+        for i, refs in enumerate(split.refs):
+            want = pair.weight * (
+                pair.penalty(x[split.skilled[i]], x[refs]) - pair.ref_mean(x[refs])
+            )
+            np.testing.assert_allclose(b.skilled[i], a.skilled[i] - want)
+            rnd = split.random_forgeries(i)
+            want = pair.centred_penalty(x[rnd], x[refs])
+            np.testing.assert_allclose(b.random[i], a.random[i] - want)
+    # The research script's fused score is the product path's, cue and pair together.
+    cue = fit_forgery_cue(fs.features, fs.yforg == 1, weight=script.CUE_WEIGHT, centred=True)
+    both = simulate_deployment(fs, **kw, forgery_cue=cue, progress=False).with_pair_cue(pair, fs)
+    terms = script.user_terms(plain, x.astype(np.float64), pair, cue.z(x))
+    ref = script.fused(plain.scores(), terms, "cue + pair, centred", 0.75)
+    for a, b in zip(ref, both.scores(), strict=True):
+        for part in ("genuine", "skilled", "random"):
+            for u, v in zip(getattr(a, part), getattr(b, part), strict=True):
+                np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
