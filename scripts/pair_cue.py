@@ -90,6 +90,7 @@ from forgery_realism import (  # noqa: E402
     simulate_product,
 )
 
+from sigver.forgery_cue import ForgeryCue  # noqa: E402
 from sigver.pair_cue import PairCue, fit_pair_cue  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,26 +111,24 @@ def _parts(split: Any, i: int) -> dict[str, np.ndarray]:
     return {p: _part_rows(split, p, i) for p in _SCORE_PARTS}
 
 
-def user_terms(
-    run: Any, x: np.ndarray, pair: PairCue | None, cue_z: np.ndarray | None, fits: Any = None
-) -> list[list[dict[str, Any]]]:
+def user_terms(run: Any, x: np.ndarray, fits: Any) -> list[list[dict[str, Any]]]:
     """Per fold and user: pair penalty and cue z of every scored row, and their reference means.
 
-    ``fits(split, i)``, when given, returns the ``(pair, cue_z)`` for user ``i`` of
-    ``split`` instead of the shared ``pair`` and ``cue_z`` (cross-fitting).
+    ``fits(split, i)`` returns the ``(pair, cue)`` that user ``i`` of ``split`` is scored
+    with (the same for everyone, or fitted without that user's writers: cross-fitting).
     """
     out = []
     for split in run.splits:
         fold = []
         for i, refs in enumerate(split.refs):
-            pc, z = (pair, cue_z) if fits is None else fits(split, i)
+            pc, cue = fits(split, i)
             rows = _parts(split, i)
             fold.append(
                 {
                     "p": {k: pc.penalty(x[r], x[refs]) for k, r in rows.items()},
                     "p_refs": pc.ref_mean(x[refs]),
-                    "z": {k: z[r] for k, r in rows.items()},
-                    "z_refs": float(np.mean(z[refs])),
+                    "z": {k: cue.z(x[r]) for k, r in rows.items()},
+                    "z_refs": float(np.mean(cue.z(x[refs]))),
                 }
             )
         out.append(fold)
@@ -163,15 +162,10 @@ def fused(
 
 def at_threshold(scores: list[Any], t: float) -> dict[str, float]:
     """Fold means (%) of FRR, FAR_skilled and FAR_random at threshold ``t``."""
-    from sigver.metrics import far, frr
+    from sigver.evaluation import fixed_threshold_point
 
-    def cat(parts: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate([np.ravel(p) for p in parts]) if parts else np.zeros(0)
-
-    keys = (("FRR", "genuine", frr), ("FAR_skilled", "skilled", far), ("FAR_random", "random", far))
-    return {
-        k: 100 * float(np.mean([f(cat(getattr(sc, p)), t) for sc in scores])) for k, p, f in keys
-    }
+    summary = fixed_threshold_point(scores, t)["summary"]
+    return {k: 100 * summary[k]["mean"] for k in ("FRR", "FAR_skilled", "FAR_random")}
 
 
 def balanced_threshold(scores: list[Any]) -> float:
@@ -183,8 +177,8 @@ def balanced_threshold(scores: list[Any]) -> float:
     return float(eer_threshold(g, s))
 
 
-def _fit_both(real: Any, rows: np.ndarray, extra: Any = None) -> tuple[PairCue, np.ndarray]:
-    """Pair classifier and centred-cue ``z`` (of every row of ``real``) fitted on ``rows``.
+def _fit_both(real: Any, rows: np.ndarray, extra: Any = None) -> tuple[PairCue, ForgeryCue]:
+    """Pair classifier and forgery cue fitted on the rows ``rows`` of ``real``.
 
     ``extra``: a feature set whose genuine / skilled pairs join the pair classifier's
     (``--pair-synthetic``); the cue is fitted on ``rows`` only.
@@ -200,9 +194,7 @@ def _fit_both(real: Any, rows: np.ndarray, extra: Any = None) -> tuple[PairCue, 
         px = np.concatenate([px, extra.features[keep]])
         pw = np.concatenate([pw.astype(str), ew[keep]])
         pf = np.concatenate([pf, extra.yforg[keep] == 1])
-    pair = fit_pair_cue(px, pw, pf)
-    z = fit_forgery_cue(real.features[rows], forged[rows], weight=1.0).z(real.features)
-    return pair, z
+    return fit_pair_cue(px, pw, pf), fit_forgery_cue(real.features[rows], forged[rows], weight=1.0)
 
 
 def candidates() -> list[tuple[str, float]]:
@@ -247,8 +239,8 @@ def run_experiment(
     ):
         t0 = time.perf_counter()
         run = simulate_product(model, real, users, "sigcomp2011")
-        pair, z = _fit_both(real, train, extra)
-        terms = user_terms(run, x, pair, z)
+        fit = _fit_both(real, train, extra)
+        terms = user_terms(run, x, lambda split, i, fit=fit: fit)
         scores = run.scores()
         inner_dirs[name] = {k: fold_eers(fused(scores, terms, *k)) for k in candidates()}
         log.info("%s done in %.0f s", name, time.perf_counter() - t0)
@@ -258,16 +250,16 @@ def run_experiment(
         }
         for k in candidates()
     }
-    pair_all, z_all = _fit_both(real, dev, extra)
-    from sigver.forgery_cue import fit_forgery_cue
+    fit_all = _fit_both(real, dev, extra)
 
-    cue_all = fit_forgery_cue(real.features[dev], real.yforg[dev] == 1, weight=1.0)
+    def shared(split: Any, i: int) -> tuple[PairCue, ForgeryCue]:
+        return fit_all
+
     selection, sel = inner, None
     if select is not None:
         t0 = time.perf_counter()
         run = simulate_product(model, select, "all", "synthetic-holdout")
-        xs = select.features.astype(np.float64)
-        terms = user_terms(run, xs, pair_all, cue_all.z(select.features))
+        terms = user_terms(run, select.features.astype(np.float64), shared)
         scores = run.scores()
         sel = {k: fold_eers(fused(scores, terms, *k)) for k in candidates()}
         selection = {k: combine(inner[k], sel[k]) for k in candidates()}
@@ -307,29 +299,26 @@ def run_experiment(
     cal_terms = user_terms(
         cal_run,
         x,
-        None,
-        None,
-        fits=lambda split, i: fits[0 if writer_num[split.users[i]] <= REAL_HALVES[0][1] else 1],
+        lambda split, i: fits[0 if writer_num[split.users[i]] <= REAL_HALVES[0][1] else 1],
     )
     cal_scores = cal_run.scores()
     thresholds = {k: balanced_threshold(fused(cal_scores, cal_terms, *k)) for k in report}
     log.info("calibration done in %.0f s", time.perf_counter() - t0)
 
-    populations = {"sigcomp 038-069": (real, x, "038-069", "sigcomp2011", z_all)}
+    populations = {"sigcomp 038-069": (real, x, "038-069", "sigcomp2011")}
     if syn is not None:
         populations["synthetic hold-out"] = (
             syn,
             syn.features.astype(np.float64),
             "all",
             "synthetic-holdout",
-            cue_all.z(syn.features),
         )
     out["thresholds"] = {f"{k[0]} w={k[1]}": t for k, t in thresholds.items()}
     out["after_choice"] = {}
-    for pop, (fs, xp, users, dataset, zp) in populations.items():
+    for pop, (fs, xp, users, dataset) in populations.items():
         t0 = time.perf_counter()
         run = simulate_product(model, fs, users, dataset)
-        terms = user_terms(run, xp, pair_all, zp)
+        terms = user_terms(run, xp, shared)
         scores = run.scores()
         rows = {}
         for k in report:

@@ -116,7 +116,7 @@ def test_deployment_run_subtracts_each_users_centred_pair_penalty_and_matches_th
     # The research script's fused score is the product path's, cue and pair together.
     cue = fit_forgery_cue(fs.features, fs.yforg == 1, weight=script.CUE_WEIGHT, centred=True)
     both = simulate_deployment(fs, **kw, forgery_cue=cue, progress=False).with_pair_cue(pair, fs)
-    terms = script.user_terms(plain, x.astype(np.float64), pair, cue.z(x))
+    terms = script.user_terms(plain, x.astype(np.float64), lambda split, i: (pair, cue))
     ref = script.fused(plain.scores(), terms, "cue + pair, centred", 0.75)
     for a, b in zip(ref, both.scores(), strict=True):
         for part in ("genuine", "skilled", "random"):
