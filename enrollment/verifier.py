@@ -150,8 +150,8 @@ class VerificationResult:
         Log-likelihood ratio genuine vs skilled forgery of the score, when the
         model's calibration holds the map.
     forgery_penalty : float or None
-        What the model's writer-independent forgery cue subtracted from the
-        normalised score (``None``: the model has no cue).
+        What the model's writer-independent forgery cue (with its pairwise part, when
+        the model has one) subtracted from the normalised score (``None``: cue off).
     """
 
     user_id: str
@@ -401,6 +401,10 @@ class Verifier:
             np.ascontiguousarray(self._background, dtype="<f4").tobytes()
         ).hexdigest()
         self._cache: OrderedDict[tuple[str, str], tuple[tuple[object, ...], Any]] = OrderedDict()
+        # Reference features the pair cue compares a questioned signature with.
+        self._ref_cache: OrderedDict[tuple[str, str], tuple[tuple[object, ...], np.ndarray]] = (
+            OrderedDict()
+        )
         self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -413,6 +417,7 @@ class Verifier:
     def _init_operating_points(self, operating_point: str | None, forgery_cue: bool) -> None:
         from sigver.calibration import resolve_operating_point, stored_calibration
         from sigver.forgery_cue import ForgeryCue, switch_on
+        from sigver.pair_cue import PairCue, stored_pair_cue
 
         meta = getattr(self.extractor, "meta", None)
         self.calibration = stored_calibration(getattr(meta, "metrics", None))
@@ -421,8 +426,13 @@ class Verifier:
         #: The stored cue even when switched off: enrollment records each user's
         #: reference mean of it, so that users serve with the cue on or off.
         self._stored_cue: ForgeryCue | None = None
+        #: The cue's pairwise part (:mod:`sigver.pair_cue`), when the model has one and
+        #: the cue is on.
+        self.pair_cue: PairCue | None = None
         if forgery_cue:
             try:
+                # The pair part is read before switch_on replaces the calibration.
+                self.pair_cue = stored_pair_cue(self.calibration)
                 # From here on the thresholds, rates and LLR map are the fused score's.
                 self.forgery_cue, self.calibration = switch_on(self.calibration, self.model_id)
             except SigverError as exc:
@@ -1016,8 +1026,23 @@ class Verifier:
         return self.operating_point_for(user)[0]
 
     def _trim_cache(self) -> None:
-        while len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+        for cache in (self._cache, self._ref_cache):
+            while len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
+
+    def _references_for(self, user: UserRecord, tenant: str) -> np.ndarray:
+        """The user's stored reference features (cached like the classifier)."""
+        key = (tenant, user.user_id)
+        with self._cache_lock:
+            hit = self._ref_cache.get(key)
+            if hit is not None and hit[0] == user.cache_key:
+                self._ref_cache.move_to_end(key)
+                return hit[1]
+        refs = np.asarray(self.store.load_references(user.user_id, tenant=tenant)[0], np.float64)
+        with self._cache_lock:
+            self._ref_cache[key] = (user.cache_key, refs)
+            self._trim_cache()
+        return refs
 
     def _classifier_for(self, user_id: str, tenant: str) -> tuple[UserRecord, Any]:
         validate_user_id(user_id)
@@ -1141,6 +1166,11 @@ class Verifier:
                     "re-enroll the user (sigver enroll --force) to verify with the cue on"
                 )
             pen = self.forgery_cue.penalty(features, ref_mean)
+            if self.pair_cue is not None:
+                # The pairwise part: how this signature differs from this user's references.
+                pen = pen + self.pair_cue.centred_penalty(
+                    features, self._references_for(user, tenant)
+                )
             scores = scores - pen
             penalties = [float(v) for v in pen]
         threshold, decided_by, rates = self.operating_point_for(user)

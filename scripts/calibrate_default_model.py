@@ -12,7 +12,11 @@ calibration-curve plot.
 Usage::
 
     python scripts/calibrate_default_model.py --sigcomp ../shared/data/sigcomp2011 \\
-        [--model models/sigver-sigresnet-v6.pt] [--normalization loo-lcb=0.5] [--dry-run]
+        [--model models/sigver-sigresnet-v6.pt] [--normalization loo-lcb=0.5] [--dry-run] \\
+        [--forgery-weight 0.3 --forgery-centred --pair-weight 0.75 --pair-synthetic 96]
+
+Whatever is not asked for stays as the model has it (normaliser, cue, pair cue and the
+number of synthetic writers its pairs were fitted with).
 
 The new metadata changes the file's sha256 and so its model id: users enrolled with
 the previous file must be re-enrolled.
@@ -35,6 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 #: features); a calibrated model keeps its own unless --normalization names another, so a plain
 #: rerun never undoes a recalibration.
 DEFAULT_NORMALIZATION = "loo-lcb=0"
+#: Seed of the synthetic training-style writers whose pairs join the pair cue's fit (the
+#: experiment's, scripts/pair_cue.py --pair-synthetic; the model was trained on seed 0).
+PAIR_SYNTH_SEED = 5
 
 
 def _fingerprint(state_dict: dict[str, Any]) -> str:
@@ -105,6 +112,26 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="centre each user's cue on their references (default: the model's current, else off)",
     )
+    parser.add_argument(
+        "--pair-weight",
+        type=float,
+        help="weight of the cue's pairwise part (sigver.pair_cue; chosen by scripts/pair_cue.py); "
+        "0 = none; default: the model's current",
+    )
+    parser.add_argument(
+        "--pair-synthetic",
+        type=int,
+        metavar="N",
+        help="also fit the pair part on N synthetic writers in the generator's training styles "
+        f"(seed {PAIR_SYNTH_SEED}; scripts/pair_cue.py --pair-synthetic); default: the model's "
+        "current pair cue's, else 0",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=REPO / "runs/calibrate-default",
+        help="folder caching the --pair-synthetic corpus",
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--dry-run", action="store_true", help="calibrate, report, write nothing")
     args = parser.parse_args(argv)
@@ -132,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     centred = args.forgery_centred
     if centred is None:
         centred = bool(stored_cue.get("centred", False))
+    stored_pair = stored_cue.get("pair") or {}
+    pair_weight = args.pair_weight
+    if pair_weight is None:
+        pair_weight = float(stored_pair.get("weight", 0.0))
+    n_synth = args.pair_synthetic
+    if n_synth is None:
+        n_synth = int((stored_pair.get("extra") or {}).get("writers", 0))
     extractor = open_extractor(args.model)  # the backend enrollment uses
     background = load_features(default_background_path(args.model))
     cache = load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False)
@@ -139,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     ids = [str(u) for u in fs.user_ids]
     dev = tuple(u for u in ids if u.isdigit() and 1 <= int(u) <= 37)
     exp = tuple(u for u in ids if u.isdigit() and 38 <= int(u) <= 69)
+    pair_extra = None
+    if pair_weight and n_synth:
+        pair_extra = synthetic_pair_rows(extractor, args.work, n_synth, args.jobs)
     cal = calibrate_deployment(
         fs,
         users=dev,
@@ -152,9 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         n_jobs=args.jobs,
         forgery_weight=weight,
         forgery_centred=centred,
+        pair_weight=pair_weight,
+        pair_extra=pair_extra,
     )
     print(cal.summary())
     from sigver.forgery_cue import ForgeryCue
+    from sigver.pair_cue import stored_pair_cue
 
     # Reported only: the deployed point on writers never used for calibration or choice.
     run = simulate_deployment(
@@ -181,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         # The same enrollments, decided as `--forgery-cue` decides (fused score and points).
         fused_t = float(cal.forgery_cue["calibration"]["threshold"])
         cued = run.with_forgery_cue(cue, fs)
+        pair = stored_pair_cue(cal.to_dict())
+        if pair is not None:
+            cued = cued.with_pair_cue(pair, fs)
         rc = cued.result(threshold=fused_t)
         fc = rc.fixed_threshold["summary"]  # type: ignore[index]
         cue_report = (
@@ -195,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         f"`{args.normalization}`"
         + (
             f"; forgery cue weight {weight:g}{', centred' if centred else ''} fitted on writers "
-            "001-037, off by default"
+            "001-037"
+            + (
+                f", with a pairwise part of weight {pair_weight:g} fitted on their pairs"
+                + (f" and {n_synth} synthetic training-style writers'" if pair_extra else "")
+                if pair_weight
+                else ""
+            )
+            + ", off by default"
             if weight
             else ""
         )
@@ -235,6 +285,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - start:.0f} s"
     )
     return 0
+
+
+def synthetic_pair_rows(extractor: Any, work: Path, writers: int, jobs: int) -> Any:
+    """Genuine / skilled pairs of ``writers`` synthetic training-style writers, as
+    :class:`sigver.pair_cue.PairRows` (features from the backend enrollment uses)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from forgery_realism import synth_corpus
+
+    from sigver.cache import load_cache
+    from sigver.pair_cue import PairRows
+
+    work.mkdir(parents=True, exist_ok=True)
+    npz = synth_corpus(work, writers, jobs, split="train", seed=PAIR_SYNTH_SEED, name="synth-train")
+    fs = extractor.extract_featureset(load_cache(npz), progress=False, data=str(npz))
+    source = f"synthetic v2, training styles, seed {PAIR_SYNTH_SEED}, 10 genuine + 5 skilled each"
+    return PairRows.from_featureset(fs, {"source": source})
 
 
 def calibrate_model(

@@ -403,7 +403,7 @@ def measure(model: Path, synth_npz: Path, sigcomp: Path, work: Path) -> dict[str
     return {**res, **_head_aucs(model, synth_npz, work / "sigcomp2011.npz")}
 
 
-def _synth_corpus(
+def synth_corpus(
     work: Path,
     writers: int,
     jobs: int,
@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     models = args.model or [default_model_path()]
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    synth_npz = _synth_corpus(args.work, args.writers, args.jobs)
+    synth_npz = synth_corpus(args.work, args.writers, args.jobs)
     cache = args.work / "sigcomp2011.npz"
     if not cache.is_file():
         sigver(["preprocess", "--dataset", "sigcomp2011", "--path", str(args.sigcomp),

@@ -85,13 +85,13 @@ from forgery_realism import (  # noqa: E402
     REAL_HALVES,
     _dev_rows,
     _features,
-    _synth_corpus,
     fold_eers,
     simulate_product,
+    synth_corpus,
 )
 
 from sigver.forgery_cue import ForgeryCue  # noqa: E402
-from sigver.pair_cue import PairCue, fit_pair_cue  # noqa: E402
+from sigver.pair_cue import PairCue, PairRows, fit_pair_cue  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("pair_cue")
@@ -187,14 +187,9 @@ def _fit_both(real: Any, rows: np.ndarray, extra: Any = None) -> tuple[PairCue, 
 
     writer = np.asarray(real.user_ids)[real.y]
     forged = real.yforg == 1
-    px, pw, pf = real.features[rows], writer[rows], forged[rows]
-    if extra is not None:
-        keep = extra.yforg < 2
-        ew = np.char.add("extra/", np.asarray(extra.user_ids).astype(str)[extra.y])
-        px = np.concatenate([px, extra.features[keep]])
-        pw = np.concatenate([pw.astype(str), ew[keep]])
-        pf = np.concatenate([pf, extra.yforg[keep] == 1])
-    return fit_pair_cue(px, pw, pf), fit_forgery_cue(real.features[rows], forged[rows], weight=1.0)
+    rows_extra = None if extra is None else PairRows.from_featureset(extra)
+    pair = fit_pair_cue(real.features[rows], writer[rows], forged[rows], extra=rows_extra)
+    return pair, fit_forgery_cue(real.features[rows], forged[rows], weight=1.0)
 
 
 def candidates() -> list[tuple[str, float]]:
@@ -431,11 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     syn = None
     if not args.no_synthetic:
-        npz = _synth_corpus(args.work, args.writers, args.jobs)
+        npz = synth_corpus(args.work, args.writers, args.jobs)
         syn = _features(model, ["--data", str(npz)], args.work / f"synth-{tag}.features.npz")
     extra = None
     if args.pair_synthetic:
-        npz = _synth_corpus(
+        npz = synth_corpus(
             args.work, args.pair_synthetic, args.jobs, split="train", seed=5, name="synth-train"
         )
         extra = _features(
@@ -443,9 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     select = None
     if args.select_synthetic:
-        npz = _synth_corpus(
-            args.work, args.select_synthetic, args.jobs, seed=7, name="synth-select"
-        )
+        npz = synth_corpus(args.work, args.select_synthetic, args.jobs, seed=7, name="synth-select")
         select = _features(
             model, ["--data", str(npz)], args.work / f"synth-select-{tag}.features.npz"
         )

@@ -475,7 +475,8 @@ class Calibration:
                 f"{', centred' if self.forgery_cue.get('centred') else ''}, fitted on "
                 f"{self.forgery_cue['n_genuine']} genuine / {self.forgery_cue['n_forgeries']} "
                 f"skilled forgeries of {len(self.forgery_cue['users'])} writers (off by "
-                f"default); with it: EER skilled {pct(_nan_if_none(fused['eer']))}, "
+                f"default){_pair_summary(self.forgery_cue.get('pair'))}; with it: EER "
+                f"skilled {pct(_nan_if_none(fused['eer']))}, "
                 f"{fused['target']} T={fused['threshold']:+.4f} FRR "
                 f"{pct(_nan_if_none(fused['frr']))} FAR skilled "
                 f"{pct(_nan_if_none(fused['far_skilled']))}"
@@ -821,6 +822,18 @@ def _json_floats(data: dict[str, Any]) -> dict[str, Any]:
     return {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in data.items()}
 
 
+def _pair_summary(pair: Mapping[str, Any] | None) -> str:
+    """The summary's words for a cue's pairwise part ("" without one)."""
+    if not pair:
+        return ""
+    extra = pair.get("extra") or {}
+    more = f" + {extra.get('writers', '?')} further writers" if extra else ""
+    return (
+        f", with a pair cue of weight {pair['weight']:g} ({pair.get('n_pairs', '?')} pairs "
+        f"of {len(pair.get('users', ()))} writers{more})"
+    )
+
+
 def calibrate_deployment(
     features: FeatureSet,
     *,
@@ -840,6 +853,8 @@ def calibrate_deployment(
     run: Any = None,
     forgery_weight: float = 0.0,
     forgery_centred: bool = False,
+    pair_weight: float = 0.0,
+    pair_extra: Any = None,
 ) -> Calibration:
     """Calibrate named operating points through the product's own enrollment path.
 
@@ -873,6 +888,16 @@ def calibrate_deployment(
         them (:func:`~sigver.forgery_cue.cross_fitted_penalty`).
     forgery_centred : bool
         Fit a centred cue (each user's penalty relative to their references').
+    pair_weight : float
+        When positive (needs a centred cue), the cue gets a pairwise part
+        (:mod:`sigver.pair_cue`): a classifier on ``|phi(q) - phi(r)|`` fitted on the
+        calibration users' genuine-genuine vs genuine-skilled pairs, whose centred
+        penalty against each user's references is subtracted with this weight. Each
+        calibration user is scored by one fitted without them
+        (:func:`~sigver.pair_cue.cross_fitted_pair_cues`); the stored one is fitted on
+        all of them. Stored as the cue block's ``"pair"``.
+    pair_extra : PairRows, optional
+        Further writers (e.g. synthetic) whose pairs join every fit of the pair part.
 
     Returns
     -------
@@ -881,6 +906,13 @@ def calibrate_deployment(
     from sigver.evaluation import simulate_deployment
 
     ids = _resolve_users(features, users)
+    if pair_weight and not (forgery_weight and forgery_centred):
+        raise CalibrationError(
+            "the pair cue is part of a centred forgery cue: give forgery_weight > 0 and "
+            "forgery_centred=True with pair_weight (--forgery-weight W --forgery-centred)"
+        )
+    if not (math.isfinite(pair_weight) and pair_weight >= 0):
+        raise CalibrationError(f"pair_weight must be >= 0, got {pair_weight}")
     if run is None:
         run = simulate_deployment(
             features,
@@ -909,18 +941,26 @@ def calibrate_deployment(
         x, forged = features.features[rows], features.yforg[rows] == 1
         penalty = np.zeros(len(features), dtype=np.float64)
         penalty[rows] = cross_fitted_penalty(x, forged, writers[rows], weight=forgery_weight)
-        fused = _read_operating_points(
-            dataclasses.replace(run, penalty=penalty, centre_penalty=bool(forgery_centred)).scores(
-                normalization
-            ),
-            default,
-            points,
-        )
+        cued = dataclasses.replace(run, penalty=penalty, centre_penalty=bool(forgery_centred))
+        pair: dict[str, Any] = {}
+        if pair_weight:
+            from sigver.pair_cue import cross_fitted_pair_cues, fit_pair_cue
+
+            crossed = cross_fitted_pair_cues(
+                x, writers[rows], forged, weight=pair_weight, extra=pair_extra
+            )
+            cued = cued.with_pair_cue(crossed, features)
+            fitted = fit_pair_cue(
+                x, writers[rows], forged, weight=pair_weight, users=ids, extra=pair_extra
+            )
+            pair = {"pair": fitted.to_dict()}
+        fused = _read_operating_points(cued.scores(normalization), default, points)
         fused.pop("pooled")
         cue = {
             **fit_forgery_cue(
                 x, forged, weight=forgery_weight, users=ids, centred=forgery_centred
             ).to_dict(),
+            **pair,
             # The operating points of the fused score (used when the cue is switched on).
             "calibration": _json_floats(fused),
         }

@@ -37,7 +37,7 @@ floating-point rounding (tests and the benchmark check this).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -618,7 +618,9 @@ class DeploymentRun:
     #: Centre each user's penalty on the mean penalty of their references (a centred cue).
     centre_penalty: bool = False
     #: A pairwise cue (:class:`sigver.pair_cue.PairCue`) whose centred penalty each user's
-    #: scores also lose, computed against that user's references; ``None`` without one.
+    #: scores also lose, computed against that user's references; or a mapping from the
+    #: index of a user in the population to the cue that user is scored with
+    #: (cross-fitting); ``None`` without one.
     pair_cue: Any = None
     #: The population's features the pair cue reads (rows of ``splits``).
     pair_features: np.ndarray | None = None
@@ -663,7 +665,18 @@ class DeploymentRun:
         )
 
     def with_pair_cue(self, pair: Any, fs: FeatureSet) -> DeploymentRun:
-        """This run decided with the pairwise cue ``pair`` (:mod:`sigver.pair_cue`) on ``fs``."""
+        """This run decided with the pairwise cue ``pair`` (:mod:`sigver.pair_cue`) on ``fs``.
+
+        ``pair`` is one :class:`~sigver.pair_cue.PairCue` for every user, or a mapping
+        from user id to the cue that user is scored with (a cross-fitted calibration).
+        """
+        if isinstance(pair, Mapping):
+            ids = [str(u) for u in fs.user_ids]
+            users = {i for split in self.splits for i in split.users}
+            missing = sorted(ids[i] for i in users if ids[i] not in pair)
+            if missing:
+                raise ValueError(f"no pair cue for users {missing[:5]}")
+            pair = {i: pair[ids[i]] for i in users}
         return replace(self, pair_cue=pair, pair_features=np.asarray(fs.features))
 
     def result(
@@ -736,7 +749,8 @@ def subtract_pair_penalty(
         for i, v in enumerate(getattr(scores, part)):
             rows = _part_rows(split, part, i)
             refs = x[split.refs[i]]
-            values.append(v - pair.centred_penalty(x[rows], refs) if rows.size else v)
+            cue = pair[split.users[i]] if isinstance(pair, Mapping) else pair
+            values.append(v - cue.centred_penalty(x[rows], refs) if rows.size else v)
         parts[part] = values
     return FoldScores(**parts, n_support=list(scores.n_support))
 
@@ -801,6 +815,7 @@ def simulate_deployment(
     statistics: bool = False,
     probe: Callable[[Any, FoldSplit, int], Any] | None = None,
     forgery_cue: Any = None,
+    pair_cue: Any = None,
     n_jobs: int = 1,
     progress: bool = True,
 ) -> DeploymentRun:
@@ -847,6 +862,9 @@ def simulate_deployment(
     forgery_cue : ForgeryCue, optional
         The model's writer-independent forgery cue (:mod:`sigver.forgery_cue`): its
         penalty is subtracted from every normalised score, as verification does.
+    pair_cue : PairCue, optional
+        The pairwise part of the model's cue (:mod:`sigver.pair_cue`), stored with it:
+        each user's scores also lose its centred penalty against their references.
     n_jobs : int
         Threads over users.
     progress : bool
@@ -941,6 +959,14 @@ def simulate_deployment(
         "trainer": "sigver.usermodel.train_user_model (the code path of Verifier.enroll)",
     }
     run = DeploymentRun(resolved, splits, raw, loo, coh, normalization, info, probes)
+    if pair_cue is not None:
+        info["pair_cue"] = {
+            "weight": pair_cue.weight,
+            "users": len(pair_cue.users),
+            "n_pairs": pair_cue.n_pairs,
+            "extra": dict(pair_cue.extra),
+        }
+        run = run.with_pair_cue(pair_cue, fs)
     if forgery_cue is None:
         return run
     info["forgery_cue"] = {

@@ -15,23 +15,36 @@ user's references against each other, ``p(q) - p_refs``, it needs no forgery of 
 enrolled user, only the reference features the store keeps.
 
 ``scripts/pair_cue.py`` measures it with rules stated before each run (README, "A
-pairwise cue"). The deployment simulation applies it
-(:meth:`sigver.evaluation.DeploymentRun.with_pair_cue`); calibration and
-``Verifier`` do not yet.
+pairwise cue"). In the product it is part of the model's forgery cue: calibration
+fits it (:func:`sigver.calibration.calibrate_deployment` ``pair_weight``, each
+calibration writer scored by a classifier fitted without them,
+:func:`cross_fitted_pair_cues`) and stores it in the cue's block (``"pair"``); with
+the cue switched on, ``Verifier.verify`` and ``sigver evaluate --negatives model``
+subtract it too (:func:`stored_pair_cue`,
+:meth:`sigver.evaluation.DeploymentRun.with_pair_cue`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sigver.errors import SigverError
 
-__all__ = ["DEFAULT_C", "PairCue", "PairCueError", "fit_pair_cue", "pair_indices"]
+__all__ = [
+    "DEFAULT_C",
+    "PairCue",
+    "PairCueError",
+    "PairRows",
+    "cross_fitted_pair_cues",
+    "fit_pair_cue",
+    "pair_indices",
+    "stored_pair_cue",
+]
 
 #: Inverse regularisation of the logistic regression (the experiment's value).
 DEFAULT_C = 0.01
@@ -57,6 +70,9 @@ class PairCue:
         Writers it was fitted on.
     n_pairs : int
         Pairs it was fitted on.
+    extra : dict
+        What further writers' pairs joined the fit (``{}``: none), e.g.
+        ``{"writers": 96, "source": "synthetic v2, training styles, seed 5"}``.
     """
 
     v: np.ndarray
@@ -64,6 +80,7 @@ class PairCue:
     weight: float = 1.0
     users: tuple[str, ...] = ()
     n_pairs: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         v = np.asarray(self.v, dtype=np.float64)
@@ -122,6 +139,7 @@ class PairCue:
             "weight": float(self.weight),
             "users": list(self.users),
             "n_pairs": int(self.n_pairs),
+            "extra": dict(self.extra),
         }
 
     @classmethod
@@ -142,6 +160,7 @@ class PairCue:
                 weight=float(data.get("weight", 1.0)),
                 users=tuple(str(u) for u in data.get("users", ())),
                 n_pairs=int(data.get("n_pairs", 0)),
+                extra=dict(data.get("extra") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, PairCueError):
@@ -179,6 +198,41 @@ def pair_indices(writers: Any, forged: Any) -> tuple[np.ndarray, np.ndarray, np.
     return np.concatenate(ia), np.concatenate(ib), np.concatenate(lab)
 
 
+@dataclass(frozen=True)
+class PairRows:
+    """Further writers whose genuine / skilled pairs join every fit of a pair classifier.
+
+    Attributes
+    ----------
+    features : ndarray (n, d)
+    writers : array (n,)
+        Writer of each row (kept apart from the main rows' writers).
+    forged : array (n,) of bool
+        True for a skilled forgery.
+    description : dict
+        Recorded with the fitted cue (:attr:`PairCue.extra`).
+    """
+
+    features: np.ndarray
+    writers: np.ndarray
+    forged: np.ndarray
+    description: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_featureset(cls, fs: Any, description: Mapping[str, Any] | None = None) -> PairRows:
+        """Genuine signatures and skilled forgeries of a :class:`~sigver.featureset.FeatureSet`."""
+        keep = np.asarray(fs.yforg) < 2
+        if not np.any(np.asarray(fs.yforg)[keep] == 1):
+            raise PairCueError("the extra pair writers have no skilled forgeries")
+        writers = np.asarray(fs.user_ids).astype(str)[np.asarray(fs.y)]
+        return cls(
+            features=np.asarray(fs.features, dtype=np.float64)[keep],
+            writers=writers[keep],
+            forged=np.asarray(fs.yforg)[keep] == 1,
+            description={"writers": int(np.unique(writers[keep]).size), **(description or {})},
+        )
+
+
 def fit_pair_cue(
     features: Any,
     writers: Any,
@@ -187,6 +241,7 @@ def fit_pair_cue(
     weight: float = 1.0,
     C: float = DEFAULT_C,
     users: Sequence[str] = (),
+    extra: PairRows | None = None,
 ) -> PairCue:
     """Fit the pair classifier on development writers' genuine signatures and forgeries.
 
@@ -203,6 +258,9 @@ def fit_pair_cue(
         Inverse regularisation of the (class-balanced) logistic regression.
     users : sequence of str
         Recorded with the cue.
+    extra : PairRows, optional
+        Further writers whose pairs join the fit (e.g. synthetic writers, so that one
+        real collection does not teach it its own habits).
 
     Raises
     ------
@@ -212,10 +270,22 @@ def fit_pair_cue(
     from sklearn.linear_model import LogisticRegression
 
     x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2 or len(x) != len(np.asarray(writers)):
-        raise PairCueError(f"features {x.shape} do not match {len(np.asarray(writers))} writers")
+    writers = np.asarray(writers)
+    if x.ndim != 2 or len(x) != len(writers):
+        raise PairCueError(f"features {x.shape} do not match {len(writers)} writers")
     if not (math.isfinite(C) and C > 0):
         raise PairCueError(f"C must be > 0, got {C}")
+    forged = np.asarray(forged, dtype=bool)
+    if extra is not None:
+        ex = np.asarray(extra.features, dtype=np.float64)
+        if ex.ndim != 2 or ex.shape[1] != x.shape[1]:
+            raise PairCueError(f"extra pair features {ex.shape} do not match {x.shape}")
+        # Prefixed: an extra writer never pairs with a main writer of the same name.
+        x = np.concatenate([x, ex])
+        writers = np.concatenate(
+            [writers.astype(str), np.char.add("extra/", np.asarray(extra.writers).astype(str))]
+        )
+        forged = np.concatenate([forged, np.asarray(extra.forged, dtype=bool)])
     ia, ib, y = pair_indices(writers, forged)
     if np.unique(y).size != 2:
         raise PairCueError("pairs of both kinds are needed (genuine signatures and forgeries)")
@@ -235,4 +305,58 @@ def fit_pair_cue(
         weight=float(weight),
         users=tuple(str(u) for u in users),
         n_pairs=int(len(y)),
+        extra=dict(extra.description) if extra is not None else {},
     )
+
+
+def cross_fitted_pair_cues(
+    features: Any,
+    writers: Any,
+    forged: Any,
+    *,
+    weight: float,
+    C: float = DEFAULT_C,
+    extra: PairRows | None = None,
+    groups: int = 2,
+) -> dict[str, PairCue]:
+    """For each writer, a pair cue fitted without that writer's group.
+
+    Writers are split, in sorted order, into ``groups`` contiguous groups (as
+    :func:`sigver.forgery_cue.cross_fitted_penalty` splits them); each group's writers
+    get the classifier fitted on the other groups (plus ``extra`` in every fit).
+    Calibrating on these measures the cue as it acts on writers it never saw.
+
+    Returns
+    -------
+    dict
+        Writer name -> :class:`PairCue`.
+    """
+    w = np.asarray(writers).astype(str)
+    names = sorted(set(w.tolist()))
+    if groups < 2 or len(names) < groups:
+        raise PairCueError(f"cross-fitting needs at least {max(groups, 2)} writers")
+    out: dict[str, PairCue] = {}
+    for part in np.array_split(np.array(names), groups):
+        inside = np.isin(w, part)
+        cue = fit_pair_cue(
+            np.asarray(features)[~inside],
+            w[~inside],
+            np.asarray(forged)[~inside],
+            weight=weight,
+            C=C,
+            extra=extra,
+        )
+        out.update({str(n): cue for n in part})
+    return out
+
+
+def stored_pair_cue(calibration: Mapping[str, Any] | None) -> PairCue | None:
+    """The pair cue stored in a calibration's forgery cue block, or None.
+
+    Raises
+    ------
+    PairCueError
+        A malformed stored cue.
+    """
+    block = (calibration or {}).get("forgery_cue") or {}
+    return PairCue.from_dict(block.get("pair"))

@@ -122,3 +122,238 @@ def test_deployment_run_subtracts_each_users_centred_pair_penalty_and_matches_th
         for part in ("genuine", "skilled", "random"):
             for u, v in zip(getattr(a, part), getattr(b, part), strict=True):
                 np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
+
+
+def test_extra_writers_join_the_fit_as_their_own_writers() -> None:
+    from sigver.pair_cue import PairRows
+
+    x = _toy(0)
+    more = _toy(1) + 0.5
+    # The extra writers reuse the names "a", "b": they must still never pair with the main ones.
+    extra = PairRows(more, WRITERS, FORGED, {"source": "toy"})
+    got = fit_pair_cue(x, WRITERS, FORGED, extra=extra)
+    by_hand = fit_pair_cue(
+        np.concatenate([x, more]),
+        np.concatenate([WRITERS, np.char.add("extra/", WRITERS)]),
+        np.concatenate([FORGED, FORGED]),
+    )
+    np.testing.assert_array_equal(got.v, by_hand.v)
+    assert got.n_pairs == 2 * 14 and got.extra == {"source": "toy"}
+    assert PairCue.from_dict(json.loads(json.dumps(got.to_dict()))).extra == {"source": "toy"}
+    with pytest.raises(PairCueError, match="extra pair features"):
+        fit_pair_cue(x, WRITERS, FORGED, extra=PairRows(more[:, :3], WRITERS, FORGED))
+
+
+def test_pair_rows_of_a_feature_set_keep_genuine_and_skilled_only() -> None:
+    from sigver.featureset import FeatureSet
+    from sigver.pair_cue import PairRows
+
+    yforg = np.array([0, 0, 1, 2, 0, 1])
+    fs = FeatureSet(
+        features=np.arange(12, dtype=np.float32).reshape(6, 2),
+        y=np.array([0, 0, 0, 0, 1, 1]),
+        yforg=yforg,
+        user_ids=np.array(["u1", "u2"]),
+        filenames=np.array([f"{i}.png" for i in range(6)]),
+        meta={},
+    )
+    rows = PairRows.from_featureset(fs, {"source": "x"})
+    assert rows.features.shape == (5, 2) and 6.0 not in rows.features[:, 0]  # simple forgery out
+    assert rows.writers.tolist() == ["u1", "u1", "u1", "u2", "u2"]
+    assert rows.forged.tolist() == [False, False, True, False, True]
+    assert rows.description == {"writers": 2, "source": "x"}
+    no_forgery = FeatureSet(fs.features, fs.y, np.zeros(6, int), fs.user_ids, fs.filenames, {})
+    with pytest.raises(PairCueError, match="no skilled forgeries"):
+        PairRows.from_featureset(no_forgery)
+
+
+def test_cross_fitted_cues_leave_out_each_writers_group_like_a_plain_loop() -> None:
+    from test_forgery_cue import shared_cue_population
+
+    from sigver.pair_cue import cross_fitted_pair_cues
+
+    fs = shared_cue_population(n_users=6)
+    writers = fs.user_ids[fs.y].astype(str)
+    cues = cross_fitted_pair_cues(fs.features, writers, fs.yforg == 1, weight=0.5, groups=3)
+    assert sorted(cues) == [f"{u:03d}" for u in range(1, 7)]
+    for group in (["001", "002"], ["003", "004"], ["005", "006"]):
+        out = ~np.isin(writers, group)
+        want = fit_pair_cue(fs.features[out], writers[out], fs.yforg[out] == 1, weight=0.5)
+        for w in group:
+            np.testing.assert_array_equal(cues[w].v, want.v)
+            assert not set(group) & set(np.unique(writers[out]))
+    with pytest.raises(PairCueError, match="at least"):
+        cross_fitted_pair_cues(fs.features, writers, fs.yforg == 1, weight=0.5, groups=7)
+
+
+def test_deployment_run_scores_each_user_with_their_own_cue() -> None:
+    from test_forgery_cue import shared_cue_population
+
+    from sigver.evaluation import simulate_deployment
+
+    fs = shared_cue_population(n_users=5)
+    writers = fs.user_ids[fs.y]
+    one = fit_pair_cue(fs.features, writers, fs.yforg == 1, weight=0.5)
+    other = fit_pair_cue(fs.features, writers, fs.yforg == 1, weight=2.0)
+    plain = simulate_deployment(
+        fs, users="all", background=None, refs=4, folds=2, normalization="loo-lcb=0",
+        progress=False,
+    )  # fmt: skip
+    ids = [str(u) for u in fs.user_ids]
+    per_user = {u: (other if u == "002" else one) for u in ids}
+    mixed = plain.with_pair_cue(per_user, fs).scores()
+    single = plain.with_pair_cue(one, fs).scores()
+    x = fs.features
+    for m, s, p, split in zip(mixed, single, plain.scores(), plain.splits, strict=True):
+        for i, u in enumerate(split.users):
+            if ids[u] == "002":
+                want = p.skilled[i] - other.centred_penalty(x[split.skilled[i]], x[split.refs[i]])
+                np.testing.assert_allclose(m.skilled[i], want)
+            else:
+                np.testing.assert_array_equal(m.skilled[i], s.skilled[i])
+    with pytest.raises(ValueError, match="no pair cue for users"):
+        plain.with_pair_cue({"001": one}, fs)
+
+
+def calibrated_with_pair(folder):
+    """A tiny checkpoint in ``folder`` calibrated with a centred cue and a pair cue."""
+    from test_forgery_cue import shared_cue_population
+
+    from enrollment.testing import build_tiny_model
+    from sigver.calibration import apply_calibration, calibrate_deployment
+    from sigver.featureset import load_features
+    from sigver.models.checkpoint import load_checkpoint
+    from sigver.pair_cue import PairRows
+
+    path = build_tiny_model(folder)
+    bg = load_features(folder / "tiny.background.npz")
+    fs = shared_cue_population(dim=bg.dim, sha=load_checkpoint(path).sha256)
+    more = shared_cue_population(n_users=4, dim=bg.dim, seed=9)
+    extra = PairRows.from_featureset(more, {"source": "toy"})
+    ids = tuple(f"{u:03d}" for u in range(1, 9))
+    kw = dict(users=ids, background=bg, normalization="loo-lcb=0", refs=4, folds=2)
+    cue = dict(forgery_weight=0.5, forgery_centred=True)
+    cal = calibrate_deployment(fs, **kw, **cue, pair_weight=0.75, pair_extra=extra)
+    apply_calibration(path, cal)
+    return path, cal, fs, extra, kw
+
+
+@pytest.fixture(scope="module")
+def pair_model(tmp_path_factory):
+    return calibrated_with_pair(tmp_path_factory.mktemp("pair-model"))
+
+
+def test_calibration_stores_the_pair_cue_and_calibrates_the_cross_fitted_fused_score(pair_model):
+    from dataclasses import replace
+
+    from sigver.calibration import CalibrationError, calibrate_deployment
+    from sigver.evaluation import simulate_deployment
+    from sigver.forgery_cue import cross_fitted_penalty
+    from sigver.metrics import eer_global
+    from sigver.pair_cue import cross_fitted_pair_cues, stored_pair_cue
+
+    path, cal, fs, extra, kw = pair_model
+    pair = stored_pair_cue(cal.to_dict())
+    assert pair.weight == 0.75 and len(pair.users) == 8
+    assert pair.extra == {"writers": 4, "source": "toy"}
+    writers = fs.user_ids[fs.y].astype(str)
+    direct = fit_pair_cue(fs.features, writers, fs.yforg == 1, extra=extra)
+    np.testing.assert_allclose(pair.v, direct.v)  # the stored cue: all calibration writers
+    assert "pair cue of weight 0.75" in cal.summary()
+    # The fused operating points are those of the cross-fitted scores, rebuilt by hand.
+    run = simulate_deployment(fs, **kw, progress=False)
+    forged = fs.yforg == 1
+    pen = cross_fitted_penalty(fs.features, forged, writers, weight=0.5)
+    crossed = cross_fitted_pair_cues(fs.features, writers, forged, weight=0.75, extra=extra)
+    both = replace(run, penalty=pen, centre_penalty=True).with_pair_cue(crossed, fs)
+    g = np.concatenate([np.ravel(a) for sc in both.scores() for a in sc.genuine])
+    s = np.concatenate([np.ravel(a) for sc in both.scores() for a in sc.skilled])
+    assert cal.forgery_cue["calibration"]["eer"] == pytest.approx(eer_global(g, s)[0])
+    no_pair = calibrate_deployment(fs, **kw, forgery_weight=0.5, forgery_centred=True)
+    assert "pair" not in no_pair.forgery_cue
+    assert (
+        no_pair.forgery_cue["calibration"]["threshold"]
+        != cal.forgery_cue["calibration"]["threshold"]
+    )
+    with pytest.raises(CalibrationError, match="centred forgery cue"):
+        calibrate_deployment(fs, **kw, forgery_weight=0.5, pair_weight=0.75)
+
+
+def test_verifier_and_evaluate_subtract_the_pair_cue_against_the_stored_references(
+    pair_model, tmp_path, capsys
+):
+    from enrollment import Verifier
+    from enrollment.testing import draw_signature
+    from sigver.cli import main
+    from sigver.featureset import FeatureSet, save_features
+    from sigver.models.card import write_model_card
+    from sigver.models.checkpoint import load_checkpoint
+
+    path, cal, fs, _, _ = pair_model
+    off = Verifier(home=tmp_path / "home", model=path)
+    assert off.pair_cue is None
+    refs = [draw_signature(1, s) for s in range(5)]
+    off.enroll("w1", refs)
+    off.enroll("w2", [draw_signature(2, s) for s in range(5)])
+    on = Verifier(home=tmp_path / "home", model=path, forgery_cue=True)
+    assert on.pair_cue is not None and on.pair_cue.weight == 0.75
+    img = draw_signature(1, 7)
+    r = on.verify("w1", img)
+    q = on._features([on._load_image(img, 0)])
+    ref_feats = on._features([on._load_image(x, i) for i, x in enumerate(refs)])
+    z_refs = on.get_user("w1").classifier_params["forgery_cue_ref_mean_z"]
+    want = on.forgery_cue.penalty(q, z_refs) + on.pair_cue.centred_penalty(q, ref_feats)
+    assert r.forgery_penalty == pytest.approx(float(want[0]), rel=1e-5)
+    assert r.score == pytest.approx(off.verify("w1", img).score - r.forgery_penalty)
+    assert r.threshold == cal.forgery_cue["calibration"]["threshold"]
+    # Cached references are those of the current enrollment: re-enrolling changes them.
+    on.enroll("w1", [draw_signature(1, s) for s in range(5, 10)], force=True)
+    assert on.verify("w1", img).forgery_penalty != pytest.approx(r.forgery_penalty)
+    # sigver evaluate --negatives model --forgery-cue carries the pair cue too.
+    sha = load_checkpoint(path).sha256
+    feats = save_features(
+        tmp_path / "toy.npz",
+        FeatureSet(
+            fs.features, fs.y, fs.yforg, fs.user_ids, fs.filenames, {**fs.meta, "model_sha256": sha}
+        ),
+    )
+    argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats), "--no-progress"]
+    argv += ["--negatives", "model", "--exp-users", "all", "--refs", "4", "--folds", "2"]
+    assert main([*argv, "--forgery-cue", "--out", str(tmp_path / "dep")]) == 0
+    capsys.readouterr()
+    dep = json.loads((tmp_path / "dep" / "deployment.json").read_text())
+    assert dep["pair_cue"]["weight"] == 0.75 and dep["pair_cue"]["extra"]["writers"] == 4
+    text = write_model_card(tmp_path / "tiny.md", load_checkpoint(path)).read_text()
+    assert "pairwise part" in text and "4 further writers (toy)" in text
+
+
+def test_cli_calibrate_fits_keeps_and_drops_the_pair_cue(tmp_path, capsys):
+    from test_calibration import _tiny_dataset
+    from test_forgery_cue import shared_cue_population
+
+    from enrollment.testing import build_tiny_model
+    from sigver.cli import main
+    from sigver.featureset import load_features, save_features
+    from sigver.models.checkpoint import load_checkpoint
+
+    path = build_tiny_model(tmp_path / "models")
+    data = _tiny_dataset(tmp_path)
+    dim = load_features(path.with_name("tiny.background.npz")).dim
+    extra = save_features(tmp_path / "extra.npz", shared_cue_population(n_users=3, dim=dim))
+    argv = ["calibrate", "--model", str(path), "--data", str(data), "--users", "001-004"]
+    argv += ["--refs", "3", "--folds", "2", "--jobs", "1", "--no-progress", "--write"]
+    cue = ["--normalization", "loo-lcb=0", "--forgery-weight", "0.3", "--forgery-centred"]
+    assert main([*argv, *cue, "--pair-weight", "0.5", "--pair-extra", str(extra)]) == 0
+    assert "pair cue of weight 0.5" in capsys.readouterr().out
+
+    def stored():
+        return load_checkpoint(path).meta.metrics["calibration"]["forgery_cue"]
+
+    assert stored()["pair"]["weight"] == 0.5 and stored()["pair"]["extra"]["writers"] == 3
+    # Recalibrating without the extra writers would quietly change the cue: refused.
+    assert main(argv) == 2
+    assert "--pair-extra" in capsys.readouterr().err
+    assert main([*argv, "--pair-extra", str(extra)]) == 0  # kept: weight and extra writers
+    assert stored()["pair"]["weight"] == 0.5
+    assert main([*argv, "--pair-weight", "0"]) == 0  # 0 removes the pair part, keeps the cue
+    assert "pair" not in stored() and stored()["weight"] == 0.3

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sigver.featureset import FeatureSet
+    from sigver.pair_cue import PairRows
 
 NAME = "calibrate"
 HELP = "calibrate a model's global decision threshold on development writers (--write stores it)"
@@ -111,6 +112,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="centre each user's cue on their references (robust to a population shift, but "
         "check FAR random; default: the model's current cue's setting, else not centred)",
     )
+    parser.add_argument(
+        "--pair-weight",
+        type=float,
+        metavar="W",
+        help="give the (centred) cue a pairwise part (sigver.pair_cue: a classifier on "
+        "|phi(q) - phi(r)| of genuine-genuine vs genuine-skilled pairs of the calibration "
+        "users) subtracted with weight W; 0 removes it; default: the model's current",
+    )
+    parser.add_argument(
+        "--pair-extra",
+        type=Path,
+        metavar="FEATURES",
+        help="feature set (sigver features) of further writers with skilled forgeries, e.g. "
+        "synthetic ones, whose pairs join the pair classifier's fit",
+    )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
     from enrollment._cli import add_extraction_arguments
@@ -138,6 +154,46 @@ def _background(args: argparse.Namespace, model_sha256: str) -> FeatureSet | Non
             f"{model_sha256[:12]}; regenerate it or pass --background none"
         )
     return fs
+
+
+def _pair_options(
+    args: argparse.Namespace, stored: dict, model_sha256: str
+) -> tuple[float, PairRows | None]:
+    """Weight and extra writers of the cue's pairwise part (the model's current by default).
+
+    Raises
+    ------
+    SigverError
+        A bad weight, or a recalibration that would silently drop the extra writers the
+        current pair cue was fitted with.
+    """
+    from sigver.errors import SigverError
+    from sigver.featureset import load_features
+    from sigver.pair_cue import PairRows
+
+    current = (stored.get("forgery_cue") or {}).get("pair") or {}
+    weight = args.pair_weight
+    if weight is None:
+        weight = float(current.get("weight", 0.0))
+        if weight and current.get("extra") and args.pair_extra is None:
+            raise SigverError(
+                f"the model's pair cue was fitted with further writers ({current['extra']}); "
+                "give them again with --pair-extra FEATURES, or --pair-weight 0 to drop the "
+                "pair cue"
+            )
+    if not weight >= 0:
+        raise SigverError(f"--pair-weight must be >= 0, got {args.pair_weight}")
+    if args.pair_extra is None or not weight:
+        return weight, None
+    fs = load_features(args.pair_extra)
+    recorded = fs.meta.get("model_sha256")
+    if recorded and recorded != model_sha256:
+        raise SigverError(
+            f"--pair-extra {args.pair_extra} was extracted with model {str(recorded)[:12]}, "
+            f"not {model_sha256[:12]}"
+        )
+    source = fs.meta.get("dataset") or fs.meta.get("data") or args.pair_extra.name
+    return weight, PairRows.from_featureset(fs, {"source": str(source)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
     centred = args.forgery_centred
     if centred is None:
         centred = bool((stored.get("forgery_cue") or {}).get("centred", False))
+    pair_weight, pair_extra = _pair_options(args, stored, extractor.sha256)
     calibration = calibrate_deployment(
         fs,
         users=args.users,
@@ -208,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         forgery_weight=weight,
         forgery_centred=centred,
+        pair_weight=pair_weight,
+        pair_extra=pair_extra,
     )
     print(calibration.summary())
     if args.plot is not None:

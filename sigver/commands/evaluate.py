@@ -335,11 +335,14 @@ def run_deployment(args: argparse.Namespace) -> int:
     protocol = build_protocol(args)
     weights = load_checkpoint(model_path)
     calibration = stored_calibration(weights.meta.metrics)
-    cue = None
+    cue = pair = None
     if getattr(args, "forgery_cue", False):
         from sigver.forgery_cue import switch_on
+        from sigver.pair_cue import stored_pair_cue
 
-        # The cue is part of the decision: the thresholds are those of the fused score.
+        # The cue (with its pairwise part, when the model has one) is part of the
+        # decision: the thresholds are those of the fused score.
+        pair = stored_pair_cue(calibration)
         cue, calibration = switch_on(calibration, model_path.name)
     normalization = args.normalization or (calibration or {}).get("normalization") or "none"
     fixed = resolve_threshold(args, deployment=True)
@@ -367,6 +370,7 @@ def run_deployment(args: argparse.Namespace) -> int:
         users=protocol.exp_users,
         background=background,
         forgery_cue=cue,
+        pair_cue=pair,
         dataset=fs.meta.get("dataset"),
         refs=protocol.refs,
         folds=protocol.folds,

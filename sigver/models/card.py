@@ -17,6 +17,25 @@ def _pct(v: Any) -> str:
     return "n/a" if v is None else f"{100 * float(v):.2f} %"
 
 
+def _pair_words(pair: Any) -> str:
+    """The card's sentence on a cue's pairwise part ("" without one)."""
+    if not pair:
+        return ""
+    extra = pair.get("extra") or {}
+    more = (
+        f" and {extra.get('writers', '?')} further writers ({extra.get('source', 'given')})"
+        if extra
+        else ""
+    )
+    return (
+        "It has a pairwise part (`sigver.pair_cue`): a logistic regression on "
+        f"|phi(q) - phi(r)| fitted on {pair.get('n_pairs', '?')} genuine-genuine and "
+        f"genuine-skilled pairs of the {len(pair.get('users', []))} calibration writers{more}; "
+        "its mean over the user's references, centred on the references against each other, "
+        f"is subtracted with weight {float(pair['weight']):g}. "
+    )
+
+
 def _cue_lines(cue: Any) -> list[str]:
     if not cue or not cue.get("calibration"):
         return []
@@ -32,6 +51,7 @@ def _cue_lines(cue: Any) -> list[str]:
             if cue.get("centred")
             else ". "
         )
+        + _pair_words(cue.get("pair"))
         + "Switched on (`--forgery-cue`, `Verifier(forgery_cue=True)`, `$SIGVER_FORGERY_CUE=1`), "
         "it is subtracted from every normalised score and these operating points apply "
         "instead (rates measured with each calibration writer's cue fitted without that "
