@@ -309,14 +309,18 @@ def test_pair_cue_extra_writers_join_the_pairs_never_a_real_writer() -> None:
     seen = []
     real_fit = pair_cue.fit_pair_cue
     try:
-        pair_cue.fit_pair_cue = lambda x, w, f: seen.append((x, w, f)) or real_fit(x, w, f)
+        pair_cue.fit_pair_cue = lambda x, w, f, **kw: (
+            seen.append((x, w, f, kw)) or real_fit(x, w, f, **kw)
+        )
         pair_cue._fit_both(real, rows, extra)
     finally:
         pair_cue.fit_pair_cue = real_fit
-    x, w, f = seen[0]
-    assert len(x) == 8 + 5 and sorted(set(w)) == ["1", "2", "extra/1"]
-    # 3 genuine + 1 skilled per real writer, 4 + 1 for the extra one; simple ones dropped.
-    assert int(f.sum()) == 3
+    x, w, f, kw = seen[0]
+    assert len(x) == 8 and sorted(set(w)) == ["1", "2"] and int(f.sum()) == 2
+    # The extra writer: 4 genuine + 1 skilled, the simple forgery dropped; fit_pair_cue
+    # keeps its writers apart from the real ones (tests/test_pair_cue.py).
+    more = kw["extra"]
+    assert len(more.features) == 5 and set(more.writers) == {"1"} and int(more.forged.sum()) == 1
 
 
 def test_pair_cue_selection_reads_mean_eers_and_the_worse_far_random() -> None:
