@@ -283,10 +283,12 @@ _THREADPOOLS: Any = None
 _THREADPOOLS_LOCK = threading.Lock()
 
 
-def _env_flag(name: str) -> bool:
-    """A boolean environment variable (``1``/``true``/``yes``/``on``; unset = false)."""
+def _env_flag(name: str, default: bool = False) -> bool:
+    """A boolean environment variable (``1``/``true``/``yes``/``on``; unset = ``default``)."""
     value = os.environ.get(name, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+    if value == "":
+        return default
+    if value in ("0", "false", "no", "off"):
         return False
     if value in ("1", "true", "yes", "on"):
         return True
@@ -345,9 +347,10 @@ class Verifier:
     forgery_cue : bool, optional
         Decide on the user's score minus the model's writer-independent forgery
         cue (:mod:`sigver.forgery_cue`), with the operating points calibrated for
-        that fused score (``$SIGVER_FORGERY_CUE``, else off). The model must carry
-        a cue (``sigver calibrate --forgery-weight W``). Enrolled users are the same
-        either way; only verification changes.
+        that fused score (default: ``$SIGVER_FORGERY_CUE``, else the model's
+        choice: on when its calibration declares the cue on by default). The model
+        must carry a cue (``sigver calibrate --forgery-weight W``). Enrolled users are
+        the same either way; only verification changes.
     """
 
     def __init__(
@@ -388,10 +391,8 @@ class Verifier:
         self.model_id = str(extractor.model_id)
         self.model_sha256 = str(extractor.sha256)
         self.classifier_params = dict(classifier_params or classifier_params_for(extractor.meta))
-        if forgery_cue is None:
-            forgery_cue = _env_flag(ENV_FORGERY_CUE)
         self._init_operating_points(
-            operating_point or os.environ.get(ENV_OPERATING_POINT) or None, bool(forgery_cue)
+            operating_point or os.environ.get(ENV_OPERATING_POINT) or None, forgery_cue
         )
         self._background = self._load_background(background)
         self._background, self._cohort = self._split_cohort(self._background)
@@ -414,13 +415,16 @@ class Verifier:
 
     # -- operating points (issue 10) -------------------------------------------------
 
-    def _init_operating_points(self, operating_point: str | None, forgery_cue: bool) -> None:
+    def _init_operating_points(self, operating_point: str | None, forgery_cue: bool | None) -> None:
         from sigver.calibration import resolve_operating_point, stored_calibration
-        from sigver.forgery_cue import ForgeryCue, switch_on
+        from sigver.forgery_cue import ForgeryCue, on_by_default, switch_on
         from sigver.pair_cue import PairCue, stored_pair_cue
 
         meta = getattr(self.extractor, "meta", None)
         self.calibration = stored_calibration(getattr(meta, "metrics", None))
+        if forgery_cue is None:
+            # Not asked for: the environment, else what the model's calibration declares.
+            forgery_cue = _env_flag(ENV_FORGERY_CUE, on_by_default(self.calibration))
         #: The model's writer-independent forgery cue, subtracted from every score when on.
         self.forgery_cue: ForgeryCue | None = None
         #: The stored cue even when switched off: enrollment records each user's

@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         help="centre each user's cue on their references (default: the model's current, else off)",
     )
     parser.add_argument(
+        "--forgery-cue-default",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="declare the cue on by default (default: the model's current setting, else off)",
+    )
+    parser.add_argument(
         "--pair-weight",
         type=float,
         help="weight of the cue's pairwise part (sigver.pair_cue; chosen by scripts/pair_cue.py); "
@@ -159,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     centred = args.forgery_centred
     if centred is None:
         centred = bool(stored_cue.get("centred", False))
+    cue_default = args.forgery_cue_default
+    if cue_default is None:
+        cue_default = bool(stored_cue.get("on_by_default")) and weight > 0
     stored_pair = stored_cue.get("pair") or {}
     pair_weight = args.pair_weight
     if pair_weight is None:
@@ -191,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         forgery_centred=centred,
         pair_weight=pair_weight,
         pair_extra=pair_extra,
+        forgery_default=cue_default,
     )
     print(cal.summary())
     from sigver.forgery_cue import ForgeryCue
@@ -227,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = cued.result(threshold=fused_t)
         fc = rc.fixed_threshold["summary"]  # type: ignore[index]
         cue_report = (
-            f" With the forgery cue switched on (`--forgery-cue`, T={fused_t:.4f}): FRR "
+            " With the forgery cue"
+            + (" (on by default" if cue_default else " switched on (`--forgery-cue`")
+            + f", T={fused_t:.4f}): FRR "
             f"{ms(fc['FRR'])}, FAR skilled {ms(fc['FAR_skilled'])}, FAR random "
             f"{ms(fc['FAR_random'])}; a-posteriori EER global {ms(rc.summary['EER_global'])}, "
             f"user thresholds {ms(rc.summary['EER_user'])}."
@@ -237,15 +249,19 @@ def main(argv: list[str] | None = None) -> int:
         f"Operating points recalibrated with `{command_line()}`: per-user score normaliser "
         f"`{args.normalization}`"
         + (
-            f"; forgery cue weight {weight:g}{', centred' if centred else ''} fitted on writers "
+            f"; forgery cue weight {weight:g}{' (centred)' if centred else ''}, fitted on writers "
             "001-037"
             + (
                 f", with a pairwise part of weight {pair_weight:g} fitted on their pairs"
-                + (f" and {n_synth} synthetic training-style writers'" if pair_extra else "")
+                + (
+                    f" and those of {n_synth} synthetic training-style writers"
+                    if pair_extra
+                    else ""
+                )
                 if pair_weight
                 else ""
             )
-            + ", off by default"
+            + (", on by default" if cue_default else ", off by default")
             if weight
             else ""
         )
@@ -253,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         f"development writers 001-037 ({args.refs} references, {args.folds} folds, seed "
         f"{args.seed}); weights unchanged (bit-identical). Deployment simulation on the "
         f"exploitation writers 038-069 ({args.report_folds} folds; `sigver evaluate "
-        "--negatives model`) at the default operating point "
-        f"`{cal.default_operating_point}` (T={cal.threshold:.4f}): FRR {ms(fx['FRR'])}, "
+        "--negatives model`) "
+        + ("with the cue off (`--no-forgery-cue`) " if cue_default else "")
+        + f"at the default operating point `{cal.default_operating_point}` "
+        f"(T={cal.threshold:.4f}): FRR {ms(fx['FRR'])}, "
         f"FAR skilled {ms(fx['FAR_skilled'])}, FAR random {ms(fx['FAR_random'])}; "
         f"a-posteriori EER of the same scores: global {ms(res.summary['EER_global'])}, "
         f"user thresholds {ms(res.summary['EER_user'])}." + cue_report

@@ -474,7 +474,8 @@ class Calibration:
                 f"forgery cue       weight {self.forgery_cue['weight']:g}"
                 f"{', centred' if self.forgery_cue.get('centred') else ''}, fitted on "
                 f"{self.forgery_cue['n_genuine']} genuine / {self.forgery_cue['n_forgeries']} "
-                f"skilled forgeries of {len(self.forgery_cue['users'])} writers (off by "
+                f"skilled forgeries of {len(self.forgery_cue['users'])} writers ("
+                f"{'on' if self.forgery_cue.get('on_by_default') else 'off'} by "
                 f"default){_pair_summary(self.forgery_cue.get('pair'))}; with it: EER "
                 f"skilled {pct(_nan_if_none(fused['eer']))}, "
                 f"{fused['target']} T={fused['threshold']:+.4f} FRR "
@@ -855,6 +856,7 @@ def calibrate_deployment(
     forgery_centred: bool = False,
     pair_weight: float = 0.0,
     pair_extra: Any = None,
+    forgery_default: bool = False,
 ) -> Calibration:
     """Calibrate named operating points through the product's own enrollment path.
 
@@ -898,6 +900,10 @@ def calibrate_deployment(
         all of them. Stored as the cue block's ``"pair"``.
     pair_extra : PairRows, optional
         Further writers (e.g. synthetic) whose pairs join every fit of the pair part.
+    forgery_default : bool
+        Declare the cue on by default (``"on_by_default"``): ``Verifier``, ``sigver
+        verify`` / ``serve`` and ``sigver evaluate --negatives model`` then decide with it
+        unless switched off (:func:`sigver.forgery_cue.on_by_default`).
 
     Returns
     -------
@@ -906,6 +912,8 @@ def calibrate_deployment(
     from sigver.evaluation import simulate_deployment
 
     ids = _resolve_users(features, users)
+    if forgery_default and not forgery_weight:
+        raise CalibrationError("forgery_default needs a forgery cue (forgery_weight > 0)")
     if pair_weight and not (forgery_weight and forgery_centred):
         raise CalibrationError(
             "the pair cue is part of a centred forgery cue: give forgery_weight > 0 and "
@@ -961,6 +969,7 @@ def calibrate_deployment(
                 x, forged, weight=forgery_weight, users=ids, centred=forgery_centred
             ).to_dict(),
             **pair,
+            "on_by_default": bool(forgery_default),
             # The operating points of the fused score (used when the cue is switched on).
             "calibration": _json_floats(fused),
         }

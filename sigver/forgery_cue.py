@@ -36,6 +36,7 @@ __all__ = [
     "ForgeryCueError",
     "cross_fitted_penalty",
     "fit_forgery_cue",
+    "on_by_default",
     "switch_on",
 ]
 
@@ -193,6 +194,17 @@ def switch_on(
         )
     cue = cast(ForgeryCue, ForgeryCue.from_dict(stored))  # not None: ``stored`` is not empty
     return cue, {**(calibration or {}), **stored["calibration"]}
+
+
+def on_by_default(calibration: Mapping[str, Any] | None) -> bool:
+    """Whether a model's calibration declares its forgery cue on by default.
+
+    ``sigver calibrate --forgery-cue-default`` sets it; operators still switch the cue
+    off with ``--no-forgery-cue``, ``Verifier(forgery_cue=False)`` or
+    ``$SIGVER_FORGERY_CUE=0``.
+    """
+    stored = (calibration or {}).get("forgery_cue") or {}
+    return bool(stored.get("on_by_default")) and bool(stored.get("calibration"))
 
 
 def fit_forgery_cue(

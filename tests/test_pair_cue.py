@@ -215,7 +215,7 @@ def test_deployment_run_scores_each_user_with_their_own_cue() -> None:
         plain.with_pair_cue({"001": one}, fs)
 
 
-def calibrated_with_pair(folder):
+def calibrated_with_pair(folder, *, on_by_default=False):
     """A tiny checkpoint in ``folder`` calibrated with a centred cue and a pair cue."""
     from test_forgery_cue import shared_cue_population
 
@@ -233,7 +233,9 @@ def calibrated_with_pair(folder):
     ids = tuple(f"{u:03d}" for u in range(1, 9))
     kw = dict(users=ids, background=bg, normalization="loo-lcb=0", refs=4, folds=2)
     cue = dict(forgery_weight=0.5, forgery_centred=True)
-    cal = calibrate_deployment(fs, **kw, **cue, pair_weight=0.75, pair_extra=extra)
+    cal = calibrate_deployment(
+        fs, **kw, **cue, pair_weight=0.75, pair_extra=extra, forgery_default=on_by_default
+    )
     apply_calibration(path, cal)
     return path, cal, fs, extra, kw
 
@@ -357,3 +359,58 @@ def test_cli_calibrate_fits_keeps_and_drops_the_pair_cue(tmp_path, capsys):
     assert stored()["pair"]["weight"] == 0.5
     assert main([*argv, "--pair-weight", "0"]) == 0  # 0 removes the pair part, keeps the cue
     assert "pair" not in stored() and stored()["weight"] == 0.3
+    assert stored()["on_by_default"] is False
+    assert main([*argv, "--forgery-cue-default"]) == 0
+    assert main(argv) == 0  # kept on a plain rerun
+    assert stored()["on_by_default"] is True and "(on by default)" in capsys.readouterr().out
+    assert main([*argv, "--forgery-weight", "0"]) == 0  # no cue, nothing to keep on
+    assert not stored()
+
+
+def test_a_cue_declared_on_by_default_decides_unless_switched_off(tmp_path, monkeypatch, capsys):
+    from enrollment import Verifier
+    from enrollment.testing import draw_signature
+    from sigver.calibration import CalibrationError, calibrate_deployment
+    from sigver.cli import main
+    from sigver.featureset import FeatureSet, save_features
+    from sigver.models.card import write_model_card
+    from sigver.models.checkpoint import load_checkpoint
+
+    (tmp_path / "m").mkdir()
+    path, cal, fs, _, kw = calibrated_with_pair(tmp_path / "m", on_by_default=True)
+    assert cal.forgery_cue["on_by_default"] is True and "(on by default)" in cal.summary()
+    fused_t = cal.forgery_cue["calibration"]["threshold"]
+    monkeypatch.delenv("SIGVER_FORGERY_CUE", raising=False)
+    v = Verifier(home=tmp_path / "home", model=path)  # nothing asked: the model's choice
+    assert v.forgery_cue is not None and v.pair_cue is not None
+    assert v.default_threshold == fused_t
+    for w in (1, 2):
+        v.enroll(f"w{w}", [draw_signature(w, s) for s in range(5)])
+    assert v.verify("w1", draw_signature(1, 7)).forgery_penalty is not None
+    off = Verifier(home=tmp_path / "home", model=path, forgery_cue=False)
+    assert off.forgery_cue is None and off.pair_cue is None
+    assert off.default_threshold == cal.threshold
+    monkeypatch.setenv("SIGVER_FORGERY_CUE", "0")
+    assert Verifier(home=tmp_path / "home", model=path).forgery_cue is None
+    monkeypatch.delenv("SIGVER_FORGERY_CUE")
+    # sigver evaluate --negatives model follows the same default; --no-forgery-cue turns it off.
+    sha = load_checkpoint(path).sha256
+    feats = save_features(
+        tmp_path / "toy.npz",
+        FeatureSet(
+            fs.features, fs.y, fs.yforg, fs.user_ids, fs.filenames, {**fs.meta, "model_sha256": sha}
+        ),
+    )
+    argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats), "--no-progress"]
+    argv += ["--negatives", "model", "--exp-users", "all", "--refs", "4", "--folds", "2"]
+    assert main([*argv, "--out", str(tmp_path / "on")]) == 0
+    assert main([*argv, "--no-forgery-cue", "--out", str(tmp_path / "off")]) == 0
+    capsys.readouterr()
+    on = json.loads((tmp_path / "on" / "deployment.json").read_text())
+    plain = json.loads((tmp_path / "off" / "deployment.json").read_text())
+    assert on["threshold"] == fused_t and on["pair_cue"]["weight"] == 0.75
+    assert plain["threshold"] == cal.threshold and "forgery_cue" not in plain
+    text = write_model_card(tmp_path / "tiny.md", load_checkpoint(path)).read_text()
+    assert "Forgery cue (on by default)" in text and "--no-forgery-cue" in text
+    with pytest.raises(CalibrationError, match="needs a forgery cue"):
+        calibrate_deployment(fs, **kw, forgery_default=True)

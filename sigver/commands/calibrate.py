@@ -127,6 +127,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="feature set (sigver features) of further writers with skilled forgeries, e.g. "
         "synthetic ones, whose pairs join the pair classifier's fit",
     )
+    parser.add_argument(
+        "--forgery-cue-default",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="declare the cue on by default (verification decides with it unless switched off "
+        "with --no-forgery-cue); default: the model's current setting, else off",
+    )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the calibration curve")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write it as JSON")
     from enrollment._cli import add_extraction_arguments
@@ -250,6 +257,10 @@ def run(args: argparse.Namespace) -> int:
     if centred is None:
         centred = bool((stored.get("forgery_cue") or {}).get("centred", False))
     pair_weight, pair_extra = _pair_options(args, stored, extractor.sha256)
+    cue_default = args.forgery_cue_default
+    if cue_default is None:
+        # Kept only while there is a cue to keep on.
+        cue_default = bool((stored.get("forgery_cue") or {}).get("on_by_default")) and weight > 0
     calibration = calibrate_deployment(
         fs,
         users=args.users,
@@ -267,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         forgery_centred=centred,
         pair_weight=pair_weight,
         pair_extra=pair_extra,
+        forgery_default=cue_default,
     )
     print(calibration.summary())
     if args.plot is not None:

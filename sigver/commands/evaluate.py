@@ -158,9 +158,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     dep.add_argument(
         "--forgery-cue",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="decide as `sigver verify --forgery-cue`: subtract the model's writer-independent "
-        "forgery cue from every score, at the operating points calibrated for it",
+        "forgery cue from every score, at the operating points calibrated for it "
+        "(default: on when the model declares its cue on by default)",
     )
     dep.add_argument(
         "--deployed-model",
@@ -336,7 +338,12 @@ def run_deployment(args: argparse.Namespace) -> int:
     weights = load_checkpoint(model_path)
     calibration = stored_calibration(weights.meta.metrics)
     cue = pair = None
-    if getattr(args, "forgery_cue", False):
+    from sigver.forgery_cue import on_by_default
+
+    use_cue = getattr(args, "forgery_cue", None)
+    if use_cue is None:
+        use_cue = on_by_default(calibration)  # as Verifier decides when not told
+    if use_cue:
         from sigver.forgery_cue import switch_on
         from sigver.pair_cue import stored_pair_cue
 
@@ -404,6 +411,7 @@ def run_deployment(args: argparse.Namespace) -> int:
         f"deployment simulation: protocol {protocol.name or 'custom'}, "
         f"features {fs.meta.get('model_id', '?')}, normalisation {normalization}"
         + ("" if cue is None else f", forgery cue weight {cue.weight:g}")
+        + ("" if pair is None else f" with a pair cue of weight {pair.weight:g}")
     )
     print(format_table(result))
     if rates:

@@ -42,7 +42,8 @@ def _cue_lines(cue: Any) -> list[str]:
     fused = cue["calibration"]
     lines = [
         "",
-        f"**Forgery cue (off by default).** The model also carries a writer-independent forgery "
+        f"**Forgery cue ({'on' if cue.get('on_by_default') else 'off'} by default).** The model "
+        "also carries a writer-independent forgery "
         f"cue (`sigver.forgery_cue`): a logistic probe fitted on {cue.get('n_genuine', '?')} "
         f"genuine signatures and {cue.get('n_forgeries', '?')} skilled forgeries of "
         f"{len(cue.get('users', []))} calibration writers, weight {float(cue['weight']):g}"
@@ -52,8 +53,14 @@ def _cue_lines(cue: Any) -> list[str]:
             else ". "
         )
         + _pair_words(cue.get("pair"))
-        + "Switched on (`--forgery-cue`, `Verifier(forgery_cue=True)`, `$SIGVER_FORGERY_CUE=1`), "
-        "it is subtracted from every normalised score and these operating points apply "
+        + (
+            "It is on unless switched off (`--no-forgery-cue`, `Verifier(forgery_cue=False)`, "
+            "`$SIGVER_FORGERY_CUE=0`; the plain operating points above then apply): "
+            if cue.get("on_by_default")
+            else "Switched on (`--forgery-cue`, `Verifier(forgery_cue=True)`, "
+            "`$SIGVER_FORGERY_CUE=1`), "
+        )
+        + "it is subtracted from every normalised score and these operating points apply "
         "instead (rates measured with each calibration writer's cue fitted without that "
         "writer):",
         "",
