@@ -240,6 +240,22 @@ def calibrated_with_pair(folder, *, on_by_default=False):
     return path, cal, fs, extra, kw
 
 
+def _evaluate_argv(path, fs, tmp_path):
+    """``sigver evaluate --negatives model`` of ``fs``, saved with the checkpoint's hash."""
+    from sigver.featureset import FeatureSet, save_features
+    from sigver.models.checkpoint import load_checkpoint
+
+    sha = load_checkpoint(path).sha256
+    feats = save_features(
+        tmp_path / "toy.npz",
+        FeatureSet(
+            fs.features, fs.y, fs.yforg, fs.user_ids, fs.filenames, {**fs.meta, "model_sha256": sha}
+        ),
+    )
+    argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats), "--no-progress"]
+    return argv + ["--negatives", "model", "--exp-users", "all", "--refs", "4", "--folds", "2"]
+
+
 @pytest.fixture(scope="module")
 def pair_model(tmp_path_factory):
     return calibrated_with_pair(tmp_path_factory.mktemp("pair-model"))
@@ -287,7 +303,6 @@ def test_verifier_and_evaluate_subtract_the_pair_cue_against_the_stored_referenc
     from enrollment import Verifier
     from enrollment.testing import draw_signature
     from sigver.cli import main
-    from sigver.featureset import FeatureSet, save_features
     from sigver.models.card import write_model_card
     from sigver.models.checkpoint import load_checkpoint
 
@@ -312,15 +327,7 @@ def test_verifier_and_evaluate_subtract_the_pair_cue_against_the_stored_referenc
     on.enroll("w1", [draw_signature(1, s) for s in range(5, 10)], force=True)
     assert on.verify("w1", img).forgery_penalty != pytest.approx(r.forgery_penalty)
     # sigver evaluate --negatives model --forgery-cue carries the pair cue too.
-    sha = load_checkpoint(path).sha256
-    feats = save_features(
-        tmp_path / "toy.npz",
-        FeatureSet(
-            fs.features, fs.y, fs.yforg, fs.user_ids, fs.filenames, {**fs.meta, "model_sha256": sha}
-        ),
-    )
-    argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats), "--no-progress"]
-    argv += ["--negatives", "model", "--exp-users", "all", "--refs", "4", "--folds", "2"]
+    argv = _evaluate_argv(path, fs, tmp_path)
     assert main([*argv, "--forgery-cue", "--out", str(tmp_path / "dep")]) == 0
     capsys.readouterr()
     dep = json.loads((tmp_path / "dep" / "deployment.json").read_text())
@@ -372,7 +379,6 @@ def test_a_cue_declared_on_by_default_decides_unless_switched_off(tmp_path, monk
     from enrollment.testing import draw_signature
     from sigver.calibration import CalibrationError, calibrate_deployment
     from sigver.cli import main
-    from sigver.featureset import FeatureSet, save_features
     from sigver.models.card import write_model_card
     from sigver.models.checkpoint import load_checkpoint
 
@@ -394,15 +400,7 @@ def test_a_cue_declared_on_by_default_decides_unless_switched_off(tmp_path, monk
     assert Verifier(home=tmp_path / "home", model=path).forgery_cue is None
     monkeypatch.delenv("SIGVER_FORGERY_CUE")
     # sigver evaluate --negatives model follows the same default; --no-forgery-cue turns it off.
-    sha = load_checkpoint(path).sha256
-    feats = save_features(
-        tmp_path / "toy.npz",
-        FeatureSet(
-            fs.features, fs.y, fs.yforg, fs.user_ids, fs.filenames, {**fs.meta, "model_sha256": sha}
-        ),
-    )
-    argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats), "--no-progress"]
-    argv += ["--negatives", "model", "--exp-users", "all", "--refs", "4", "--folds", "2"]
+    argv = _evaluate_argv(path, fs, tmp_path)
     assert main([*argv, "--out", str(tmp_path / "on")]) == 0
     assert main([*argv, "--no-forgery-cue", "--out", str(tmp_path / "off")]) == 0
     capsys.readouterr()
