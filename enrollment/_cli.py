@@ -95,7 +95,8 @@ def add_forgery_cue_argument(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="subtract the model's writer-independent forgery cue from every score and use "
-        "the operating points calibrated for it (default: $SIGVER_FORGERY_CUE, else off)",
+        "the operating points calibrated for it (default: $SIGVER_FORGERY_CUE, else the model's "
+        "choice: on for a model whose calibration declares it, e.g. v6)",
     )
 
 
