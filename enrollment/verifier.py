@@ -1073,6 +1073,9 @@ class Verifier:
             own = None
             if np.any(np.asarray(arrays["sv_source"]) == 0):
                 own = self.store.load_references(user_id, tenant=tenant)[0]
+                # The pair cue reads the same rows: one query, not two.
+                with self._cache_lock:
+                    self._ref_cache[key] = (user.cache_key, np.asarray(own, np.float64))
             arrays = self._expand_arrays(arrays, own)
         try:
             # The numpy scorer: verification needs no scikit-learn import.

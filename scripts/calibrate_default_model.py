@@ -146,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from sigver._util import command_line
     from sigver.cache import load_signatures
-    from sigver.calibration import apply_calibration, calibrate_deployment, stored_calibration
+    from sigver.calibration import (
+        apply_calibration,
+        calibrate_deployment,
+        resolve_cue_settings,
+        stored_calibration,
+    )
     from sigver.evaluation import simulate_deployment
     from sigver.features import default_background_path
     from sigver.featureset import load_features
@@ -158,23 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     before = _fingerprint(weights.state_dict)
     # Whatever is not asked for stays as the model has it.
     args.normalization = resolve_normalization(weights.meta.metrics, args.normalization)
-    stored_cue = (stored_calibration(weights.meta.metrics) or {}).get("forgery_cue") or {}
-    weight = args.forgery_weight
-    if weight is None:
-        weight = float(stored_cue.get("weight", 0.0))
-    centred = args.forgery_centred
-    if centred is None:
-        centred = bool(stored_cue.get("centred", False))
-    cue_default = args.forgery_cue_default
-    if cue_default is None:
-        cue_default = bool(stored_cue.get("on_by_default")) and weight > 0
-    stored_pair = stored_cue.get("pair") or {}
-    pair_weight = args.pair_weight
-    if pair_weight is None:
-        pair_weight = float(stored_pair.get("weight", 0.0))
+    settings = resolve_cue_settings(
+        stored_calibration(weights.meta.metrics),
+        weight=args.forgery_weight,
+        centred=args.forgery_centred,
+        pair_weight=args.pair_weight,
+        on_by_default=args.forgery_cue_default,
+    )
+    weight, centred, cue_default, pair_weight = (
+        settings["weight"], settings["centred"], settings["on_by_default"], settings["pair_weight"]
+    )  # fmt: skip
     n_synth = args.pair_synthetic
     if n_synth is None:
-        n_synth = int((stored_pair.get("extra") or {}).get("writers", 0))
+        n_synth = int(settings["pair_extra"].get("writers", 0))
     extractor = open_extractor(args.model)  # the backend enrollment uses
     background = load_features(default_background_path(args.model))
     cache = load_signatures("sigcomp2011", args.sigcomp, n_jobs=1, progress=False)

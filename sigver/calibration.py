@@ -823,6 +823,34 @@ def _json_floats(data: dict[str, Any]) -> dict[str, Any]:
     return {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in data.items()}
 
 
+def resolve_cue_settings(
+    calibration: Mapping[str, Any] | None,
+    *,
+    weight: float | None = None,
+    centred: bool | None = None,
+    pair_weight: float | None = None,
+    on_by_default: bool | None = None,
+) -> dict[str, Any]:
+    """The forgery-cue settings of a recalibration: each one given, else the model's current.
+
+    A plain rerun (to refresh a card, change a normaliser) so never drops or changes a cue.
+    ``on_by_default`` is kept only while there is a cue to keep on. ``pair_extra`` is what
+    the current pair cue was fitted with besides the calibration writers (``{}``: nothing).
+    """
+    stored = (calibration or {}).get("forgery_cue") or {}
+    pair = stored.get("pair") or {}
+    w = float(stored.get("weight", 0.0)) if weight is None else float(weight)
+    return {
+        "weight": w,
+        "centred": bool(stored.get("centred", False)) if centred is None else bool(centred),
+        "pair_weight": float(pair.get("weight", 0.0)) if pair_weight is None else pair_weight,
+        "on_by_default": (
+            bool(stored.get("on_by_default")) and w > 0 if on_by_default is None else on_by_default
+        ),
+        "pair_extra": dict(pair.get("extra") or {}),
+    }
+
+
 def _pair_summary(pair: Mapping[str, Any] | None) -> str:
     """The summary's words for a cue's pairwise part ("" without one)."""
     if not pair:

@@ -21,3 +21,34 @@ def test_a_model_without_calibration_gets_the_default() -> None:
     resolve = calibrate_default_model.resolve_normalization
     assert resolve(None, None) == calibrate_default_model.DEFAULT_NORMALIZATION
     assert resolve({"calibration": {}}, None) == "loo-lcb=0"
+
+
+def test_cue_settings_keep_what_is_not_asked_for() -> None:
+    from sigver.calibration import resolve_cue_settings
+
+    stored = {
+        "forgery_cue": {
+            "weight": 0.3,
+            "centred": True,
+            "on_by_default": True,
+            "pair": {"weight": 0.75, "extra": {"writers": 96}},
+        }
+    }
+    kept = resolve_cue_settings(stored)
+    assert kept == {
+        "weight": 0.3,
+        "centred": True,
+        "pair_weight": 0.75,
+        "on_by_default": True,
+        "pair_extra": {"writers": 96},
+    }
+    # No cue left, nothing to keep on; what is given wins.
+    assert resolve_cue_settings(stored, weight=0.0)["on_by_default"] is False
+    assert resolve_cue_settings(stored, pair_weight=0.0, on_by_default=False)["pair_weight"] == 0.0
+    assert resolve_cue_settings(None) == {
+        "weight": 0.0,
+        "centred": False,
+        "pair_weight": 0.0,
+        "on_by_default": False,
+        "pair_extra": {},
+    }

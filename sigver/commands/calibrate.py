@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sigver.featureset import FeatureSet
@@ -163,10 +163,12 @@ def _background(args: argparse.Namespace, model_sha256: str) -> FeatureSet | Non
     return fs
 
 
-def _pair_options(
-    args: argparse.Namespace, stored: dict, model_sha256: str
-) -> tuple[float, PairRows | None]:
-    """Weight and extra writers of the cue's pairwise part (the model's current by default).
+def _pair_extra(
+    args: argparse.Namespace, cue: dict[str, Any], model_sha256: str
+) -> PairRows | None:
+    """The extra writers of the cue's pairwise part (``--pair-extra``), checked.
+
+    ``cue``: :func:`sigver.calibration.resolve_cue_settings` of the run.
 
     Raises
     ------
@@ -178,20 +180,17 @@ def _pair_options(
     from sigver.featureset import load_features
     from sigver.pair_cue import PairRows
 
-    current = (stored.get("forgery_cue") or {}).get("pair") or {}
-    weight = args.pair_weight
-    if weight is None:
-        weight = float(current.get("weight", 0.0))
-        if weight and current.get("extra") and args.pair_extra is None:
-            raise SigverError(
-                f"the model's pair cue was fitted with further writers ({current['extra']}); "
-                "give them again with --pair-extra FEATURES, or --pair-weight 0 to drop the "
-                "pair cue"
-            )
+    weight = cue["pair_weight"]
+    if args.pair_weight is None and weight and cue["pair_extra"] and args.pair_extra is None:
+        raise SigverError(
+            f"the model's pair cue was fitted with further writers ({cue['pair_extra']}); "
+            "give them again with --pair-extra FEATURES, or --pair-weight 0 to drop the "
+            "pair cue"
+        )
     if not weight >= 0:
         raise SigverError(f"--pair-weight must be >= 0, got {args.pair_weight}")
     if args.pair_extra is None or not weight:
-        return weight, None
+        return None
     fs = load_features(args.pair_extra)
     recorded = fs.meta.get("model_sha256")
     if recorded and recorded != model_sha256:
@@ -200,7 +199,7 @@ def _pair_options(
             f"not {model_sha256[:12]}"
         )
     source = fs.meta.get("dataset") or fs.meta.get("data") or args.pair_extra.name
-    return weight, PairRows.from_featureset(fs, {"source": str(source)})
+    return PairRows.from_featureset(fs, {"source": str(source)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         apply_calibration,
         calibrate_deployment,
         parse_operating_point,
+        resolve_cue_settings,
     )
     from sigver.errors import SigverError
     from sigver.inference import open_extractor
@@ -248,19 +248,16 @@ def run(args: argparse.Namespace) -> int:
     )
     stored = (weights.meta.metrics or {}).get("calibration") or {}
     normalization = args.normalization or stored.get("normalization") or "none"
-    weight = args.forgery_weight
-    if weight is None:
-        weight = float((stored.get("forgery_cue") or {}).get("weight", 0.0))
-    if not weight >= 0:
+    cue = resolve_cue_settings(
+        stored,
+        weight=args.forgery_weight,
+        centred=args.forgery_centred,
+        pair_weight=args.pair_weight,
+        on_by_default=args.forgery_cue_default,
+    )
+    if not cue["weight"] >= 0:
         raise SigverError(f"--forgery-weight must be >= 0, got {args.forgery_weight}")
-    centred = args.forgery_centred
-    if centred is None:
-        centred = bool((stored.get("forgery_cue") or {}).get("centred", False))
-    pair_weight, pair_extra = _pair_options(args, stored, extractor.sha256)
-    cue_default = args.forgery_cue_default
-    if cue_default is None:
-        # Kept only while there is a cue to keep on.
-        cue_default = bool((stored.get("forgery_cue") or {}).get("on_by_default")) and weight > 0
+    pair_extra = _pair_extra(args, cue, extractor.sha256)
     calibration = calibrate_deployment(
         fs,
         users=args.users,
@@ -274,11 +271,11 @@ def run(args: argparse.Namespace) -> int:
         points=args.operating_points or DEFAULT_OPERATING_POINTS,
         n_jobs=max(1, args.jobs),
         progress=progress,
-        forgery_weight=weight,
-        forgery_centred=centred,
-        pair_weight=pair_weight,
+        forgery_weight=cue["weight"],
+        forgery_centred=cue["centred"],
+        pair_weight=cue["pair_weight"],
         pair_extra=pair_extra,
-        forgery_default=cue_default,
+        forgery_default=cue["on_by_default"],
     )
     print(calibration.summary())
     if args.plot is not None:
