@@ -13,7 +13,10 @@ the per-round figures are printed, since only ratios measured together compare
 ``--verify N`` also times in-process ``Verifier.verify`` of one signature (a user
 enrolled with 12 references of one synthetic writer; PNG bytes and a decoded
 array; N calls per model and round, rounds alternating the models): p50 / p90 /
-p99 in ms, pooled over rounds.
+p99 in ms, pooled over rounds. ``--cue`` times each model that carries a forgery cue
+twice, cue on and cue off (``Verifier(forgery_cue=...)``), over the same enrolled user::
+
+    python scripts/bench_model_speed.py --models sigver-sigresnet-v6 --batches 1 --verify 300 --cue
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--verify", type=int, default=0, metavar="N", help="also time N verifications per round"
     )
+    parser.add_argument(
+        "--cue", action="store_true", help="--verify with the forgery cue on and off, side by side"
+    )
     args = parser.parse_args(argv)
 
     from sigver.inference import open_extractor, probe_images
@@ -61,13 +67,17 @@ def main(argv: list[str] | None = None) -> int:
                 rates.append(extraction_rate(ext, images, batch, args.seconds))
             print(f"{rnd + 1:>5} {batch:>5} " + " ".join(f"{r:>24.0f}" for r in rates), flush=True)
     if args.verify:
-        _verify_latency(extractors, args.verify, args.rounds)
+        _verify_latency(extractors, args.verify, args.rounds, cue=args.cue)
     print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
 
-def _verify_latency(extractors: dict, repeats: int, rounds: int) -> None:
-    """In-process ``Verifier.verify`` p50 / p90 / p99 (ms) per model and input kind."""
+def _verify_latency(extractors: dict, repeats: int, rounds: int, *, cue: bool = False) -> None:
+    """In-process ``Verifier.verify`` p50 / p90 / p99 (ms) per model and input kind.
+
+    ``cue``: models carrying a forgery cue are timed with it on and off (rows
+    ``NAME +cue`` / ``NAME -cue``), each a fresh Verifier over the same store.
+    """
     from enrollment import Verifier
     from enrollment.testing import encode_png
     from sigver.synth import generate_writer
@@ -81,7 +91,14 @@ def _verify_latency(extractors: dict, repeats: int, rounds: int) -> None:
         home = work / f"home{i}"
         Verifier(home=home, model=ext.weights.path, extractor=ext).enroll("bench", refs)
         # A fresh Verifier, as a restarted server: it scores with the stored classifier.
-        verifiers[name] = Verifier(home=home, model=ext.weights.path, extractor=ext)
+        v = Verifier(home=home, model=ext.weights.path, extractor=ext)
+        if cue and v.calibration and (v.calibration.get("forgery_cue") or {}).get("calibration"):
+            for on in (True, False):
+                verifiers[f"{name} {'+' if on else '-'}cue"] = Verifier(
+                    home=home, model=ext.weights.path, extractor=ext, forgery_cue=on
+                )
+        else:
+            verifiers[name] = v
     samples: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
         for name, v in verifiers.items():
