@@ -25,6 +25,7 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _bench import extraction_rate, verify_latencies_ms  # scripts/ is on sys.path
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cue", action="store_true", help="--verify with the forgery cue on and off, side by side"
     )
     args = parser.parse_args(argv)
+    if args.cue and not args.verify:
+        parser.error("--cue times verifications: give --verify N")
 
     from sigver.inference import open_extractor, probe_images
 
@@ -72,14 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _verify_latency(extractors: dict, repeats: int, rounds: int, *, cue: bool = False) -> None:
+def _verify_latency(
+    extractors: dict, repeats: int, rounds: int, *, cue: bool = False
+) -> dict[str, Any]:
     """In-process ``Verifier.verify`` p50 / p90 / p99 (ms) per model and input kind.
 
     ``cue``: models carrying a forgery cue are timed with it on and off (rows
     ``NAME +cue`` / ``NAME -cue``), each a fresh Verifier over the same store.
+    Returns the timed Verifiers by row name.
     """
     from enrollment import Verifier
     from enrollment.testing import encode_png
+    from sigver.forgery_cue import carries_cue
     from sigver.synth import generate_writer
 
     work = Path(tempfile.mkdtemp(prefix="sigver-bench-models-"))
@@ -92,7 +99,7 @@ def _verify_latency(extractors: dict, repeats: int, rounds: int, *, cue: bool = 
         Verifier(home=home, model=ext.weights.path, extractor=ext).enroll("bench", refs)
         # A fresh Verifier, as a restarted server: it scores with the stored classifier.
         v = Verifier(home=home, model=ext.weights.path, extractor=ext)
-        if cue and v.calibration and (v.calibration.get("forgery_cue") or {}).get("calibration"):
+        if cue and carries_cue(v.calibration):
             for on in (True, False):
                 verifiers[f"{name} {'+' if on else '-'}cue"] = Verifier(
                     home=home, model=ext.weights.path, extractor=ext, forgery_cue=on
@@ -111,6 +118,7 @@ def _verify_latency(extractors: dict, repeats: int, rounds: int, *, cue: bool = 
     for (name, kind), lat in samples.items():
         p = np.percentile(lat, [50, 90, 99])
         print(f"{name[-24:]:>24} {kind:>6} {p[0]:>7.2f} {p[1]:>7.2f} {p[2]:>7.2f}", flush=True)
+    return verifiers
 
 
 if __name__ == "__main__":

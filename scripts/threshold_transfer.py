@@ -63,6 +63,7 @@ from sigver.calibration import (
     resolve_operating_point,
     stored_calibration,
 )
+from sigver.errors import SigverError
 from sigver.evaluation import simulate_deployment
 from sigver.normalization import METHODS
 
@@ -182,6 +183,7 @@ def _transfer(
         "applied_to": app_name,
         "normalization": method,
         "threshold": threshold,
+        "operating_point": point,
         "calibrated": {"FRR": rates.get("FRR"), "FAR_skilled": rates.get("FAR_skilled")},
         "FRR": fx["FRR"],
         "FAR_skilled": fx["FAR_skilled"],
@@ -216,48 +218,71 @@ def _choose(rows: list[dict[str, Any]], methods: tuple[str, ...]) -> tuple[str, 
     return best, stats
 
 
+def stored_cue(
+    calibration: dict[str, Any] | None, model: str, operating_point: str
+) -> tuple[Any, Any, dict[str, Any]] | None:
+    """The model's stored forgery cue, its pairwise part and the fused calibration.
+
+    None when the model carries no cue (stage 3 is skipped). Checked before any stage
+    runs, so a missing operating point stops the script at once, not after stage 2.
+
+    Raises
+    ------
+    CalibrationError
+        The fused calibration has no operating point ``operating_point``.
+    """
+    from sigver.forgery_cue import carries_cue, switch_on
+    from sigver.pair_cue import stored_pair_cue
+
+    if not carries_cue(calibration):
+        return None
+    cue, fused = switch_on(calibration, model)
+    resolve_operating_point(fused, operating_point)
+    return cue, stored_pair_cue(calibration), fused
+
+
 def _cue_stage(
-    model: Path,
+    stored: tuple[Any, Any, dict[str, Any]] | None,
     pops: dict[str, Any],
     background: Any,
     args: argparse.Namespace,
     runs_by_norm: dict[str, dict[str, Any]],
     simulate: Any,
-    raw_rows: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Stage 3: the held-out directions decided with the model's stored forgery cue.
 
-    Returns the rows (empty when the model carries no cue) and the normaliser used (the
-    model's own). ``raw_rows``: the raw-score rows of the product stage, in ``HELD_OUT``
-    order, for the gap relative to raw scores.
+    ``stored``: :func:`stored_cue`'s value. ``runs_by_norm``: simulations already made,
+    by normaliser (reused when the model's own is among them, else ``simulate``).
+    Returns the rows (empty without a cue) and the normaliser used (the model's own);
+    each row's ``raw_gap`` is the EER_global - EER_user gap of the same enrollments'
+    raw scores.
     """
-    from sigver.forgery_cue import switch_on
-    from sigver.models.checkpoint import load_checkpoint
-    from sigver.pair_cue import stored_pair_cue
-
-    calibration = stored_calibration(load_checkpoint(model).meta.metrics)
-    if not ((calibration or {}).get("forgery_cue") or {}).get("calibration"):
+    if stored is None:
         logging.info("the model carries no forgery cue: stage 3 skipped")
         return [], None
-    pair = stored_pair_cue(calibration)
-    cue, fused = switch_on(calibration, model.name)
+    cue, pair, fused = stored
     norm = str(fused.get("normalization") or "none")
     runs = runs_by_norm.get(norm) or simulate(norm, False)
     cued = {}
     for name, run in runs.items():
         run = run.with_forgery_cue(cue, pops[name])
         cued[name] = run if pair is None else run.with_pair_cue(pair, pops[name])
+    op = args.operating_point
     rows = []
-    for (c, a), raw in zip(HELD_OUT, raw_rows, strict=True):
+    for c, a in HELD_OUT:
+        raw, _ = _transfer(c, a, "none", pops, runs, background, op)
         # sigcomp-dev fitted the cue: its threshold is the stored (cross-fitted) one.
-        stored = fused if c == "sigcomp-dev" else None
-        row, cal = _transfer(c, a, norm, pops, cued, background, args.operating_point, stored)
+        row, cal = _transfer(
+            c, a, norm, pops, cued, background, op, fused if c == "sigcomp-dev" else None
+        )
         row["forgery_cue"] = True
+        row["raw_gap"] = raw["gap"]
         row["gap_vs_raw"] = row["gap"] / raw["gap"] if raw["gap"] else float("nan")
         rows.append(row)
         plot_calibration(
             cal,
             args.out / f"curve-cue-{c}-to-{a}.png",
+            chosen=row["operating_point"],
             measured={"FRR": row["FRR"]["mean"], "FAR_skilled": row["FAR_skilled"]["mean"]},
             title=f"{norm} + forgery cue: calibrated on {c} (black), measured on {a} (red)",
         )
@@ -291,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or Path(default_model_path())
     extractor = open_extractor(model)  # the backend enrollment uses
     background = load_features(default_background_path(model))
+    try:
+        cue = stored_cue(
+            stored_calibration(extractor.weights.meta.metrics), model.name, args.operating_point
+        )
+    except SigverError as exc:
+        parser.error(f"stage 3 (the model's forgery cue): {exc}")
     feats = _features(args, extractor)
     for fs in feats.values():
         if fs.meta.get("model_sha256") not in (None, extractor.sha256):
@@ -350,9 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             measured={"FRR": row["FRR"]["mean"], "FAR_skilled": row["FAR_skilled"]["mean"]},
             title=f"{winner}: calibrated on {c} (black), measured on {a} (red)",
         )
-    cue_rows, cue_norm = _cue_stage(
-        model, pops, background, args, {winner: product_runs}, simulate, product[::2]
-    )
+    cue_rows, cue_norm = _cue_stage(cue, pops, background, args, {winner: product_runs}, simulate)
 
     def pct(v: dict[str, float] | float) -> str:
         if isinstance(v, dict):
@@ -418,9 +447,9 @@ def main(argv: list[str] | None = None) -> int:
             "| direction | gap EER_global - EER_user, raw | with the cue | ratio (target <= 0.5) |",
             "|---|---|---|---|",
             *(
-                f"| {r['calibrated_on']} → {r['applied_to']} | {pct(raw['gap'])} | "
+                f"| {r['calibrated_on']} → {r['applied_to']} | {pct(r['raw_gap'])} | "
                 f"{pct(r['gap'])} | {r['gap_vs_raw']:.2f} |"
-                for raw, r in zip(product[::2], cue_rows, strict=True)
+                for r in cue_rows
             ),
             "",
             "The cue is the model's stored one (fitted on SigComp2011 001-037 and the extra "

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_C",
     "ForgeryCue",
     "ForgeryCueError",
+    "carries_cue",
     "cross_fitted_penalty",
     "fit_forgery_cue",
     "on_by_default",
@@ -186,14 +187,20 @@ def switch_on(
     ForgeryCueError
         The model (named ``model`` in the message) carries no cue, or a malformed one.
     """
-    stored = (calibration or {}).get("forgery_cue") or {}
-    if not stored.get("calibration"):
+    if not carries_cue(calibration):
         raise ForgeryCueError(
             f"model {model} carries no forgery cue; calibrate one with "
             "`sigver calibrate --forgery-weight W` or switch the cue off"
         )
+    stored = (calibration or {})["forgery_cue"]
     cue = cast(ForgeryCue, ForgeryCue.from_dict(stored))  # not None: ``stored`` is not empty
     return cue, {**(calibration or {}), **stored["calibration"]}
+
+
+def carries_cue(calibration: Mapping[str, Any] | None) -> bool:
+    """Whether a model's calibration holds a forgery cue with its fused operating points."""
+    stored = (calibration or {}).get("forgery_cue") or {}
+    return bool(stored.get("calibration"))
 
 
 def on_by_default(calibration: Mapping[str, Any] | None) -> bool:
@@ -204,7 +211,7 @@ def on_by_default(calibration: Mapping[str, Any] | None) -> bool:
     ``$SIGVER_FORGERY_CUE=0``.
     """
     stored = (calibration or {}).get("forgery_cue") or {}
-    return bool(stored.get("on_by_default")) and bool(stored.get("calibration"))
+    return bool(stored.get("on_by_default")) and carries_cue(calibration)
 
 
 def fit_forgery_cue(

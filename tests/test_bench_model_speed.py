@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import bench_model_speed  # noqa: E402
@@ -22,7 +24,10 @@ def test_cue_rows_for_a_model_with_a_cue_and_one_row_without(tmp_path, capsys):
         "cued": open_extractor(with_cue, backend="torch"),
         "plain": open_extractor(plain, backend="torch"),
     }
-    bench_model_speed._verify_latency(extractors, repeats=2, rounds=1, cue=True)
+    verifiers = bench_model_speed._verify_latency(extractors, repeats=2, rounds=1, cue=True)
+    assert verifiers["cued +cue"].forgery_cue is not None
+    assert verifiers["cued -cue"].forgery_cue is None
+    assert verifiers["plain"].forgery_cue is None
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     timed = sorted((r[0], r[1], r[2]) for r in rows if len(r) == 6 and r[-3][0].isdigit())
     assert timed == [
@@ -35,3 +40,9 @@ def test_cue_rows_for_a_model_with_a_cue_and_one_row_without(tmp_path, capsys):
         ["plain", "array"],
         ["plain", "png"],
     ]
+
+
+def test_cue_needs_verify(capsys):
+    with pytest.raises(SystemExit):
+        bench_model_speed.main(["--cue"])
+    assert "give --verify N" in capsys.readouterr().err

@@ -23,84 +23,116 @@ TOY_USERS = {
 }
 
 
-def test_cue_stage_uses_the_stored_point_for_the_cues_writers_and_calibrates_the_rest(
-    tmp_path, monkeypatch
-):
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A tiny model with a cue, its calibration and one simulation per toy population."""
     from test_pair_cue import calibrated_with_pair
 
-    from sigver.calibration import operating_point_threshold
     from sigver.evaluation import simulate_deployment
-    from sigver.metrics import far, frr
-    from sigver.pair_cue import stored_pair_cue
 
-    path, cal, fs, _, kw = calibrated_with_pair(tmp_path)
+    folder = tmp_path_factory.mktemp("transfer")
+    path, cal, fs, _, kw = calibrated_with_pair(folder)
+    runs = {
+        name: simulate_deployment(
+            fs,
+            users=users,
+            background=kw["background"],
+            normalization="loo-lcb=0",
+            refs=4,
+            folds=2,
+            progress=False,
+        )
+        for name, users in TOY_USERS.items()
+    }
+    return path, cal, fs, kw["background"], runs
+
+
+def _pooled(scores, part):
+    return [np.concatenate([np.ravel(a) for a in getattr(sc, part)]) for sc in scores]
+
+
+@pytest.mark.parametrize("point", ["balanced", "far-skilled=5%"])
+def test_cue_stage_uses_the_stored_point_for_the_cues_writers_and_calibrates_the_rest(
+    toy, tmp_path, monkeypatch, point
+):
+    from sigver.calibration import operating_point_threshold, stored_calibration
+    from sigver.metrics import eer_global, eer_user_thresholds, far, frr
+    from sigver.models.checkpoint import load_checkpoint
+
+    path, cal, fs, background, runs = toy
     monkeypatch.setattr(threshold_transfer, "_users", lambda name, _fs: TOY_USERS[name])
     pops = dict.fromkeys(TOY_USERS, fs)
-    simulated = []
+    stored = threshold_transfer.stored_cue(
+        stored_calibration(load_checkpoint(path).meta.metrics), path.name, point
+    )
+    args = argparse.Namespace(operating_point=point, out=tmp_path)
 
     def simulate(norm, statistics):
-        simulated.append(norm)
-        return {
-            name: simulate_deployment(
-                fs,
-                users=users,
-                background=kw["background"],
-                normalization=norm,
-                refs=4,
-                folds=2,
-                progress=False,
-            )
-            for name, users in TOY_USERS.items()
-        }
+        pytest.fail("the model's normaliser was simulated already")
 
-    args = argparse.Namespace(operating_point="balanced", out=tmp_path)
-    raw = [{"gap": 0.5}] * len(threshold_transfer.HELD_OUT)
     rows, norm = threshold_transfer._cue_stage(
-        path, pops, kw["background"], args, {}, simulate, raw
+        stored, pops, background, args, {"loo-lcb=0": runs}, simulate
     )
-    assert norm == "loo-lcb=0" and simulated == ["loo-lcb=0"]  # the model's own normaliser
+    assert norm == "loo-lcb=0"  # the model's own normaliser, its simulation reused
     by_direction = {(r["calibrated_on"], r["applied_to"]): r for r in rows}
     assert list(by_direction) == list(threshold_transfer.HELD_OUT)
-    stored_t = cal.forgery_cue["calibration"]["threshold"]
-    # Calibrated on the cue's own writers: the stored (cross-fitted) point, not a new one.
-    assert by_direction["sigcomp-dev", "sigcomp-exp"]["threshold"] == stored_t
-    assert by_direction["sigcomp-dev", "synthetic-b"]["threshold"] == stored_t
-
-    # synthetic-a: the balanced threshold of its cued scores, rebuilt by hand, and the
-    # deployed rates on sigcomp-exp at that threshold.
-    runs = simulate("loo-lcb=0", False)
-    from sigver.forgery_cue import ForgeryCue
-
-    cue = ForgeryCue.from_dict(cal.forgery_cue)
-    pair = stored_pair_cue(cal.to_dict())
+    cue, pair, _ = stored
 
     def cued(name):
         return runs[name].with_forgery_cue(cue, fs).with_pair_cue(pair, fs).scores()
 
-    cal_scores = cued("synthetic-a")
-    g = np.concatenate([np.ravel(a) for sc in cal_scores for a in sc.genuine])
-    s = np.concatenate([np.ravel(a) for sc in cal_scores for a in sc.skilled])
-    t = operating_point_threshold("balanced", g, s)
+    def check_rates(row, t, app):
+        scores = cued(app)
+        want_frr = np.mean([frr(g, t) for g in _pooled(scores, "genuine")])
+        want_far = np.mean([far(s, t) for s in _pooled(scores, "skilled")])
+        assert row["FRR"]["mean"] == pytest.approx(want_frr)
+        assert row["FAR_skilled"]["mean"] == pytest.approx(want_far)
+
+    # Calibrated on the cue's own writers: the stored (cross-fitted) point, not a new one.
+    fused_point = cal.forgery_cue["calibration"]["operating_points"][point]
+    for app in ("sigcomp-exp", "synthetic-b"):
+        row = by_direction["sigcomp-dev", app]
+        assert row["threshold"] == fused_point["threshold"]
+        assert row["calibrated"]["FRR"] == fused_point["FRR"]
+        check_rates(row, fused_point["threshold"], app)
+
+    # synthetic-a: the threshold of its cued scores, rebuilt by hand, and the rates at it.
+    scores = cued("synthetic-a")
+    g = np.concatenate(_pooled(scores, "genuine"))
+    s = np.concatenate(_pooled(scores, "skilled"))
+    t = operating_point_threshold(point, g, s)
     row = by_direction["synthetic-a", "sigcomp-exp"]
     assert row["threshold"] == pytest.approx(t)
-    app = cued("sigcomp-exp")
-    want_frr = np.mean([frr(np.concatenate([np.ravel(a) for a in sc.genuine]), t) for sc in app])
-    want_far = np.mean([far(np.concatenate([np.ravel(a) for a in sc.skilled]), t) for sc in app])
-    assert row["FRR"]["mean"] == pytest.approx(want_frr)
-    assert row["FAR_skilled"]["mean"] == pytest.approx(want_far)
-    assert row["gap_vs_raw"] == pytest.approx(row["gap"] / 0.5)
-    assert all(r["forgery_cue"] for r in rows)
+    check_rates(row, t, "sigcomp-exp")
+
+    # The gap relative to the same enrollments' raw scores.
+    raw = runs["sigcomp-exp"].scores("none")
+    rg = np.mean(
+        [
+            eer_global(a, b)[0]
+            for a, b in zip(_pooled(raw, "genuine"), _pooled(raw, "skilled"), strict=True)
+        ]
+    )
+    ru = np.mean([eer_user_thresholds(sc.genuine, sc.skilled) for sc in raw])
+    assert row["raw_gap"] == pytest.approx(rg - ru)
+    assert row["gap_vs_raw"] == pytest.approx(row["gap"] / row["raw_gap"])
+    assert all(r["forgery_cue"] and r["operating_point"] == point for r in rows)
     assert sorted(p.name for p in tmp_path.glob("curve-cue-*.png")) == sorted(
         f"curve-cue-{c}-to-{a}.png" for c, a in threshold_transfer.HELD_OUT
     )
 
 
-def test_cue_stage_skips_a_model_without_a_cue(tmp_path):
+def test_a_model_without_a_cue_skips_stage_3_and_a_missing_point_stops_at_once(toy, tmp_path):
     from enrollment.testing import build_tiny_model
+    from sigver.calibration import CalibrationError
 
-    path = build_tiny_model(tmp_path)
+    plain = build_tiny_model(tmp_path)
+    assert threshold_transfer.stored_cue(None, plain.name, "balanced") is None
     args = argparse.Namespace(operating_point="balanced", out=tmp_path)
     rows, norm = threshold_transfer._cue_stage(
-        path, {}, None, args, {}, lambda *a: pytest.fail("nothing to simulate"), []
+        None, {}, None, args, {}, lambda *a: pytest.fail("nothing to simulate")
     )
     assert (rows, norm) == ([], None)
+    _, cal, *_ = toy
+    with pytest.raises(CalibrationError, match="no operating point"):
+        threshold_transfer.stored_cue(cal.to_dict(), "toy.pt", "far-skilled=2%")
