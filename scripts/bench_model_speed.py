@@ -86,6 +86,7 @@ def _verify_latency(
     """
     from enrollment import Verifier
     from enrollment.testing import encode_png
+    from sigver.calibration import stored_calibration
     from sigver.forgery_cue import carries_cue
     from sigver.synth import generate_writer
 
@@ -98,14 +99,13 @@ def _verify_latency(
         home = work / f"home{i}"
         Verifier(home=home, model=ext.weights.path, extractor=ext).enroll("bench", refs)
         # A fresh Verifier, as a restarted server: it scores with the stored classifier.
-        v = Verifier(home=home, model=ext.weights.path, extractor=ext)
-        if cue and carries_cue(v.calibration):
+        if cue and carries_cue(stored_calibration(ext.weights.meta.metrics)):
             for on in (True, False):
                 verifiers[f"{name} {'+' if on else '-'}cue"] = Verifier(
                     home=home, model=ext.weights.path, extractor=ext, forgery_cue=on
                 )
         else:
-            verifiers[name] = v
+            verifiers[name] = Verifier(home=home, model=ext.weights.path, extractor=ext)
     samples: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
         for name, v in verifiers.items():
