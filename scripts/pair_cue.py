@@ -61,6 +61,11 @@ The rule then reads, per candidate, the mean of its inner SigComp figure and thi
 population's figure for EER_global and EER_user, and the larger of the two FAR_random;
 bound, margins and bar unchanged.
 
+``--cue-weight W`` (added 2026-12-06, before any run with it). The rule above compared
+with, and combined with, v6's centred cue at 0.3. For another model the reference is
+that model's own centred cue, at the weight ``forgery_realism.py --fusion --centred
+--max-far-random 0.5`` chose for it; rule, bound and margins unchanged.
+
 No exploitation writer is read before the choice. Usage (reuses the feature caches of
 ``forgery_realism.py`` in the same ``--work`` folder)::
 
@@ -136,9 +141,13 @@ def user_terms(run: Any, x: np.ndarray, fits: Any) -> list[list[dict[str, Any]]]
 
 
 def fused(
-    scores: list[Any], terms: list[list[dict[str, Any]]], variant: str, w: float
+    scores: list[Any],
+    terms: list[list[dict[str, Any]]],
+    variant: str,
+    w: float,
+    cue_weight: float = CUE_WEIGHT,
 ) -> list[Any]:
-    """Fold scores minus the variant's penalty at weight ``w``."""
+    """Fold scores minus the variant's penalty at weight ``w`` (the cue's at ``cue_weight``)."""
     from sigver.evaluation import _SCORE_PARTS, FoldScores
 
     out = []
@@ -149,7 +158,7 @@ def fused(
             for s, t in zip(getattr(sc, part), fold, strict=True):
                 pen = np.zeros_like(s, dtype=np.float64)
                 if variant in ("cue", "cue + pair, centred"):
-                    pen = pen + CUE_WEIGHT * (t["z"][part] - t["z_refs"])
+                    pen = pen + cue_weight * (t["z"][part] - t["z_refs"])
                 if variant == "pair":
                     pen = pen + w * t["p"][part]
                 elif variant in ("pair, centred", "cue + pair, centred"):
@@ -192,8 +201,8 @@ def _fit_both(real: Any, rows: np.ndarray, extra: Any = None) -> tuple[PairCue, 
     return pair, fit_forgery_cue(real.features[rows], forged[rows], weight=1.0)
 
 
-def candidates() -> list[tuple[str, float]]:
-    return [("plain", 0.0), ("cue", CUE_WEIGHT)] + [
+def candidates(cue_weight: float = CUE_WEIGHT) -> list[tuple[str, float]]:
+    return [("plain", 0.0), ("cue", cue_weight)] + [
         (v, w) for v in VARIANTS for w in FUSION_WEIGHTS if w > 0
     ]
 
@@ -207,13 +216,15 @@ def combine(inner: dict[str, float], other: dict[str, float]) -> dict[str, float
     }
 
 
-def choose(inner: dict[tuple[str, float], dict[str, float]]) -> dict[str, Any]:
+def choose(
+    inner: dict[tuple[str, float], dict[str, float]], cue_weight: float = CUE_WEIGHT
+) -> dict[str, Any]:
     """The rule of the module docstring on inner means keyed by ``(variant, w)``."""
     pool = [k for k in inner if k[0] in VARIANTS and inner[k]["FAR_random"] <= MAX_FAR_RANDOM]
     if not pool:
         return {"chosen": None, "better_than_cue": False}
     best = min(pool, key=lambda k: (inner[k]["EER_global"], k[1]))
-    ref = inner[("cue", CUE_WEIGHT)]
+    ref = inner[("cue", cue_weight)]
     better = (
         ref["EER_global"] - inner[best]["EER_global"] >= MIN_GAIN_OVER_CUE
         and inner[best]["EER_user"] - ref["EER_user"] <= MAX_USER_LOSS
@@ -222,7 +233,12 @@ def choose(inner: dict[tuple[str, float], dict[str, float]]) -> dict[str, Any]:
 
 
 def run_experiment(
-    model: Path, real: Any, syn: Any, extra: Any = None, select: Any = None
+    model: Path,
+    real: Any,
+    syn: Any,
+    extra: Any = None,
+    select: Any = None,
+    cue_weight: float = CUE_WEIGHT,
 ) -> dict[str, Any]:
     dev, halves = _dev_rows(real)
     x = real.features.astype(np.float64)
@@ -237,13 +253,16 @@ def run_experiment(
         fit = _fit_both(real, train, extra)
         terms = user_terms(run, x, lambda split, i, fit=fit: fit)
         scores = run.scores()
-        inner_dirs[name] = {k: fold_eers(fused(scores, terms, *k)) for k in candidates()}
+        inner_dirs[name] = {
+            k: fold_eers(fused(scores, terms, *k, cue_weight=cue_weight))
+            for k in candidates(cue_weight)
+        }
         log.info("%s done in %.0f s", name, time.perf_counter() - t0)
     inner = {
         k: {
             m: float(np.mean([d[k][m] for d in inner_dirs.values()])) for m in inner_dirs["A->B"][k]
         }
-        for k in candidates()
+        for k in candidates(cue_weight)
     }
     fit_all = _fit_both(real, dev, extra)
 
@@ -256,10 +275,13 @@ def run_experiment(
         run = simulate_product(model, select, "all", "synthetic-holdout")
         terms = user_terms(run, select.features.astype(np.float64), shared)
         scores = run.scores()
-        sel = {k: fold_eers(fused(scores, terms, *k)) for k in candidates()}
-        selection = {k: combine(inner[k], sel[k]) for k in candidates()}
+        sel = {
+            k: fold_eers(fused(scores, terms, *k, cue_weight=cue_weight))
+            for k in candidates(cue_weight)
+        }
+        selection = {k: combine(inner[k], sel[k]) for k in candidates(cue_weight)}
         log.info("selection population done in %.0f s", time.perf_counter() - t0)
-    choice = choose(selection)
+    choice = choose(selection, cue_weight)
     out: dict[str, Any] = {
         "inner_directions": {
             d: {f"{k[0]} w={k[1]}": v for k, v in r.items()} for d, r in inner_dirs.items()
@@ -280,7 +302,7 @@ def run_experiment(
         return out
     w_best = choice["chosen"][1]
     # The chosen candidate first among the variants at its weight (the rest: information).
-    report = [("plain", 0.0), ("cue", CUE_WEIGHT), choice["chosen"]] + [
+    report = [("plain", 0.0), ("cue", cue_weight), choice["chosen"]] + [
         (v, w_best) for v in VARIANTS if (v, w_best) != tuple(choice["chosen"])
     ]
 
@@ -297,7 +319,10 @@ def run_experiment(
         lambda split, i: fits[0 if writer_num[split.users[i]] <= REAL_HALVES[0][1] else 1],
     )
     cal_scores = cal_run.scores()
-    thresholds = {k: balanced_threshold(fused(cal_scores, cal_terms, *k)) for k in report}
+    thresholds = {
+        k: balanced_threshold(fused(cal_scores, cal_terms, *k, cue_weight=cue_weight))
+        for k in report
+    }
     log.info("calibration done in %.0f s", time.perf_counter() - t0)
 
     populations = {"sigcomp 038-069": (real, x, "038-069", "sigcomp2011")}
@@ -317,7 +342,7 @@ def run_experiment(
         scores = run.scores()
         rows = {}
         for k in report:
-            f = fused(scores, terms, *k)
+            f = fused(scores, terms, *k, cue_weight=cue_weight)
             rows[f"{k[0]} w={k[1]}"] = {**fold_eers(f), **at_threshold(f, thresholds[k])}
         out["after_choice"][pop] = rows
         log.info("%s done in %.0f s", pop, time.perf_counter() - t0)
@@ -409,6 +434,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also select on N synthetic hold-out-style writers, seed 7 (see above)",
     )
+    parser.add_argument(
+        "--cue-weight",
+        type=float,
+        default=CUE_WEIGHT,
+        help="weight of the centred cue the candidates are compared with and combined with "
+        "(the model's own, chosen by forgery_realism.py --fusion --centred; default: v6's 0.3)",
+    )
     parser.add_argument("--out-name", default="pair-cue", help="report file stem in --work")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
@@ -442,8 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         select = _features(
             model, ["--data", str(npz)], args.work / f"synth-select-{tag}.features.npz"
         )
-    out = run_experiment(model, real, syn, extra, select)
+    out = run_experiment(model, real, syn, extra, select, cue_weight=args.cue_weight)
     out["pair_synthetic"] = args.pair_synthetic
+    out["cue_weight"] = args.cue_weight
     out["select_synthetic_writers"] = args.select_synthetic
     report = format_report(out, time.perf_counter() - start)
     print(report)

@@ -113,15 +113,49 @@ def test_deployment_run_subtracts_each_users_centred_pair_penalty_and_matches_th
             rnd = split.random_forgeries(i)
             want = pair.centred_penalty(x[rnd], x[refs])
             np.testing.assert_allclose(b.random[i], a.random[i] - want)
-    # The research script's fused score is the product path's, cue and pair together.
-    cue = fit_forgery_cue(fs.features, fs.yforg == 1, weight=script.CUE_WEIGHT, centred=True)
-    both = simulate_deployment(fs, **kw, forgery_cue=cue, progress=False).with_pair_cue(pair, fs)
-    terms = script.user_terms(plain, x.astype(np.float64), lambda split, i: (pair, cue))
-    ref = script.fused(plain.scores(), terms, "cue + pair, centred", 0.75)
-    for a, b in zip(ref, both.scores(), strict=True):
-        for part in ("genuine", "skilled", "random"):
-            for u, v in zip(getattr(a, part), getattr(b, part), strict=True):
-                np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
+    # The research script's fused score is the product path's, cue and pair together, at
+    # v6's cue weight and at another model's (--cue-weight).
+    for cw in (script.CUE_WEIGHT, 0.5):
+        cue = fit_forgery_cue(fs.features, fs.yforg == 1, weight=cw, centred=True)
+        both = simulate_deployment(fs, **kw, forgery_cue=cue, progress=False)
+        both = both.with_pair_cue(pair, fs)
+        terms = script.user_terms(
+            plain, x.astype(np.float64), lambda split, i, cue=cue: (pair, cue)
+        )
+        ref = script.fused(plain.scores(), terms, "cue + pair, centred", 0.75, cue_weight=cw)
+        for a, b in zip(ref, both.scores(), strict=True):
+            for part in ("genuine", "skilled", "random"):
+                for u, v in zip(getattr(a, part), getattr(b, part), strict=True):
+                    np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
+
+
+def test_the_rule_compares_with_the_cue_at_the_weight_it_is_given() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import pair_cue as script
+
+    def row(g: float, u: float, r: float = 0.0) -> dict[str, float]:
+        return {"EER_global": g, "EER_user": u, "FAR_random": r}
+
+    inner = {
+        ("plain", 0.0): row(9.0, 5.0),
+        ("cue", 0.3): row(7.0, 4.0),
+        ("cue", 0.5): row(5.0, 3.0),
+        ("pair", 0.5): row(6.5, 4.1),
+        ("cue + pair, centred", 0.75): row(6.0, 4.1),
+        ("pair, centred", 1.0): row(4.0, 3.0, r=0.6),  # out: FAR_random above the bound
+    }
+    assert [k for k, _ in script.candidates(0.5)[:2]] == ["plain", "cue"]
+    assert script.candidates(0.5)[1] == ("cue", 0.5)
+    # 6.0 wins the pool; 1.0 below the 0.3-cue (and 0.1 above its EER_user): better.
+    assert script.choose(inner, 0.3) == {
+        "chosen": ("cue + pair, centred", 0.75),
+        "better_than_cue": True,
+    }
+    # Against the 0.5-cue the same winner is 1.0 point worse: not better.
+    assert script.choose(inner, 0.5)["better_than_cue"] is False
 
 
 def test_extra_writers_join_the_fit_as_their_own_writers() -> None:
