@@ -32,11 +32,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,6 +134,7 @@ def train(args: argparse.Namespace, x: np.ndarray, t: np.ndarray, sizes: dict) -
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "augmentation": "none (centre crops, the teacher's inputs)",
+            "precision": "bfloat16 autocast (CPU)" if args.cpu_bf16 else "float32",
         },
         command=command_line(),
         classifier=dict(teacher.meta.classifier or ensemble_classifier_params(4)),
@@ -156,6 +159,11 @@ def train(args: argparse.Namespace, x: np.ndarray, t: np.ndarray, sizes: dict) -
                 n += tb.numel()
         return sse / n, 1.0 - sse / sst
 
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        if args.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     started = time.perf_counter()
     history = []
     for epoch in range(start_epoch, args.epochs):
@@ -167,7 +175,9 @@ def train(args: argparse.Namespace, x: np.ndarray, t: np.ndarray, sizes: dict) -
         with progress_bar(total=n_steps, desc=f"epoch {epoch + 1}", unit="batch") as bar:
             for i in range(n_steps):
                 xb, tb = batches(perm[i * args.batch_size : (i + 1) * args.batch_size])
-                loss = torch.nn.functional.mse_loss(student(xb), tb)
+                with autocast():
+                    pred = student(xb)
+                loss = torch.nn.functional.mse_loss(pred.float(), tb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -214,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--version", default="6")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="bfloat16 autocast for the student's training steps (sigver train --cpu-bf16)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     sys.path.insert(0, str(REPO / "scripts"))

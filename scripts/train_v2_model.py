@@ -219,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="train the base and the fine-tunes with bfloat16 autocast on CPU (sigver train "
+        "--cpu-bf16; results differ from the float32 recipe)",
+    )
+    parser.add_argument(
         "--ship",
         default="auto",
         help="variant exported as the shipped model: 'auto' (the rule fixed in advance: the "
@@ -263,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     p = Pipeline(args)
     jobs = ["--jobs", str(args.jobs)]
     quiet = ["--no-progress"]
+    bf16 = ["--cpu-bf16"] if args.cpu_bf16 else []
 
     # 1-2. corpora
     synth = work / "synth"
@@ -322,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
              "sigresnet", "--arch-config", json.dumps({"widths": widths}), "--epochs",
              str(args.epochs), "--lr", str(args.lr), "--lr-decay-times", str(args.lr_decay_times),
              *loss, "--name", f"sigver-sigresnet-v{args.model_version}-synth",
-             "--version", args.model_version, "--out", str(base), *resume, *quiet],
+             "--version", args.model_version, "--out", str(base), *resume, *bf16, *quiet],
             work / "base.done",
         )  # fmt: skip
 
@@ -344,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                  str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--lr-decay-times",
                  "2", "--name", f"sigver-{arch}-v{args.model_version}-{name}", "--version",
                  args.model_version, "--out",
-                 str(work / name), *quiet],
+                 str(work / name), *bf16, *quiet],
                 work / f"{name}.done",
             )  # fmt: skip
             models[name] = work / name / "best.pt"
