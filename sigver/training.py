@@ -134,9 +134,10 @@ class TrainConfig:
     cpu_bf16 : bool
         bfloat16 autocast on CPU (ignored on CUDA): convolutions and matrix products run in
         bfloat16 through oneDNN, while weights, optimiser state, losses and validation stay
-        float32. About 1.6x faster steps on CPUs with AVX512-BF16
-        (``scripts/bench_training.py``). Off by default: results differ from a float32 run,
-        so a recipe's numbers hold only for the precision it was run with.
+        float32. On an AVX512-BF16 CPU a v3-size step was 1.84x faster and an epoch of v3's
+        base 1.49x (``scripts/bench_extraction.py --cpu-bf16``), but that run ended with
+        worse EERs (``models/sigver-sigresnet-v3.notes.md``). Off by default: a recipe's
+        numbers hold only for the precision it was run with.
     channels_last : bool
         NHWC memory format (faster convolutions on CPU with oneDNN).
     name, version : str

@@ -144,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cpu-bf16",
         action="store_true",
         help="bfloat16 autocast on CPU: faster on CPUs with AVX512-BF16, results differ "
-        "from float32 (scripts/bench_training.py)",
+        "from float32 (see the README, Training)",
     )
     model.add_argument("--name", default="", help="model name recorded in the checkpoints")
     model.add_argument("--version", dest="model_version", default="1", help="model version")
