@@ -242,6 +242,7 @@ def run_experiment(
 ) -> dict[str, Any]:
     dev, halves = _dev_rows(real)
     x = real.features.astype(np.float64)
+    cands = candidates(cue_weight)
     (a_lo, a_hi), (b_lo, b_hi) = REAL_HALVES
     inner_dirs = {}
     for name, train, users in (
@@ -254,15 +255,14 @@ def run_experiment(
         terms = user_terms(run, x, lambda split, i, fit=fit: fit)
         scores = run.scores()
         inner_dirs[name] = {
-            k: fold_eers(fused(scores, terms, *k, cue_weight=cue_weight))
-            for k in candidates(cue_weight)
+            k: fold_eers(fused(scores, terms, *k, cue_weight=cue_weight)) for k in cands
         }
         log.info("%s done in %.0f s", name, time.perf_counter() - t0)
     inner = {
         k: {
             m: float(np.mean([d[k][m] for d in inner_dirs.values()])) for m in inner_dirs["A->B"][k]
         }
-        for k in candidates(cue_weight)
+        for k in cands
     }
     fit_all = _fit_both(real, dev, extra)
 
@@ -275,11 +275,8 @@ def run_experiment(
         run = simulate_product(model, select, "all", "synthetic-holdout")
         terms = user_terms(run, select.features.astype(np.float64), shared)
         scores = run.scores()
-        sel = {
-            k: fold_eers(fused(scores, terms, *k, cue_weight=cue_weight))
-            for k in candidates(cue_weight)
-        }
-        selection = {k: combine(inner[k], sel[k]) for k in candidates(cue_weight)}
+        sel = {k: fold_eers(fused(scores, terms, *k, cue_weight=cue_weight)) for k in cands}
+        selection = {k: combine(inner[k], sel[k]) for k in cands}
         log.info("selection population done in %.0f s", time.perf_counter() - t0)
     choice = choose(selection, cue_weight)
     out: dict[str, Any] = {

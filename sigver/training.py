@@ -1095,10 +1095,9 @@ def train(
                 with amp_ctx():
                     logits, forg_logits = model(inputs)
                 if use_bf16:
-                    # Losses in float32: a bfloat16 cross-entropy over thousands of
-                    # writers loses the small probabilities.
+                    # Cross-entropy in float32: in bfloat16 it loses the small probabilities
+                    # of thousands of writers (_losses already takes the BCE in float32).
                     logits = logits.float()
-                    forg_logits = None if forg_logits is None else forg_logits.float()
                 loss, stats = _losses(logits, forg_logits, yb, fb, lamb, pos_weight)
                 if cfg.forg and cfg.forg_normalise and lamb < 1.0:
                     loss = loss / (1.0 - lamb)

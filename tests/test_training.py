@@ -491,6 +491,11 @@ def test_cpu_bf16_autocasts_the_steps_and_keeps_float32_weights(tmp_path: Path) 
     assert max(diffs) < 0.05
     la, lb = plain.history[0]["train_loss"], bf16.history[0]["train_loss"]
     assert np.isfinite(lb) and abs(la - lb) < 0.05 * abs(la)
+    # SigNet-F: the forgery head's logits come out of autocast in bfloat16 too.
+    forg = prepare_training_data([("toy", toy_cache(3, 6, n_forg=4))], forg=True)
+    cfg = tiny_config(epochs=1, forg=True, lamb=0.5, cpu_bf16=True)
+    row = train(forg, cfg, tmp_path / "bf16-f", progress=False).history[0]
+    assert np.isfinite(row["train_loss"]) and 0.0 <= row["train_forg_acc"] <= 1.0
 
 
 def test_train_cli_cpu_bf16_is_recorded(tmp_path: Path) -> None:
