@@ -217,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="'auto' (match SigComp2011's median ink width) or H,W",
     )
+    parser.add_argument(
+        "--train-seed",
+        type=int,
+        default=42,
+        help="seed of the base and fine-tune trainings (sigver train --seed; default 42, the "
+        "shipped models'); the corpora keep their own seeds",
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
         "--cpu-bf16",
@@ -270,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = ["--jobs", str(args.jobs)]
     quiet = ["--no-progress"]
     bf16 = ["--cpu-bf16"] if args.cpu_bf16 else []
+    seed = ["--seed", str(args.train_seed)]
 
     # 1-2. corpora
     synth = work / "synth"
@@ -329,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
              "sigresnet", "--arch-config", json.dumps({"widths": widths}), "--epochs",
              str(args.epochs), "--lr", str(args.lr), "--lr-decay-times", str(args.lr_decay_times),
              *loss, "--name", f"sigver-sigresnet-v{args.model_version}-synth",
-             "--version", args.model_version, "--out", str(base), *resume, *bf16, *quiet],
+             "--version", args.model_version, "--out", str(base), *resume, *seed, *bf16,
+             *quiet],
             work / "base.done",
         )  # fmt: skip
 
@@ -351,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                  str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--lr-decay-times",
                  "2", "--name", f"sigver-{arch}-v{args.model_version}-{name}", "--version",
                  args.model_version, "--out",
-                 str(work / name), *bf16, *quiet],
+                 str(work / name), *seed, *bf16, *quiet],
                 work / f"{name}.done",
             )  # fmt: skip
             models[name] = work / name / "best.pt"

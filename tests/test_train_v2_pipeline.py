@@ -28,6 +28,17 @@ def test_dry_run_lists_every_stage_without_running(tmp_path: Path, capsys) -> No
     assert "--users sigcomp2011:001-037" in out  # never the exploitation writers
     assert not (tmp_path / "w" / "synth").exists()
     assert stages[-1] == "ship"  # the pipeline ends with the shipped files
+    trains = [line for line in out.splitlines() if line.startswith(("[base]", "[ft_"))]
+    assert len(trains) == 3 and all("--seed 42" in line for line in trains)
+
+
+def test_train_seed_reaches_the_base_and_the_fine_tunes(tmp_path: Path, capsys) -> None:
+    assert _load().main(["--work", str(tmp_path / "w"), "--dry-run", "--train-seed", "43"]) == 0
+    out = capsys.readouterr().out
+    trains = [line for line in out.splitlines() if line.startswith(("[base]", "[ft_"))]
+    assert len(trains) == 3 and all("--seed 43" in line for line in trains)
+    synth = [line for line in out.splitlines() if line.startswith("[synth]")]
+    assert "--seed 0" in synth[0]  # the corpus keeps its own seed
 
 
 def test_external_base_skips_synthetic_stages_and_fine_tunes_it(
