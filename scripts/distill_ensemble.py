@@ -13,7 +13,8 @@ Stages (each skipped when its output exists, so the job can be resumed):
    train``, seed 0: the first writers of the members' own corpus), cached on
    the synthetic canvas as ``scripts/train_v2_model.py`` does;
 2. ``sigcomp``: the SigComp2011 cache; only **development writers 001-037**
-   (genuine and skilled images, no labels used) join the training inputs;
+   (genuine and skilled images, no labels used) join the training inputs
+   (``--inputs synth`` skips it: a student that has seen no SigComp2011 image);
 3. ``targets``: the ensemble's features of every training image (centre crops,
    the input enrollment uses), float16 on disk;
 4. ``train``: the student regresses the targets divided by their per-dimension
@@ -46,11 +47,13 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("distill_ensemble")
 
 
-def _inputs(work: Path) -> tuple[np.ndarray, dict[str, int]]:
-    """Training images (uint8, preprocessed 170x242): synthetic + SigComp2011 001-037."""
+def _inputs(work: Path, *, sigcomp_dev: bool = True) -> tuple[np.ndarray, dict[str, int]]:
+    """Training images (uint8, preprocessed 170x242): synthetic (+ SigComp2011 001-037)."""
     from sigver.cache import load_cache
 
     syn = load_cache(work / "synth.npz")
+    if not sigcomp_dev:
+        return syn.x, {"synth": len(syn)}
     sc = load_cache(work / "sigcomp2011.npz")
     dev = sc.select(users=sc.users_between("001", "037"))
     return np.concatenate([syn.x, dev.x]), {"synth": len(syn), "sigcomp2011 001-037": len(dev)}
@@ -59,7 +62,14 @@ def _inputs(work: Path) -> tuple[np.ndarray, dict[str, int]]:
 def _targets(work: Path, x: np.ndarray, teacher_path: Path) -> np.ndarray:
     out = work / "targets.npy"
     if out.exists():
-        return np.load(out, allow_pickle=False)
+        t = np.load(out, allow_pickle=False)
+        if len(t) != len(x):
+            # Another --inputs choice (or corpus) in the same work folder: never pair
+            # images with another set's targets.
+            raise SystemExit(
+                f"{out} holds {len(t)} targets for {len(x)} images: use another --work"
+            )
+        return t
     from sigver.inference import open_extractor
 
     teacher = open_extractor(teacher_path)
@@ -122,7 +132,8 @@ def train(args: argparse.Namespace, x: np.ndarray, t: np.ndarray, sizes: dict) -
             "images": int(len(xc)),
             "parts": sizes,
             "targets": f"features of {teacher.model_id} (centre crops)",
-            "sources": ["synthetic v2 (seed 0)", "sigcomp2011 001-037 (inputs only)"],
+            "sources": ["synthetic v2 (seed 0)"]
+            + (["sigcomp2011 001-037 (inputs only)"] if "sigcomp2011 001-037" in sizes else []),
         },
         recipe={
             "loss": "MSE to the teacher's features / per-dimension std (the SVM's scaling)",
@@ -182,7 +193,7 @@ def train(args: argparse.Namespace, x: np.ndarray, t: np.ndarray, sizes: dict) -
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss)
+                total += loss.item()
                 bar.update(1)
         val_loss, r2 = evaluate()
         history.append(
@@ -229,6 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="bfloat16 autocast for the student's training steps (sigver train --cpu-bf16)",
     )
+    parser.add_argument(
+        "--inputs",
+        choices=("synth+sigcomp-dev", "synth"),
+        default="synth+sigcomp-dev",
+        help="training images: the synthetic corpus plus SigComp2011 development writers "
+        "001-037 (default, v6's recipe), or the synthetic corpus alone (a student that has "
+        "seen no SigComp2011 image; pair it with SigComp-free teachers)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     sys.path.insert(0, str(REPO / "scripts"))
@@ -254,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
          str(work / "synth.npz"), "--canvas", *canvas, *jobs],
         work / "synth.npz",
     )  # fmt: skip
-    p.run(
-        "cache-sigcomp",
-        ["preprocess", "--dataset", "sigcomp2011", "--path", str(args.sigcomp), "--out",
-         str(work / "sigcomp2011.npz"), *jobs],
-        work / "sigcomp2011.npz",
-    )  # fmt: skip
-    x, sizes = _inputs(work)
+    sigcomp_dev = args.inputs == "synth+sigcomp-dev"
+    if sigcomp_dev:
+        p.run(
+            "cache-sigcomp",
+            ["preprocess", "--dataset", "sigcomp2011", "--path", str(args.sigcomp), "--out",
+             str(work / "sigcomp2011.npz"), *jobs],
+            work / "sigcomp2011.npz",
+        )  # fmt: skip
+    x, sizes = _inputs(work, sigcomp_dev=sigcomp_dev)
     start = time.perf_counter()
     t = _targets(work, x, args.teacher)
     p.timings["targets"] = round(time.perf_counter() - start, 1)
