@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distill_ensemble.py"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("distill_ensemble", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import distill_ensemble as module  # noqa: E402
 
 
 def _images(n: int, seed: int) -> np.ndarray:
@@ -51,7 +46,6 @@ def _cache(x: np.ndarray, users: list[str]):
 def test_inputs_join_only_sigcomp_development_writers_unless_synthetic_only(tmp_path):
     from sigver.cache import save_cache
 
-    module = _load()
     syn = _images(6, 0)
     sc = _images(4, 50)
     save_cache(tmp_path / "synth.npz", _cache(syn, ["s1", "s2"]))
@@ -71,7 +65,6 @@ def test_student_regresses_the_teacher_and_cached_targets_must_match(tmp_path):
     from sigver.inference import open_extractor
     from sigver.models.checkpoint import load_checkpoint
 
-    module = _load()
     teacher = build_tiny_model(tmp_path / "teacher", name="teacher", seed=1, feature_dim=12)
     init = build_tiny_model(tmp_path / "init", name="init", seed=2, feature_dim=6)
     work = tmp_path / "work"
