@@ -1175,7 +1175,7 @@ class Verifier:
             pen = self.forgery_cue.penalty(features, ref_mean)
             if self.pair_cue is not None:
                 # The pairwise part: how this signature differs from this user's references.
-                pen = pen + self.pair_cue.centred_penalty(
+                pen = pen + self.pair_cue.applied_penalty(
                     features, self._references_for(user, tenant)
                 )
             scores = scores - pen

@@ -14,6 +14,7 @@ Usage::
     python scripts/calibrate_default_model.py --sigcomp ../shared/data/sigcomp2011 \\
         [--model models/sigver-sigresnet-v6.pt] [--normalization loo-lcb=0.5] [--dry-run] \\
         [--forgery-weight 0.3 --forgery-centred --pair-weight 0.75 --pair-synthetic 96]
+        [--forgery-weight 0 --no-forgery-centred --pair-weight 0.75 --no-pair-centred]
 
 Whatever is not asked for stays as the model has it (normaliser, cue, pair cue and the
 number of synthetic writers its pairs were fitted with).
@@ -125,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         "0 = none; default: the model's current",
     )
     parser.add_argument(
+        "--pair-centred",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="centre the pair penalty on the user's references (default: the model's current "
+        "pair cue's setting, else centred); --no-pair-centred with --forgery-weight 0 is "
+        "scripts/pair_cue.py's `pair` candidate",
+    )
+    parser.add_argument(
         "--pair-synthetic",
         type=int,
         metavar="N",
@@ -169,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         centred=args.forgery_centred,
         pair_weight=args.pair_weight,
         on_by_default=args.forgery_cue_default,
+        pair_centred=args.pair_centred,
     )
-    weight, centred, cue_default, pair_weight = (
-        settings["weight"], settings["centred"], settings["on_by_default"], settings["pair_weight"]
+    weight, centred, cue_default, pair_weight, pair_centred = (
+        settings["weight"], settings["centred"], settings["on_by_default"], settings["pair_weight"],
+        settings["pair_centred"],
     )  # fmt: skip
     n_synth = args.pair_synthetic
     if n_synth is None:
@@ -202,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         pair_weight=pair_weight,
         pair_extra=pair_extra,
         forgery_default=cue_default,
+        pair_centred=pair_centred,
     )
     print(cal.summary())
     from sigver.forgery_cue import ForgeryCue
@@ -250,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Operating points recalibrated with `{command_line()}`: per-user score normaliser "
         f"`{args.normalization}`"
         + (
-            f"; forgery cue weight {weight:g}{' (centred)' if centred else ''}, fitted on writers "
-            "001-037"
+            f"; forgery cue weight {weight:g}{' (centred)' if centred and weight else ''}, "
+            "fitted on writers 001-037"
             + (
-                f", with a pairwise part of weight {pair_weight:g} fitted on their pairs"
+                f", with a{'' if pair_centred else 'n uncentred'} pairwise part of weight "
+                f"{pair_weight:g} fitted on their pairs"
                 + (
                     f" and those of {n_synth} synthetic training-style writers"
                     if pair_extra
@@ -263,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
             + (", on by default" if cue_default else ", off by default")
-            if weight
+            if weight or pair_weight
             else ""
         )
         + ", calibrated through the enrollment code path on SigComp2011 "

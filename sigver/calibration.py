@@ -830,22 +830,32 @@ def resolve_cue_settings(
     centred: bool | None = None,
     pair_weight: float | None = None,
     on_by_default: bool | None = None,
+    pair_centred: bool | None = None,
 ) -> dict[str, Any]:
     """The forgery-cue settings of a recalibration: each one given, else the model's current.
 
     A plain rerun (to refresh a card, change a normaliser) so never drops or changes a cue.
-    ``on_by_default`` is kept only while there is a cue to keep on. ``pair_extra`` is what
-    the current pair cue was fitted with besides the calibration writers (``{}``: nothing).
+    ``on_by_default`` is kept only while there is a cue to keep on (an image part or a
+    pair part of positive weight). ``pair_extra`` is what the current pair cue was fitted
+    with besides the calibration writers (``{}``: nothing). ``pair_centred`` defaults to
+    the stored pair cue's setting, else centred (every pair cue stored before the setting
+    existed was centred).
     """
     stored = (calibration or {}).get("forgery_cue") or {}
     pair = stored.get("pair") or {}
     w = float(stored.get("weight", 0.0)) if weight is None else float(weight)
+    pw = float(pair.get("weight", 0.0)) if pair_weight is None else pair_weight
     return {
         "weight": w,
         "centred": bool(stored.get("centred", False)) if centred is None else bool(centred),
-        "pair_weight": float(pair.get("weight", 0.0)) if pair_weight is None else pair_weight,
+        "pair_weight": pw,
+        "pair_centred": (
+            bool(pair.get("centred", True)) if pair_centred is None else bool(pair_centred)
+        ),
         "on_by_default": (
-            bool(stored.get("on_by_default")) and w > 0 if on_by_default is None else on_by_default
+            bool(stored.get("on_by_default")) and (w > 0 or pw > 0)
+            if on_by_default is None
+            else on_by_default
         ),
         "pair_extra": dict(pair.get("extra") or {}),
     }
@@ -857,9 +867,10 @@ def _pair_summary(pair: Mapping[str, Any] | None) -> str:
         return ""
     extra = pair.get("extra") or {}
     more = f" + {extra.get('writers', '?')} further writers" if extra else ""
+    how = "a" if pair.get("centred", True) else "an uncentred"
     return (
-        f", with a pair cue of weight {pair['weight']:g} ({pair.get('n_pairs', '?')} pairs "
-        f"of {len(pair.get('users', ()))} writers{more})"
+        f", with {how} pair cue of weight {pair['weight']:g} ({pair.get('n_pairs', '?')} "
+        f"pairs of {len(pair.get('users', ()))} writers{more})"
     )
 
 
@@ -885,6 +896,7 @@ def calibrate_deployment(
     pair_weight: float = 0.0,
     pair_extra: Any = None,
     forgery_default: bool = False,
+    pair_centred: bool = True,
 ) -> Calibration:
     """Calibrate named operating points through the product's own enrollment path.
 
@@ -919,19 +931,24 @@ def calibrate_deployment(
     forgery_centred : bool
         Fit a centred cue (each user's penalty relative to their references').
     pair_weight : float
-        When positive (needs a centred cue), the cue gets a pairwise part
-        (:mod:`sigver.pair_cue`): a classifier on ``|phi(q) - phi(r)|`` fitted on the
-        calibration users' genuine-genuine vs genuine-skilled pairs, whose centred
-        penalty against each user's references is subtracted with this weight. Each
-        calibration user is scored by one fitted without them
-        (:func:`~sigver.pair_cue.cross_fitted_pair_cues`); the stored one is fitted on
-        all of them. Stored as the cue block's ``"pair"``.
+        When positive, the cue gets a pairwise part (:mod:`sigver.pair_cue`): a
+        classifier on ``|phi(q) - phi(r)|`` fitted on the calibration users'
+        genuine-genuine vs genuine-skilled pairs, whose penalty against each user's
+        references is subtracted with this weight. Each calibration user is scored by
+        one fitted without them (:func:`~sigver.pair_cue.cross_fitted_pair_cues`); the
+        stored one is fitted on all of them. Stored as the cue block's ``"pair"``. It
+        goes with a centred image cue (``forgery_centred``) or alone
+        (``forgery_weight=0``: the image part is stored with weight 0 and subtracts
+        nothing).
     pair_extra : PairRows, optional
         Further writers (e.g. synthetic) whose pairs join every fit of the pair part.
     forgery_default : bool
         Declare the cue on by default (``"on_by_default"``): ``Verifier``, ``sigver
         verify`` / ``serve`` and ``sigver evaluate --negatives model`` then decide with it
         unless switched off (:func:`sigver.forgery_cue.on_by_default`).
+    pair_centred : bool
+        Subtract the pair penalty centred on the user's references against each other
+        (``p - p_refs``) or as it is (``p``; :meth:`sigver.pair_cue.PairCue.applied_penalty`).
 
     Returns
     -------
@@ -940,15 +957,21 @@ def calibrate_deployment(
     from sigver.evaluation import simulate_deployment
 
     ids = _resolve_users(features, users)
-    if forgery_default and not forgery_weight:
-        raise CalibrationError("forgery_default needs a forgery cue (forgery_weight > 0)")
-    if pair_weight and not (forgery_weight and forgery_centred):
-        raise CalibrationError(
-            "the pair cue is part of a centred forgery cue: give forgery_weight > 0 and "
-            "forgery_centred=True with pair_weight (--forgery-weight W --forgery-centred)"
-        )
     if not (math.isfinite(pair_weight) and pair_weight >= 0):
         raise CalibrationError(f"pair_weight must be >= 0, got {pair_weight}")
+    if not (math.isfinite(forgery_weight) and forgery_weight >= 0):
+        raise CalibrationError(f"forgery_weight must be >= 0, got {forgery_weight}")
+    if forgery_default and not (forgery_weight or pair_weight):
+        raise CalibrationError(
+            "forgery_default needs a forgery cue (forgery_weight > 0 or pair_weight > 0)"
+        )
+    if pair_weight and forgery_weight and not forgery_centred:
+        # An uncentred image cue moves with a population shift the pair term does not
+        # see; the combination was never measured, so it is not offered.
+        raise CalibrationError(
+            "a pair cue goes with a centred image cue or alone: give forgery_centred=True "
+            "(--forgery-centred) or forgery_weight=0 (--forgery-weight 0)"
+        )
     if run is None:
         run = simulate_deployment(
             features,
@@ -969,32 +992,32 @@ def calibrate_deployment(
     ops, default_name = plain["operating_points"], plain["default_operating_point"]
     eer, t_eer, fold_thr = plain["eer"], plain["eer_threshold"], plain["fold_thresholds"]
     cue: dict[str, Any] = {}
-    if forgery_weight:
+    if forgery_weight or pair_weight:
         from sigver.forgery_cue import cross_fitted_penalty, fit_forgery_cue
 
         writers = features.user_ids[features.y]
         rows = np.isin(writers, np.asarray(ids)) & (features.yforg < 2)
         x, forged = features.features[rows], features.yforg[rows] == 1
         penalty = np.zeros(len(features), dtype=np.float64)
-        penalty[rows] = cross_fitted_penalty(x, forged, writers[rows], weight=forgery_weight)
-        cued = dataclasses.replace(run, penalty=penalty, centre_penalty=bool(forgery_centred))
+        if forgery_weight:
+            penalty[rows] = cross_fitted_penalty(x, forged, writers[rows], weight=forgery_weight)
+        # A pair-only cue stores its image part with weight 0, uncentred: it subtracts 0.
+        image_centred = bool(forgery_centred) and bool(forgery_weight)
+        cued = dataclasses.replace(run, penalty=penalty, centre_penalty=image_centred)
         pair: dict[str, Any] = {}
         if pair_weight:
             from sigver.pair_cue import cross_fitted_pair_cues, fit_pair_cue
 
-            crossed = cross_fitted_pair_cues(
-                x, writers[rows], forged, weight=pair_weight, extra=pair_extra
-            )
+            how = {"weight": pair_weight, "extra": pair_extra, "centred": bool(pair_centred)}
+            crossed = cross_fitted_pair_cues(x, writers[rows], forged, **how)
             cued = cued.with_pair_cue(crossed, features)
-            fitted = fit_pair_cue(
-                x, writers[rows], forged, weight=pair_weight, users=ids, extra=pair_extra
-            )
+            fitted = fit_pair_cue(x, writers[rows], forged, users=ids, **how)
             pair = {"pair": fitted.to_dict()}
         fused = _read_operating_points(cued.scores(normalization), default, points)
         fused.pop("pooled")
         cue = {
             **fit_forgery_cue(
-                x, forged, weight=forgery_weight, users=ids, centred=forgery_centred
+                x, forged, weight=forgery_weight, users=ids, centred=image_centred
             ).to_dict(),
             **pair,
             "on_by_default": bool(forgery_default),

@@ -617,7 +617,7 @@ class DeploymentRun:
     penalty: np.ndarray | None = None
     #: Centre each user's penalty on the mean penalty of their references (a centred cue).
     centre_penalty: bool = False
-    #: A pairwise cue (:class:`sigver.pair_cue.PairCue`) whose centred penalty each user's
+    #: A pairwise cue (:class:`sigver.pair_cue.PairCue`) whose penalty each user's
     #: scores also lose, computed against that user's references; or a mapping from the
     #: index of a user in the population to the cue that user is scored with
     #: (cross-fitting); ``None`` without one.
@@ -735,9 +735,9 @@ def subtract_penalty(
 def subtract_pair_penalty(
     scores: FoldScores, split: FoldSplit, pair: Any, features: np.ndarray | None
 ) -> FoldScores:
-    """``scores`` of ``split`` minus the pair cue's centred penalty against each user's references.
+    """``scores`` of ``split`` minus the pair cue's penalty against each user's references.
 
-    ``pair.centred_penalty(x[rows], x[refs])`` (:class:`sigver.pair_cue.PairCue`): what
+    ``pair.applied_penalty(x[rows], x[refs])`` (:class:`sigver.pair_cue.PairCue`): what
     ``Verifier.verify`` subtracts, from the user's stored reference features.
     """
     if features is None:
@@ -750,7 +750,7 @@ def subtract_pair_penalty(
             rows = _part_rows(split, part, i)
             refs = x[split.refs[i]]
             cue = pair[split.users[i]] if isinstance(pair, Mapping) else pair
-            values.append(v - cue.centred_penalty(x[rows], refs) if rows.size else v)
+            values.append(v - cue.applied_penalty(x[rows], refs) if rows.size else v)
         parts[part] = values
     return FoldScores(**parts, n_support=list(scores.n_support))
 
@@ -864,7 +864,7 @@ def simulate_deployment(
         penalty is subtracted from every normalised score, as verification does.
     pair_cue : PairCue, optional
         The pairwise part of the model's cue (:mod:`sigver.pair_cue`), stored with it:
-        each user's scores also lose its centred penalty against their references.
+        each user's scores also lose its penalty against their references.
     n_jobs : int
         Threads over users.
     progress : bool
@@ -965,6 +965,7 @@ def simulate_deployment(
             "users": len(pair_cue.users),
             "n_pairs": pair_cue.n_pairs,
             "extra": dict(pair_cue.extra),
+            "centred": bool(pair_cue.centred),
         }
         run = run.with_pair_cue(pair_cue, fs)
     if forgery_cue is None:

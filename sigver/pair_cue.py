@@ -11,7 +11,8 @@ the same writer (1). Folded into one weight vector,
     z(q, r) = |q - r| . v + b0,     p(q) = mean over the user's references r of z(q, r)
 
 in units of the decision values' standard deviation on the fitting pairs. Centred on the
-user's references against each other, ``p(q) - p_refs``, it needs no forgery of the
+user's references against each other, ``p(q) - p_refs``, or as it is (``centred=False``:
+its zero is the fitted boundary between genuine and forged pairs), it needs no forgery of the
 enrolled user, only the reference features the store keeps.
 
 ``scripts/pair_cue.py`` measures it with rules stated before each run (README, "A
@@ -65,7 +66,7 @@ class PairCue:
     b0 : float
         Offset, standardisation folded in.
     weight : float
-        How many units of normalised score one unit of the centred penalty costs (>= 0).
+        How many units of normalised score one unit of the penalty costs (>= 0).
     users : tuple of str
         Writers it was fitted on.
     n_pairs : int
@@ -73,6 +74,9 @@ class PairCue:
     extra : dict
         What further writers' pairs joined the fit (``{}``: none), e.g.
         ``{"writers": 96, "source": "synthetic v2, training styles, seed 5"}``.
+    centred : bool
+        Subtract ``weight * (p - p_refs)`` (True, every cue stored before the flag
+        existed) or ``weight * p`` (False).
     """
 
     v: np.ndarray
@@ -81,6 +85,7 @@ class PairCue:
     users: tuple[str, ...] = ()
     n_pairs: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    centred: bool = True
 
     def __post_init__(self) -> None:
         v = np.asarray(self.v, dtype=np.float64)
@@ -127,8 +132,18 @@ class PairCue:
         return float(m[~np.eye(len(m), dtype=bool)].mean())
 
     def centred_penalty(self, q: Any, refs: Any) -> np.ndarray:
-        """What the cue subtracts from each normalised score: ``weight * (p - p_refs)``."""
+        """``weight * (p - p_refs)``, whatever :attr:`centred` says."""
         return self.weight * (self.penalty(q, refs) - self.ref_mean(refs))
+
+    def applied_penalty(self, q: Any, refs: Any) -> np.ndarray:
+        """What the cue subtracts from each normalised score.
+
+        ``weight * (p - p_refs)`` for a centred cue (:meth:`centred_penalty`), else
+        ``weight * p`` (one reference is then enough).
+        """
+        if self.centred:
+            return self.centred_penalty(q, refs)
+        return self.weight * self.penalty(q, refs)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -140,6 +155,7 @@ class PairCue:
             "users": list(self.users),
             "n_pairs": int(self.n_pairs),
             "extra": dict(self.extra),
+            "centred": bool(self.centred),
         }
 
     @classmethod
@@ -161,6 +177,8 @@ class PairCue:
                 users=tuple(str(u) for u in data.get("users", ())),
                 n_pairs=int(data.get("n_pairs", 0)),
                 extra=dict(data.get("extra") or {}),
+                # Cues stored before the flag existed were all centred.
+                centred=bool(data.get("centred", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, PairCueError):
@@ -242,6 +260,7 @@ def fit_pair_cue(
     C: float = DEFAULT_C,
     users: Sequence[str] = (),
     extra: PairRows | None = None,
+    centred: bool = True,
 ) -> PairCue:
     """Fit the pair classifier on development writers' genuine signatures and forgeries.
 
@@ -261,6 +280,9 @@ def fit_pair_cue(
     extra : PairRows, optional
         Further writers whose pairs join the fit (e.g. synthetic writers, so that one
         real collection does not teach it its own habits).
+    centred : bool
+        Whether the cue is applied centred on the user's references
+        (:meth:`PairCue.applied_penalty`); recorded with it, the fit does not change.
 
     Raises
     ------
@@ -306,6 +328,7 @@ def fit_pair_cue(
         users=tuple(str(u) for u in users),
         n_pairs=int(len(y)),
         extra=dict(extra.description) if extra is not None else {},
+        centred=bool(centred),
     )
 
 
@@ -318,6 +341,7 @@ def cross_fitted_pair_cues(
     C: float = DEFAULT_C,
     extra: PairRows | None = None,
     groups: int = 2,
+    centred: bool = True,
 ) -> dict[str, PairCue]:
     """For each writer, a pair cue fitted without that writer's group.
 
@@ -345,6 +369,7 @@ def cross_fitted_pair_cues(
             weight=weight,
             C=C,
             extra=extra,
+            centred=centred,
         )
         out.update({str(n): cue for n in part})
     return out

@@ -39,16 +39,23 @@ def test_cue_settings_keep_what_is_not_asked_for() -> None:
         "weight": 0.3,
         "centred": True,
         "pair_weight": 0.75,
+        "pair_centred": True,  # stored before the flag existed: centred
         "on_by_default": True,
         "pair_extra": {"writers": 96},
     }
-    # No cue left, nothing to keep on; what is given wins.
-    assert resolve_cue_settings(stored, weight=0.0)["on_by_default"] is False
+    # The pair part alone is still a cue to keep on; with neither part, nothing is.
+    assert resolve_cue_settings(stored, weight=0.0)["on_by_default"] is True
+    assert resolve_cue_settings(stored, weight=0.0, pair_weight=0.0)["on_by_default"] is False
+    # What is given wins.
     assert resolve_cue_settings(stored, pair_weight=0.0, on_by_default=False)["pair_weight"] == 0.0
+    assert resolve_cue_settings(stored, pair_centred=False)["pair_centred"] is False
+    uncentred = {"forgery_cue": {**stored["forgery_cue"], "pair": {"weight": 1, "centred": False}}}
+    assert resolve_cue_settings(uncentred)["pair_centred"] is False
     assert resolve_cue_settings(None) == {
         "weight": 0.0,
         "centred": False,
         "pair_weight": 0.0,
+        "pair_centred": True,
         "on_by_default": False,
         "pair_extra": {},
     }

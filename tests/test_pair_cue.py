@@ -85,6 +85,26 @@ def test_round_trip_and_refusals() -> None:
         fit_pair_cue(_toy(), WRITERS, np.zeros(9, dtype=bool))
 
 
+def test_an_uncentred_cue_subtracts_weight_times_p_and_round_trips_its_flag() -> None:
+    x = _toy()
+    kept = fit_pair_cue(x, WRITERS, FORGED, C=1.0, weight=0.5)
+    cue = fit_pair_cue(x, WRITERS, FORGED, C=1.0, weight=0.5, centred=False)
+    np.testing.assert_array_equal(cue.v, kept.v)  # the flag changes the use, not the fit
+    refs, q = x[:3], x[3:]
+    assert kept.centred and not cue.centred
+    np.testing.assert_allclose(cue.applied_penalty(q, refs), 0.5 * cue.z(q, refs).mean(axis=1))
+    np.testing.assert_allclose(kept.applied_penalty(q, refs), kept.centred_penalty(q, refs))
+    # One reference is enough without centring; centring needs two.
+    assert cue.applied_penalty(q, refs[:1]).shape == (len(q),)
+    with pytest.raises(PairCueError, match="two references"):
+        kept.applied_penalty(q, refs[:1])
+    back = PairCue.from_dict(json.loads(json.dumps(cue.to_dict())))
+    assert back is not None and back.centred is False
+    # A cue stored before the flag existed was centred.
+    old = {k: v for k, v in kept.to_dict().items() if k != "centred"}
+    assert PairCue.from_dict(old).centred is True
+
+
 def test_deployment_run_subtracts_each_users_centred_pair_penalty_and_matches_the_script() -> None:
     import sys
     from pathlib import Path
@@ -327,8 +347,84 @@ def test_calibration_stores_the_pair_cue_and_calibrates_the_cross_fitted_fused_s
         no_pair.forgery_cue["calibration"]["threshold"]
         != cal.forgery_cue["calibration"]["threshold"]
     )
-    with pytest.raises(CalibrationError, match="centred forgery cue"):
+    with pytest.raises(CalibrationError, match="centred image cue or alone"):
         calibrate_deployment(fs, **kw, forgery_weight=0.5, pair_weight=0.75)
+
+
+@pytest.fixture(scope="module")
+def pair_only_model(tmp_path_factory):
+    """A tiny checkpoint calibrated with an uncentred pair cue and no image cue."""
+    from test_forgery_cue import shared_cue_population
+
+    from enrollment.testing import build_tiny_model
+    from sigver.calibration import apply_calibration, calibrate_deployment
+    from sigver.featureset import load_features
+    from sigver.models.checkpoint import load_checkpoint
+
+    folder = tmp_path_factory.mktemp("pair-only")
+    path = build_tiny_model(folder)
+    bg = load_features(folder / "tiny.background.npz")
+    fs = shared_cue_population(dim=bg.dim, sha=load_checkpoint(path).sha256)
+    ids = tuple(f"{u:03d}" for u in range(1, 9))
+    kw = dict(users=ids, background=bg, normalization="loo-lcb=0", refs=4, folds=2)
+    cal = calibrate_deployment(fs, **kw, pair_weight=0.75, pair_centred=False, forgery_default=True)
+    apply_calibration(path, cal)
+    return path, cal, fs, kw
+
+
+def test_a_pair_only_uncentred_cue_is_calibrated_on_its_own_cross_fitted_scores(pair_only_model):
+    from sigver.evaluation import simulate_deployment
+    from sigver.forgery_cue import on_by_default
+    from sigver.metrics import eer_global
+    from sigver.pair_cue import cross_fitted_pair_cues, stored_pair_cue
+
+    path, cal, fs, kw = pair_only_model
+    block = cal.forgery_cue
+    assert block["weight"] == 0.0 and block["centred"] is False  # the image part subtracts 0
+    pair = stored_pair_cue(cal.to_dict())
+    assert pair.weight == 0.75 and pair.centred is False
+    assert on_by_default(cal.to_dict())
+    assert "an uncentred pair cue of weight 0.75" in cal.summary()
+    # Rebuilt by hand: plain scores minus 0.75 * mean z against the fold's references,
+    # each writer scored by a classifier fitted without their half.
+    run = simulate_deployment(fs, **kw, progress=False)
+    writers = fs.user_ids[fs.y].astype(str)
+    crossed = cross_fitted_pair_cues(fs.features, writers, fs.yforg == 1, weight=0.75)
+    x, ids = fs.features, [str(u) for u in fs.user_ids]
+    g, s = [], []
+    for split, sc in zip(run.splits, run.scores(), strict=True):
+        for i, u in enumerate(split.users):
+            refs = x[split.refs[i]]
+            cue = crossed[ids[u]]
+            g.append(sc.genuine[i] - 0.75 * cue.z(x[split.test_genuine[i]], refs).mean(axis=1))
+            s.append(sc.skilled[i] - 0.75 * cue.z(x[split.skilled[i]], refs).mean(axis=1))
+    want = eer_global(np.concatenate(g), np.concatenate(s))[0]
+    assert block["calibration"]["eer"] == pytest.approx(want)
+
+
+def test_the_verifier_subtracts_a_pair_only_cue_uncentred(pair_only_model, tmp_path):
+    from enrollment import Verifier
+    from enrollment.testing import draw_signature
+    from sigver.models.card import write_model_card
+    from sigver.models.checkpoint import load_checkpoint
+
+    path, cal, _, _ = pair_only_model
+    v = Verifier(home=tmp_path / "home", model=path)  # on by default
+    assert v.pair_cue is not None and not v.pair_cue.centred
+    refs = [draw_signature(1, s) for s in range(5)]
+    v.enroll("w1", refs)
+    v.enroll("w2", [draw_signature(2, s) for s in range(5)])
+    img = draw_signature(1, 7)
+    r = v.verify("w1", img)
+    q = v._features([v._load_image(img, 0)])
+    ref_feats = v._features([v._load_image(x, i) for i, x in enumerate(refs)])
+    want = 0.75 * v.pair_cue.z(q, ref_feats).mean()
+    assert r.forgery_penalty == pytest.approx(float(want), rel=1e-5)
+    off = Verifier(home=tmp_path / "home", model=path, forgery_cue=False)
+    assert r.score == pytest.approx(off.verify("w1", img).score - r.forgery_penalty)
+    assert r.threshold == cal.forgery_cue["calibration"]["threshold"]
+    text = write_model_card(tmp_path / "tiny.md", load_checkpoint(path)).read_text()
+    assert "decides alone" in text and "(uncentred)" in text
 
 
 def test_verifier_and_evaluate_subtract_the_pair_cue_against_the_stored_references(
@@ -405,6 +501,15 @@ def test_cli_calibrate_fits_keeps_and_drops_the_pair_cue(tmp_path, capsys):
     assert main(argv) == 0  # kept on a plain rerun
     assert stored()["on_by_default"] is True and "(on by default)" in capsys.readouterr().out
     assert main([*argv, "--forgery-weight", "0"]) == 0  # no cue, nothing to keep on
+    assert not stored()
+    # A pair-only, uncentred cue: kept as it is on a plain rerun.
+    alone = ["--pair-weight", "0.5", "--no-pair-centred", "--forgery-cue-default"]
+    assert main([*argv, *alone]) == 0
+    assert "an uncentred pair cue of weight 0.5" in capsys.readouterr().out
+    assert stored()["weight"] == 0 and stored()["pair"]["centred"] is False
+    assert main(argv) == 0
+    assert stored()["pair"]["centred"] is False and stored()["on_by_default"] is True
+    assert main([*argv, "--pair-weight", "0"]) == 0  # nothing left: no cue
     assert not stored()
 
 

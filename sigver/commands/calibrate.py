@@ -116,9 +116,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pair-weight",
         type=float,
         metavar="W",
-        help="give the (centred) cue a pairwise part (sigver.pair_cue: a classifier on "
+        help="give the cue a pairwise part (sigver.pair_cue: a classifier on "
         "|phi(q) - phi(r)| of genuine-genuine vs genuine-skilled pairs of the calibration "
-        "users) subtracted with weight W; 0 removes it; default: the model's current",
+        "users) subtracted with weight W, with a centred image cue or alone (--forgery-weight "
+        "0); 0 removes it; default: the model's current",
+    )
+    parser.add_argument(
+        "--pair-centred",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="centre the pair penalty on the user's references against each other "
+        "(default: the model's current pair cue's setting, else centred)",
     )
     parser.add_argument(
         "--pair-extra",
@@ -254,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         centred=args.forgery_centred,
         pair_weight=args.pair_weight,
         on_by_default=args.forgery_cue_default,
+        pair_centred=args.pair_centred,
     )
     if not cue["weight"] >= 0:
         raise SigverError(f"--forgery-weight must be >= 0, got {args.forgery_weight}")
@@ -276,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
         pair_weight=cue["pair_weight"],
         pair_extra=pair_extra,
         forgery_default=cue["on_by_default"],
+        pair_centred=cue["pair_centred"],
     )
     print(calibration.summary())
     if args.plot is not None:

@@ -31,8 +31,12 @@ def _pair_words(pair: Any) -> str:
         "It has a pairwise part (`sigver.pair_cue`): a logistic regression on "
         f"|phi(q) - phi(r)| fitted on {pair.get('n_pairs', '?')} genuine-genuine and "
         f"genuine-skilled pairs of the {len(pair.get('users', []))} calibration writers{more}; "
-        "its mean over the user's references, centred on the references against each other, "
-        f"is subtracted with weight {float(pair['weight']):g}. "
+        + (
+            "its mean over the user's references, centred on the references against each other, "
+            if pair.get("centred", True)
+            else "its mean over the user's references (uncentred) "
+        )
+        + f"is subtracted with weight {float(pair['weight']):g}. "
     )
 
 
@@ -47,6 +51,7 @@ def _cue_lines(cue: Any) -> list[str]:
         f"cue (`sigver.forgery_cue`): a logistic probe fitted on {cue.get('n_genuine', '?')} "
         f"genuine signatures and {cue.get('n_forgeries', '?')} skilled forgeries of "
         f"{len(cue.get('users', []))} calibration writers, weight {float(cue['weight']):g}"
+        + (" (the pairwise part below decides alone)" if not float(cue["weight"]) else "")
         + (
             ", centred on each user's references (recorded at enrollment). "
             if cue.get("centred")
