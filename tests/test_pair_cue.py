@@ -402,13 +402,16 @@ def test_a_pair_only_uncentred_cue_is_calibrated_on_its_own_cross_fitted_scores(
     assert block["calibration"]["eer"] == pytest.approx(want)
 
 
-def test_the_verifier_subtracts_a_pair_only_cue_uncentred(pair_only_model, tmp_path):
+def test_the_verifier_and_evaluate_subtract_a_pair_only_cue_uncentred(
+    pair_only_model, tmp_path, capsys
+):
     from enrollment import Verifier
     from enrollment.testing import draw_signature
+    from sigver.cli import main
     from sigver.models.card import write_model_card
     from sigver.models.checkpoint import load_checkpoint
 
-    path, cal, _, _ = pair_only_model
+    path, cal, fs, _ = pair_only_model
     v = Verifier(home=tmp_path / "home", model=path)  # on by default
     assert v.pair_cue is not None and not v.pair_cue.centred
     refs = [draw_signature(1, s) for s in range(5)]
@@ -425,6 +428,10 @@ def test_the_verifier_subtracts_a_pair_only_cue_uncentred(pair_only_model, tmp_p
     assert r.threshold == cal.forgery_cue["calibration"]["threshold"]
     text = write_model_card(tmp_path / "tiny.md", load_checkpoint(path)).read_text()
     assert "decides alone" in text and "(uncentred)" in text
+    assert main([*_evaluate_argv(path, fs, tmp_path), "--out", str(tmp_path / "dep")]) == 0
+    assert "an uncentred pair cue of weight 0.75" in capsys.readouterr().out
+    dep = json.loads((tmp_path / "dep" / "deployment.json").read_text())
+    assert dep["pair_cue"]["centred"] is False and dep["threshold"] == r.threshold
 
 
 def test_verifier_and_evaluate_subtract_the_pair_cue_against_the_stored_references(

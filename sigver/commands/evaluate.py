@@ -411,7 +411,12 @@ def run_deployment(args: argparse.Namespace) -> int:
         f"deployment simulation: protocol {protocol.name or 'custom'}, "
         f"features {fs.meta.get('model_id', '?')}, normalisation {normalization}"
         + ("" if cue is None else f", forgery cue weight {cue.weight:g}")
-        + ("" if pair is None else f" with a pair cue of weight {pair.weight:g}")
+        + (
+            ""
+            if pair is None
+            else f" with a{'' if pair.centred else 'n uncentred'} pair cue of weight "
+            f"{pair.weight:g}"
+        )
     )
     print(format_table(result))
     if rates:
