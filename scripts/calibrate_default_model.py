@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "--forgery-weight",
         type=float,
         help="weight of the writer-independent forgery cue (sigver.forgery_cue; chosen by "
-        "scripts/forgery_realism.py --fusion); 0 = none; default: the model's current",
+        "scripts/forgery_realism.py --fusion); 0 = no image part (with --pair-weight 0, no cue); "
+        "default: the model's current",
     )
     parser.add_argument(
         "--forgery-centred",

@@ -470,8 +470,9 @@ class Calibration:
             lines.append(f"normalisation     {self.normalization}")
         if self.forgery_cue:
             fused = self.forgery_cue["calibration"]
+            image = float(self.forgery_cue["weight"])
             lines.append(
-                f"forgery cue       weight {self.forgery_cue['weight']:g}"
+                f"forgery cue       {'weight ' + format(image, 'g') if image else 'image part off'}"
                 f"{', centred' if self.forgery_cue.get('centred') else ''}, fitted on "
                 f"{self.forgery_cue['n_genuine']} genuine / {self.forgery_cue['n_forgeries']} "
                 f"skilled forgeries of {len(self.forgery_cue['users'])} writers ("
@@ -843,6 +844,12 @@ def resolve_cue_settings(
     """
     stored = (calibration or {}).get("forgery_cue") or {}
     pair = stored.get("pair") or {}
+    if weight is not None and not weight and stored.get("weight") and pair and pair_weight is None:
+        # Removing the image part would leave its pair part deciding alone: not silently.
+        raise CalibrationError(
+            "the model's cue has a pair part: with --forgery-weight 0 also give --pair-weight "
+            "(0 removes the whole cue, W > 0 keeps the pair part deciding alone)"
+        )
     w = float(stored.get("weight", 0.0)) if weight is None else float(weight)
     pw = float(pair.get("weight", 0.0)) if pair_weight is None else pair_weight
     return {
@@ -965,12 +972,14 @@ def calibrate_deployment(
         raise CalibrationError(
             "forgery_default needs a forgery cue (forgery_weight > 0 or pair_weight > 0)"
         )
-    if pair_weight and forgery_weight and not forgery_centred:
-        # An uncentred image cue moves with a population shift the pair term does not
-        # see; the combination was never measured, so it is not offered.
+    if pair_weight and forgery_weight and not (forgery_centred and pair_centred):
+        # scripts/pair_cue.py measured the pair part alone (centred or not) and both parts
+        # centred; a term with a fixed zero beside the other moves with a population
+        # shift, and that combination was never measured, so it is not offered.
         raise CalibrationError(
-            "a pair cue goes with a centred image cue or alone: give forgery_centred=True "
-            "(--forgery-centred) or forgery_weight=0 (--forgery-weight 0)"
+            "a pair cue goes with a centred image cue, itself centred, or alone: give "
+            "forgery_centred=True and pair_centred=True (--forgery-centred --pair-centred) "
+            "or forgery_weight=0 (--forgery-weight 0)"
         )
     if run is None:
         run = simulate_deployment(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import calibrate_default_model  # noqa: E402
@@ -24,7 +26,7 @@ def test_a_model_without_calibration_gets_the_default() -> None:
 
 
 def test_cue_settings_keep_what_is_not_asked_for() -> None:
-    from sigver.calibration import resolve_cue_settings
+    from sigver.calibration import CalibrationError, resolve_cue_settings
 
     stored = {
         "forgery_cue": {
@@ -44,8 +46,12 @@ def test_cue_settings_keep_what_is_not_asked_for() -> None:
         "pair_extra": {"writers": 96},
     }
     # The pair part alone is still a cue to keep on; with neither part, nothing is.
-    assert resolve_cue_settings(stored, weight=0.0)["on_by_default"] is True
+    alone = resolve_cue_settings(stored, weight=0.0, pair_weight=0.75)
+    assert alone["on_by_default"] is True
     assert resolve_cue_settings(stored, weight=0.0, pair_weight=0.0)["on_by_default"] is False
+    # Dropping the image part never leaves the pair part deciding alone unasked.
+    with pytest.raises(CalibrationError, match="also give --pair-weight"):
+        resolve_cue_settings(stored, weight=0.0)
     # What is given wins.
     assert resolve_cue_settings(stored, pair_weight=0.0, on_by_default=False)["pair_weight"] == 0.0
     assert resolve_cue_settings(stored, pair_centred=False)["pair_centred"] is False

@@ -347,8 +347,12 @@ def test_calibration_stores_the_pair_cue_and_calibrates_the_cross_fitted_fused_s
         no_pair.forgery_cue["calibration"]["threshold"]
         != cal.forgery_cue["calibration"]["threshold"]
     )
-    with pytest.raises(CalibrationError, match="centred image cue or alone"):
+    with pytest.raises(CalibrationError, match="centred image cue, itself centred, or alone"):
         calibrate_deployment(fs, **kw, forgery_weight=0.5, pair_weight=0.75)
+    with pytest.raises(CalibrationError, match="itself centred"):  # never measured either
+        calibrate_deployment(
+            fs, **kw, forgery_weight=0.5, forgery_centred=True, pair_weight=0.75, pair_centred=False
+        )
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +388,7 @@ def test_a_pair_only_uncentred_cue_is_calibrated_on_its_own_cross_fitted_scores(
     pair = stored_pair_cue(cal.to_dict())
     assert pair.weight == 0.75 and pair.centred is False
     assert on_by_default(cal.to_dict())
+    assert "image part off" in cal.summary()
     assert "an uncentred pair cue of weight 0.75" in cal.summary()
     # Rebuilt by hand: plain scores minus 0.75 * mean z against the fold's references,
     # each writer scored by a classifier fitted without their half.
@@ -499,6 +504,9 @@ def test_cli_calibrate_fits_keeps_and_drops_the_pair_cue(tmp_path, capsys):
     # Recalibrating without the extra writers would quietly change the cue: refused.
     assert main(argv) == 2
     assert "--pair-extra" in capsys.readouterr().err
+    # So would dropping the image part and leaving the pair part to decide alone.
+    assert main([*argv, "--forgery-weight", "0", "--pair-extra", str(extra)]) == 2
+    assert "also give --pair-weight" in capsys.readouterr().err
     assert main([*argv, "--pair-extra", str(extra)]) == 0  # kept: weight and extra writers
     assert stored()["pair"]["weight"] == 0.5
     assert main([*argv, "--pair-weight", "0"]) == 0  # 0 removes the pair part, keeps the cue

@@ -103,7 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="fit a writer-independent forgery cue on the calibration users' skilled "
         "forgeries and subtract W times it from every score (see sigver.forgery_cue; choose W "
-        "with scripts/forgery_realism.py --fusion); 0 removes it; default: the model's current",
+        "with scripts/forgery_realism.py --fusion); 0 removes the image part (with "
+        "--pair-weight 0, the whole cue); default: the model's current",
     )
     parser.add_argument(
         "--forgery-centred",
