@@ -169,6 +169,11 @@ class PairCue:
         """
         if not data:
             return None
+        if not isinstance(data.get("centred", True), bool):
+            # bool("false") is True: a hand-edited flag must not flip the decision.
+            raise PairCueError(
+                f"stored pair cue: centred must be true or false, not {data['centred']!r}"
+            )
         try:
             return cls(
                 v=np.asarray(data["v"], dtype=np.float64),
@@ -178,7 +183,7 @@ class PairCue:
                 n_pairs=int(data.get("n_pairs", 0)),
                 extra=dict(data.get("extra") or {}),
                 # Cues stored before the flag existed were all centred.
-                centred=bool(data.get("centred", True)),
+                centred=data.get("centred", True),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, PairCueError):

@@ -103,6 +103,8 @@ def test_an_uncentred_cue_subtracts_weight_times_p_and_round_trips_its_flag() ->
     # A cue stored before the flag existed was centred.
     old = {k: v for k, v in kept.to_dict().items() if k != "centred"}
     assert PairCue.from_dict(old).centred is True
+    with pytest.raises(PairCueError, match="true or false"):
+        PairCue.from_dict({**cue.to_dict(), "centred": "false"})
 
 
 def test_deployment_run_subtracts_each_users_centred_pair_penalty_and_matches_the_script() -> None:
