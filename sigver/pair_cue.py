@@ -95,6 +95,9 @@ class PairCue:
             raise PairCueError("pair cue: b0 is not finite")
         if not (math.isfinite(float(self.weight)) and self.weight >= 0):
             raise PairCueError("pair cue: weight must be finite and >= 0")
+        if not isinstance(self.centred, bool):
+            # bool("false") is True: a hand-edited flag must not flip the decision.
+            raise PairCueError(f"pair cue: centred must be true or false, not {self.centred!r}")
         object.__setattr__(self, "v", v)
 
     @property
@@ -169,11 +172,6 @@ class PairCue:
         """
         if not data:
             return None
-        if not isinstance(data.get("centred", True), bool):
-            # bool("false") is True: a hand-edited flag must not flip the decision.
-            raise PairCueError(
-                f"stored pair cue: centred must be true or false, not {data['centred']!r}"
-            )
         try:
             return cls(
                 v=np.asarray(data["v"], dtype=np.float64),
