@@ -17,6 +17,13 @@ Definitions (as in luizgh/sigver ``sigver/wd/metrics.py``):
   choice per user on that user's genuine vs skilled scores; the errors of all
   users at their own thresholds are pooled (rejected genuines over all
   genuines, accepted skilled over all skilled) and averaged.
+- ``aligned_gap``: the ``EER_global - EER_user`` gap the same scores would show if
+  the users were exchangeable (every user's scores drawn from one distribution, which
+  an ideal per-user normaliser would reach). Each user's a-posteriori threshold is
+  fitted on a handful of that user's own scores, so ``EER_user`` is optimistic even
+  then: the gap has a floor that no per-user normalisation can remove. It is
+  estimated by dealing the pooled scores to the users at random, keeping each
+  user's counts (:func:`eer_user_shuffled`).
 
 Every function is pure and typed; per-user inputs are sequences of 1-D arrays.
 """
@@ -36,6 +43,8 @@ __all__ = [
     "eer_threshold",
     "eer_global",
     "eer_user_thresholds",
+    "eer_user_shuffled",
+    "aligned_gap",
     "user_aucs",
     "compute_metrics",
     "operating_point",
@@ -171,6 +180,76 @@ def eer_user_thresholds(genuine: ScoreList, skilled: ScoreList) -> float:
     if n_g == 0:
         return float("nan")
     return (g_err / n_g + s_err / n_s) / 2.0
+
+
+def _both_kinds(genuine: ScoreList, skilled: ScoreList) -> tuple[list, list]:
+    if len(genuine) != len(skilled):
+        raise ValueError("genuine and skilled must list the same users")
+    pairs = [(_as_scores(g), _as_scores(s)) for g, s in zip(genuine, skilled, strict=True)]
+    pairs = [(g, s) for g, s in pairs if g.size and s.size]
+    return [g for g, _ in pairs], [s for _, s in pairs]
+
+
+def eer_user_shuffled(
+    genuine: ScoreList, skilled: ScoreList, *, rounds: int = 20, seed: int = 0
+) -> float:
+    """Mean :func:`eer_user_thresholds` of the pooled scores dealt to the users at random.
+
+    Parameters
+    ----------
+    genuine, skilled : sequence of ndarray
+        Per-user scores (same user order); users lacking genuine or skilled
+        scores are left out, as :func:`eer_user_thresholds` leaves them out.
+    rounds : int, default 20
+        Random dealings averaged.
+    seed : int, default 0
+        Seed of the dealings (the same seed gives the same value).
+
+    Returns
+    -------
+    float
+        The expected ``EER_user`` of a population whose users are exchangeable and
+        have these users' numbers of genuine and skilled scores; NaN without a user
+        having both.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, not {rounds!r}")
+    g_users, s_users = _both_kinds(genuine, skilled)
+    if not g_users:
+        return float("nan")
+    pool_g, pool_s = np.concatenate(g_users), np.concatenate(s_users)
+    cut_g = np.cumsum([g.size for g in g_users])[:-1]
+    cut_s = np.cumsum([s.size for s in s_users])[:-1]
+    rng = np.random.default_rng(seed)
+    values = [
+        eer_user_thresholds(
+            np.split(rng.permutation(pool_g), cut_g), np.split(rng.permutation(pool_s), cut_s)
+        )
+        for _ in range(rounds)
+    ]
+    return float(np.mean(values))
+
+
+def aligned_gap(
+    genuine: ScoreList, skilled: ScoreList, *, rounds: int = 20, seed: int = 0
+) -> float:
+    """``EER_global - EER_user`` of these scores with the users made exchangeable.
+
+    The floor of the gap for these users' numbers of scores: what an ideal per-user
+    normalisation, one that gave every user the same score distributions, would
+    leave. :func:`eer_global` of the pooled scores (users having both kinds) minus
+    :func:`eer_user_shuffled`.
+
+    Returns
+    -------
+    float
+        NaN without a user having both kinds of scores.
+    """
+    g_users, s_users = _both_kinds(genuine, skilled)
+    if not g_users:
+        return float("nan")
+    eer, _ = eer_global(np.concatenate(g_users), np.concatenate(s_users))
+    return eer - eer_user_shuffled(g_users, s_users, rounds=rounds, seed=seed)
 
 
 def user_aucs(genuine: ScoreList, skilled: ScoreList) -> np.ndarray:

@@ -7,8 +7,10 @@ import pytest
 from sklearn.metrics import roc_curve
 
 from sigver.metrics import (
+    aligned_gap,
     compute_metrics,
     eer_global,
+    eer_user_shuffled,
     eer_user_thresholds,
     error_rates_at_thresholds,
     far,
@@ -116,3 +118,73 @@ def test_operating_point():
         "FAR_skilled": 0.5,
         "HTER_skilled": 0.5,
     }
+
+
+# -- the gap of exchangeable users -------------------------------------------------
+
+
+def test_shuffled_eer_user_two_users_by_hand():
+    # Pooled genuine {1, 3}, skilled {2, 4}, one of each per user: four dealings, each
+    # as likely. A user whose genuine is above their forgery makes no error; one whose
+    # genuine is below makes both (the EER threshold sits at the forgery).
+    #   u1 (1, 2), u2 (3, 4): both users wrong   -> EER_user (2/2 + 2/2) / 2 = 1
+    #   u1 (1, 4), u2 (3, 2): one user wrong     -> (1/2 + 1/2) / 2 = 1/2
+    #   u1 (3, 2), u2 (1, 4): one user wrong     -> 1/2
+    #   u1 (3, 4), u2 (1, 2): both users wrong   -> 1
+    # Expected 3/4. Pooled EER_global is 1/2 (t = 3), so the aligned gap is -1/4.
+    g = [np.array([1.0]), np.array([3.0])]
+    s = [np.array([4.0]), np.array([2.0])]
+    assert eer_user_thresholds(g, s) == 0.5  # as dealt: u1 wrong, u2 right
+    assert eer_user_shuffled(g, s, rounds=4000, seed=3) == pytest.approx(0.75, abs=0.02)
+    assert eer_global(np.r_[1.0, 3.0], np.r_[2.0, 4.0])[0] == 0.5
+    assert aligned_gap(g, s, rounds=4000, seed=3) == pytest.approx(-0.25, abs=0.02)
+
+
+def test_shuffled_eer_user_matches_every_dealing():
+    # The Monte Carlo mean against the exact mean over every dealing (a plain loop).
+    from itertools import permutations
+
+    g = [np.array([0.2, 1.5]), np.array([0.9, 2.4])]
+    s = [np.array([1.0]), np.array([-0.3, 0.7])]
+    pool_g, pool_s = np.r_[0.2, 1.5, 0.9, 2.4], np.r_[1.0, -0.3, 0.7]
+    exact = []
+    for pg in permutations(pool_g):
+        for ps in permutations(pool_s):
+            users_g = [np.array(pg[:2]), np.array(pg[2:])]
+            users_s = [np.array(ps[:1]), np.array(ps[1:])]
+            exact.append(eer_user_thresholds(users_g, users_s))
+    got = eer_user_shuffled(g, s, rounds=3000, seed=0)
+    assert got == pytest.approx(float(np.mean(exact)), abs=0.015)
+
+
+def test_perfectly_separated_scores_have_no_gap():
+    g = [np.array([2.0, 3.0]), np.array([2.5, 4.0, 5.0])]
+    s = [np.array([0.0, 1.0]), np.array([-1.0])]
+    assert eer_user_shuffled(g, s) == 0.0
+    assert aligned_gap(g, s) == 0.0
+
+
+def test_aligned_gap_removes_the_offset_between_users():
+    # Each user perfectly separated on their own scale, far apart from the other:
+    # a large observed gap (EER_user 0) that exchangeable users would not have.
+    g = [np.array([10.0, 11.0, 12.0]), np.array([2.0, 3.0, 4.0])]
+    s = [np.array([8.0, 9.0]), np.array([0.0, 1.0])]
+    observed = eer_global(np.concatenate(g), np.concatenate(s))[0] - eer_user_thresholds(g, s)
+    assert eer_user_thresholds(g, s) == 0.0
+    assert observed > 0.2
+    assert aligned_gap(g, s, rounds=200) < observed - 0.1
+
+
+def test_shuffled_eer_user_leaves_out_users_without_forgeries_and_checks_input():
+    g = [np.array([1.0, 3.0]), np.array([5.0, 6.0])]
+    s = [np.array([2.0]), np.array([])]
+    # Only the first user counts: nothing to deal, so the value is that user's EER_user.
+    assert eer_user_shuffled(g, s, rounds=5) == eer_user_thresholds(g[:1], s[:1])
+    assert np.isnan(eer_user_shuffled([np.array([1.0])], [np.array([])]))
+    assert np.isnan(aligned_gap([np.array([1.0])], [np.array([])]))
+    assert eer_user_shuffled(g, s, seed=7) == eer_user_shuffled(g, s, seed=7)
+    with pytest.raises(ValueError, match="same users"):
+        eer_user_shuffled(g, s[:1])
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="rounds"):
+            eer_user_shuffled(g, s, rounds=bad)

@@ -65,7 +65,7 @@ def test_cue_stage_uses_the_stored_point_for_the_cues_writers_and_calibrates_the
     stored = threshold_transfer.stored_cue(
         stored_calibration(load_checkpoint(path).meta.metrics), path.name, point
     )
-    args = argparse.Namespace(operating_point=point, out=tmp_path)
+    args = argparse.Namespace(operating_point=point, out=tmp_path, floor_rounds=3)
 
     def simulate(norm, statistics):
         pytest.fail("the model's normaliser was simulated already")
@@ -116,6 +116,17 @@ def test_cue_stage_uses_the_stored_point_for_the_cues_writers_and_calibrates_the
     ru = np.mean([eer_user_thresholds(sc.genuine, sc.skilled) for sc in raw])
     assert row["raw_gap"] == pytest.approx(rg - ru)
     assert row["gap_vs_raw"] == pytest.approx(row["gap"] / row["raw_gap"])
+    # The floors: aligned_gap of each fold's scores (3 dealings, seeded by fold), cued and raw.
+    from sigver.metrics import aligned_gap
+
+    def floor(fold_scores):
+        return np.mean(
+            [aligned_gap(f.genuine, f.skilled, rounds=3, seed=i) for i, f in enumerate(fold_scores)]
+        )
+
+    assert row["floor"] == pytest.approx(floor(cued("sigcomp-exp")))
+    assert row["raw_aligned_gap"] == pytest.approx(floor(raw))
+    assert row["target"] == pytest.approx(row["raw_gap"] / 2)
     assert all(r["forgery_cue"] and r["operating_point"] == point for r in rows)
     assert sorted(p.name for p in tmp_path.glob("curve-cue-*.png")) == sorted(
         f"curve-cue-{c}-to-{a}.png" for c, a in threshold_transfer.HELD_OUT
@@ -136,3 +147,22 @@ def test_a_model_without_a_cue_skips_stage_3_and_a_missing_point_stops_at_once(t
     _, cal, *_ = toy
     with pytest.raises(CalibrationError, match="no operating point"):
         threshold_transfer.stored_cue(cal.to_dict(), "toy.pt", "far-skilled=2%")
+
+
+def test_gap_columns_by_hand():
+    # raw gap 4 points with a floor of 1; the decision leaves a gap of 1.5 over a floor of 1.
+    raw = {"gap": 0.04, "aligned_gap": 0.01}
+    row = {"gap": 0.015, "aligned_gap": 0.01}
+    got = threshold_transfer.gap_columns(row, raw)
+    assert got["target"] == pytest.approx(0.02)
+    assert got["floor"] == pytest.approx(0.01)
+    assert got["excess_vs_raw"] == pytest.approx(0.005 / 0.03)
+    assert got["reachable"] == 1.0
+    # A floor above half the raw gap: no normalisation of these scores meets the bound.
+    got = threshold_transfer.gap_columns({"gap": 0.03, "aligned_gap": 0.025}, raw)
+    assert got["reachable"] == 0.0
+    assert got["excess_vs_raw"] == pytest.approx(0.005 / 0.03)
+    # Raw scores already at their floor: nothing to remove, no ratio.
+    assert np.isnan(
+        threshold_transfer.gap_columns(row, {"gap": 0.01, "aligned_gap": 0.01})["excess_vs_raw"]
+    )
