@@ -32,10 +32,16 @@ Design choices:
 * Every write is one transaction: an enrollment (and its audit event) either
   commits completely or leaves the previous state untouched.
 * Users are namespaced by tenant: every user query carries the tenant.
-* Each stored classifier carries an HMAC-SHA256 (``mac``) over its blob,
-  threshold and identity, keyed by a secret kept *outside* the database
-  (``<home>/store.key`` or ``$SIGVER_STORE_SECRET``); a classifier edited in
-  the database (say an intercept set to +inf) is refused, never scored.
+* Each stored classifier carries an HMAC-SHA256 (``mac``) over everything that
+  decides its user's verifications: identity, extractor, threshold override,
+  operating point, classifier blob, score normaliser and other classifier
+  parameters, and the reference features in order (a compact classifier rebuilds
+  its support vectors from them; the pairwise cue reads them). It is keyed by a
+  secret kept *outside* the database (``<home>/store.key`` or
+  ``$SIGVER_STORE_SECRET``); a user edited in the database (say an intercept set to
+  +inf, a normaliser's offset, another writer's features) is refused, never scored.
+  Schema version 3 added the normaliser, operating point and references to the
+  tag; opening an older store re-tags the rows whose old tag holds.
 * Negatives are sampled in the database: each reference row has a random
   ``sample_key`` (indexed), and a sample is a range scan from a seeded start,
   so enrollment reads ``limit`` rows whatever the size of the store.
@@ -63,7 +69,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -109,7 +115,7 @@ DB_FILENAME = "users.sqlite3"
 #: File name of the classifier-integrity secret inside the home folder.
 SECRET_FILENAME = "store.key"
 #: Version written to ``meta``; a store with a newer version is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Tenant of everything created without naming one (and of first-release stores).
 DEFAULT_TENANT = "default"
 #: Actions recorded in the audit trail.
@@ -328,10 +334,13 @@ def _features_to_blob(vector: np.ndarray) -> bytes:
 
 
 def _blob_to_features(blob: bytes, dim: int) -> np.ndarray:
-    vector = np.frombuffer(bytes(blob), dtype=_FLOAT32_LE)
-    if vector.size != dim:
-        raise StoreError(f"stored feature vector has {vector.size} values, expected {dim}")
-    return vector.astype(np.float32)
+    data = bytes(blob)
+    # Checked before frombuffer, which raises a bare ValueError on a ragged length.
+    if len(data) != dim * _FLOAT32_LE.itemsize:
+        raise StoreError(
+            f"stored feature vector has {len(data)} bytes, expected {dim} float32 values"
+        )
+    return np.frombuffer(data, dtype=_FLOAT32_LE).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -562,7 +571,48 @@ def _user_from_row(
     return record
 
 
-def _mac_message(
+def _references_digest(rows: Sequence[tuple[str, bytes]]) -> str:
+    """SHA-256 of the references ``(image_sha256, features blob)`` in position order."""
+    h = hashlib.sha256()
+    for image_sha256, features in rows:
+        blob = bytes(features)
+        h.update(str(image_sha256).encode() + b"\x00")
+        h.update(len(blob).to_bytes(8, "little"))
+        h.update(blob)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Tagged:
+    """What a user's integrity tag covers (schema version 3)."""
+
+    tenant: str
+    user_id: str
+    model_sha256: str
+    feature_dim: int
+    threshold: float | None
+    operating_point: str | None
+    classifier_blob: bytes
+    params_json: str
+    references: str  # :func:`_references_digest`
+
+    def message(self) -> bytes:
+        parts = [
+            "sigver-classifier-v3",
+            self.tenant,
+            self.user_id,
+            self.model_sha256,
+            str(int(self.feature_dim)),
+            "none" if self.threshold is None else float(self.threshold).hex(),
+            "none" if self.operating_point is None else "op:" + self.operating_point,
+            hashlib.sha256(bytes(self.classifier_blob)).hexdigest(),
+            hashlib.sha256(self.params_json.encode()).hexdigest(),
+            self.references,
+        ]
+        return "\x00".join(parts).encode()
+
+
+def _mac_message_v2(
     tenant: str,
     user_id: str,
     model_sha256: str,
@@ -570,6 +620,7 @@ def _mac_message(
     threshold: float | None,
     classifier_blob: bytes,
 ) -> bytes:
+    """The tag message of schema version 2 (read only to re-tag an older store)."""
     parts = [
         "sigver-classifier-v1",
         tenant,
@@ -669,7 +720,10 @@ class BaseStore:
 
     # -- integrity -----------------------------------------------------------------
 
-    def _mac(
+    def _mac(self, tagged: _Tagged) -> str:
+        return hmac.new(self._secret, tagged.message(), hashlib.sha256).hexdigest()
+
+    def _mac_v2(
         self,
         tenant: str,
         user_id: str,
@@ -678,22 +732,110 @@ class BaseStore:
         threshold: float | None,
         blob: bytes,
     ) -> str:
-        msg = _mac_message(tenant, user_id, model_sha256, feature_dim, threshold, blob)
+        msg = _mac_message_v2(tenant, user_id, model_sha256, feature_dim, threshold, blob)
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
 
-    def _check_mac(self, record: UserRecord, blob: bytes) -> None:
-        expected = self._mac(
-            record.tenant,
-            record.user_id,
-            record.model_sha256,
-            record.feature_dim,
-            record.threshold,
-            blob,
+    @staticmethod
+    def _reference_rows(conn: _Conn, tenant: str, user_id: str) -> list[tuple[str, bytes]]:
+        rows = conn.execute(
+            "SELECT image_sha256, features FROM user_references "
+            "WHERE tenant_id = ? AND user_id = ? ORDER BY position",
+            (tenant, user_id),
+        ).fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    def _checked_user(
+        self, conn: _Conn, tenant: str, user_id: str
+    ) -> tuple[UserRecord, bytes, list[tuple[str, bytes]], _Tagged]:
+        """The user's record, classifier blob and references, integrity-checked together.
+
+        One snapshot (``conn``'s): the classifier and the references it is scored
+        with can never come from two enrollments.
+
+        Raises
+        ------
+        UserNotFoundError
+        StoreError
+            A corrupt or tampered row.
+        """
+        validate_user_id(user_id)
+        validate_tenant_id(tenant)
+        row = conn.execute(
+            f"SELECT {_USER_COLUMNS}, classifier FROM users WHERE tenant_id = ? AND user_id = ?",
+            (tenant, user_id),
+        ).fetchone()
+        if row is None:
+            raise UserNotFoundError(user_id)
+        refs = self._reference_rows(conn, tenant, user_id)
+        record = _user_from_row(row[:-1], [h for h, _ in refs])
+        blob = bytes(row[-1])
+        tagged = _Tagged(
+            tenant=record.tenant,
+            user_id=record.user_id,
+            model_sha256=record.model_sha256,
+            feature_dim=record.feature_dim,
+            threshold=record.threshold,
+            operating_point=record.operating_point,
+            classifier_blob=blob,
+            params_json=str(row[7] or ""),
+            references=_references_digest(refs),
         )
-        if not hmac.compare_digest(expected, record.mac):
+        if not hmac.compare_digest(self._mac(tagged), record.mac):
             raise StoreError(
-                f"stored classifier of user {record.user_id!r} failed its integrity check "
+                f"stored enrollment of user {record.user_id!r} failed its integrity check "
                 "(modified outside sigver, or the store secret changed); re-enroll the user"
+            )
+        return record, blob, refs, tagged
+
+    def _retag_v3(self, conn: _Conn) -> None:
+        """Schema 2 -> 3: extend every user's tag to its normaliser, point and references.
+
+        Only rows whose schema-2 tag holds are re-tagged (trusting what that tag
+        could not see, as every reader of a schema-2 store did); the others keep a
+        tag that cannot hold and are refused when used, as they were before.
+        """
+        rows = conn.execute(
+            "SELECT tenant_id, user_id, model_sha256, feature_dim, threshold, classifier, "
+            "classifier_params, operating_point, mac FROM users"
+        ).fetchall()
+        refused = 0
+        for r in rows:
+            tenant, user_id = str(r[0]), str(r[1])
+            try:
+                threshold = None if r[4] is None else float(r[4])
+                old = self._mac_v2(tenant, user_id, str(r[2]), int(r[3]), threshold, bytes(r[5]))
+            except (TypeError, ValueError, OverflowError):
+                old = ""
+            if not hmac.compare_digest(old, str(r[8] or "")):
+                refused += 1
+                continue
+            tagged = _Tagged(
+                tenant=tenant,
+                user_id=user_id,
+                model_sha256=str(r[2]),
+                feature_dim=int(r[3]),
+                threshold=threshold,
+                operating_point=None if r[7] is None else str(r[7]),
+                classifier_blob=bytes(r[5]),
+                params_json=str(r[6] or ""),
+                references=_references_digest(self._reference_rows(conn, tenant, user_id)),
+            )
+            conn.execute(
+                "UPDATE users SET mac = ? WHERE tenant_id = ? AND user_id = ?",
+                (self._mac(tagged), tenant, user_id),
+            )
+        if rows:
+            logger.info(
+                "user store %s: integrity tags extended to schema version 3 (%d users)",
+                self.location,
+                len(rows) - refused,
+            )
+        if refused:
+            logger.warning(
+                "user store %s: %d user(s) already failed their integrity check and stay "
+                "refused until re-enrolled",
+                self.location,
+                refused,
             )
 
     # -- tenants -------------------------------------------------------------------
@@ -748,15 +890,30 @@ class BaseStore:
     def find_user(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord | None:
         """The stored user, or ``None`` if not enrolled."""
         with self._read() as conn:
-            row = self._user_row(conn, user_id, tenant)
-            if row is None:
-                return None
-            refs = conn.execute(
-                "SELECT image_sha256, image IS NOT NULL FROM user_references "
-                "WHERE tenant_id = ? AND user_id = ? ORDER BY position",
-                (tenant, user_id),
-            ).fetchall()
+            return self._find_user_in(conn, user_id, tenant)
+
+    def _find_user_in(self, conn: _Conn, user_id: str, tenant: str) -> UserRecord | None:
+        row = self._user_row(conn, user_id, tenant)
+        if row is None:
+            return None
+        refs = conn.execute(
+            "SELECT image_sha256, image IS NOT NULL FROM user_references "
+            "WHERE tenant_id = ? AND user_id = ? ORDER BY position",
+            (tenant, user_id),
+        ).fetchall()
         return _user_from_row(row, [r[0] for r in refs], sum(int(r[1]) for r in refs))
+
+    def _written_user(self, conn: _Conn, user_id: str, tenant: str) -> UserRecord:
+        """The user as this write transaction leaves it.
+
+        Read inside the transaction: read after the commit, a concurrent write could
+        hand back another revision, and a caller caching its own classifier under that
+        revision's key would keep serving it.
+        """
+        record = self._find_user_in(conn, user_id, tenant)
+        if record is None:  # pragma: no cover - written in this very transaction
+            raise UserNotFoundError(user_id)
+        return record
 
     def get_user(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> UserRecord:
         """The stored user; raises :class:`UserNotFoundError` if not enrolled."""
@@ -805,50 +962,43 @@ class BaseStore:
         StoreError
             Corrupt or tampered classifier.
         """
-        validate_user_id(user_id)
-        validate_tenant_id(tenant)
-        with self._read() as conn:
-            record, blob = self._checked_classifier_row(conn, tenant, user_id)
-        return record, decode_arrays(blob)
+        record, arrays, _, _ = self.load_enrollment(user_id, tenant=tenant)
+        return record, arrays
 
-    def _checked_classifier_row(
-        self, conn: _Conn, tenant: str, user_id: str
-    ) -> tuple[UserRecord, bytes]:
-        """The user's record and classifier blob, integrity-checked (in ``conn``'s snapshot)."""
-        row = conn.execute(
-            f"SELECT {_USER_COLUMNS}, classifier FROM users WHERE tenant_id = ? AND user_id = ?",
-            (tenant, user_id),
-        ).fetchone()
-        if row is None:
-            raise UserNotFoundError(user_id)
-        record = _user_from_row(row[:-1])
-        blob = bytes(row[-1])
-        self._check_mac(record, blob)
-        return record, blob
+    def load_enrollment(
+        self, user_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> tuple[UserRecord, dict[str, np.ndarray], np.ndarray, list[str]]:
+        """Record, classifier arrays, reference features and hashes: one checked snapshot.
+
+        Returns
+        -------
+        record : UserRecord
+        arrays : dict
+            The classifier's arrays.
+        features : ndarray (n, d) float32
+            Reference features in enrollment order.
+        hashes : list of str
+            Their images' SHA-256.
+
+        Raises
+        ------
+        UserNotFoundError
+        StoreError
+            Corrupt or tampered enrollment.
+        """
+        with self._read() as conn:
+            record, blob, refs, _ = self._checked_user(conn, tenant, user_id)
+        if not refs:
+            raise StoreError(f"user {user_id!r} has no stored references")
+        feats = np.stack([_blob_to_features(b, record.feature_dim) for _, b in refs])
+        return record, decode_arrays(blob), feats, [h for h, _ in refs]
 
     def load_references(
         self, user_id: str, *, tenant: str = DEFAULT_TENANT
     ) -> tuple[np.ndarray, list[str]]:
-        """Reference features ``(n, d)`` float32 and their image hashes."""
-        validate_user_id(user_id)
-        validate_tenant_id(tenant)
-        with self._read() as conn:
-            user = conn.execute(
-                "SELECT feature_dim FROM users WHERE tenant_id = ? AND user_id = ?",
-                (tenant, user_id),
-            ).fetchone()
-            rows = conn.execute(
-                "SELECT image_sha256, features FROM user_references "
-                "WHERE tenant_id = ? AND user_id = ? ORDER BY position",
-                (tenant, user_id),
-            ).fetchall()
-        if user is None:
-            raise UserNotFoundError(user_id)
-        if not rows:
-            raise StoreError(f"user {user_id!r} has no stored references")
-        dim = int(user[0])
-        feats = np.stack([_blob_to_features(r[1], dim) for r in rows])
-        return feats, [str(r[0]) for r in rows]
+        """Reference features ``(n, d)`` float32 and their image hashes (integrity-checked)."""
+        _, _, feats, hashes = self.load_enrollment(user_id, tenant=tenant)
+        return feats, hashes
 
     def load_reference_images(
         self, user_id: str, *, tenant: str = DEFAULT_TENANT
@@ -943,16 +1093,36 @@ class BaseStore:
         return np.frombuffer(b"".join(good), dtype=_FLOAT32_LE).reshape(-1, dim).astype(np.float32)
 
     def _write_user_row(
-        self, conn: _Conn, rec: EnrollmentRecord, created_at: str, revision: int
+        self,
+        conn: _Conn,
+        rec: EnrollmentRecord,
+        created_at: str,
+        revision: int,
+        operating_point: str | None = None,
     ) -> str:
         now = _now()
         dim = int(np.asarray(rec.references[0].features).size)
         blob = encode_arrays(rec.classifier)
         threshold = None if rec.threshold is None else float(rec.threshold)
+        params_json = json.dumps(dict(rec.classifier_params), sort_keys=True)
+        tagged = _Tagged(
+            tenant=rec.tenant,
+            user_id=rec.user_id,
+            model_sha256=rec.model_sha256,
+            feature_dim=dim,
+            threshold=threshold,
+            operating_point=operating_point,
+            classifier_blob=blob,
+            params_json=params_json,
+            references=_references_digest(
+                [(r.image_sha256, _features_to_blob(r.features)) for r in rec.references]
+            ),
+        )
         conn.execute(
             "INSERT INTO users (tenant_id, user_id, model_id, model_sha256, feature_dim, "
             "n_references, n_negatives, threshold, classifier, classifier_params, created_at, "
-            "updated_at, revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "updated_at, revision, mac, operating_point) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rec.tenant,
                 rec.user_id,
@@ -963,11 +1133,12 @@ class BaseStore:
                 int(rec.n_negatives),
                 threshold,
                 blob,
-                json.dumps(dict(rec.classifier_params), sort_keys=True),
+                params_json,
                 created_at,
                 now,
                 revision,
-                self._mac(rec.tenant, rec.user_id, rec.model_sha256, dim, threshold, blob),
+                self._mac(tagged),
+                operating_point,
             ),
         )
         return now
@@ -1053,19 +1224,16 @@ class BaseStore:
                     "DELETE FROM users WHERE tenant_id = ? AND user_id = ?",
                     (record.tenant, record.user_id),
                 )
-            now = self._write_user_row(conn, record, created_at, revision)
+            # Adding references keeps the user's operating point, as it keeps the threshold.
+            point = None if mode != "add" or row is None or row[2] is None else str(row[2])
+            now = self._write_user_row(conn, record, created_at, revision, point)
             for position, ref in enumerate(record.references):
                 self._write_reference(conn, record, position, ref, now)
-            if mode == "add" and row is not None and row[2] is not None:
-                # Adding references keeps the user's operating point, as it keeps the threshold.
-                conn.execute(
-                    "UPDATE users SET operating_point = ? WHERE tenant_id = ? AND user_id = ?",
-                    (row[2], record.tenant, record.user_id),
-                )
             if audit is not None:
                 self._insert_audit(conn, [audit])
+            written = self._written_user(conn, record.user_id, record.tenant)
         logger.debug("stored user %s/%s (revision %d)", record.tenant, record.user_id, revision)
-        return self.get_user(record.user_id, tenant=record.tenant)
+        return written
 
     def set_threshold(
         self,
@@ -1082,9 +1250,9 @@ class BaseStore:
             raise StoreError(f"threshold must be finite, got {threshold}")
         value = None if threshold is None else float(threshold)
         with self._write() as conn:
-            # Re-signing a tampered classifier would launder it: check first.
-            current, blob = self._checked_classifier_row(conn, tenant, user_id)
-            mac = self._mac(tenant, user_id, current.model_sha256, current.feature_dim, value, blob)
+            # Re-signing a tampered enrollment would launder it: check first.
+            _, _, _, tagged = self._checked_user(conn, tenant, user_id)
+            mac = self._mac(replace(tagged, threshold=value))
             conn.execute(
                 "UPDATE users SET threshold = ?, updated_at = ?, revision = revision + 1, "
                 "mac = ? WHERE tenant_id = ? AND user_id = ?",
@@ -1092,7 +1260,7 @@ class BaseStore:
             )
             if audit is not None:
                 self._insert_audit(conn, [audit])
-        return self.get_user(user_id, tenant=tenant)
+            return self._written_user(conn, user_id, tenant)
 
     def set_operating_point(
         self,
@@ -1110,16 +1278,17 @@ class BaseStore:
         validate_user_id(user_id)
         validate_tenant_id(tenant)
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE users SET operating_point = ?, updated_at = ?, revision = revision + 1 "
-                "WHERE tenant_id = ? AND user_id = ?",
-                (name, _now(), tenant, user_id),
+            # The operating point is tagged: check the row before signing it again.
+            _, _, _, tagged = self._checked_user(conn, tenant, user_id)
+            mac = self._mac(replace(tagged, operating_point=name))
+            conn.execute(
+                "UPDATE users SET operating_point = ?, updated_at = ?, revision = revision + 1, "
+                "mac = ? WHERE tenant_id = ? AND user_id = ?",
+                (name, _now(), mac, tenant, user_id),
             )
-            if cur.rowcount == 0:
-                raise UserNotFoundError(user_id)
             if audit is not None:
                 self._insert_audit(conn, [audit])
-        return self.get_user(user_id, tenant=tenant)
+            return self._written_user(conn, user_id, tenant)
 
     def operating_point_of(self, user_id: str, *, tenant: str = DEFAULT_TENANT) -> str | None:
         """A user's named operating point (``None``: the store-wide default)."""
@@ -1588,6 +1757,9 @@ class UserStore(BaseStore):
                 broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                 if broken:
                     raise StoreError(f"migration of {self.path} left dangling rows: {broken[:5]}")
+            if version < 3:
+                self._retag_v3(conn)
+                version = 3
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -1616,7 +1788,7 @@ class UserStore(BaseStore):
             # Trust on first migration: the first release kept no integrity tag.
             try:
                 threshold = None if r[6] is None else float(r[6])
-                mac = self._mac(
+                mac = self._mac_v2(
                     DEFAULT_TENANT, str(r[0]), str(r[2]), int(r[3]), threshold, bytes(r[7])
                 )
             except (TypeError, ValueError):
@@ -1721,7 +1893,13 @@ class PostgresStore(BaseStore):
         except Exception as exc:
             self._pool.close()
             raise StoreError(f"cannot connect to {self.location}: {exc}") from exc
-        self._initialise(secret)
+        try:
+            self._initialise(secret)
+        except BaseException:
+            # A store that cannot be used (newer schema, failed migration) keeps no
+            # server connections open behind the exception.
+            self._pool.close()
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
@@ -1781,26 +1959,33 @@ class PostgresStore(BaseStore):
                     (DEFAULT_TENANT, _now()),
                 )
                 version = 2
+            self._load_secret(conn, secret)
+            if version < 3:
+                self._retag_v3(conn)  # needs the secret
+                version = 3
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(version),),
             )
-            env = os.environ.get(ENV_STORE_SECRET)
-            if secret is not None or env:
-                self._secret = secret if secret is not None else str(env).encode()
-            else:
-                row = conn.execute("SELECT value FROM meta WHERE key = 'mac_secret'").fetchone()
-                if row is None:
-                    token = secrets.token_hex(32)
-                    conn.execute("INSERT INTO meta(key, value) VALUES ('mac_secret', ?)", (token,))
-                    row = (token,)
-                logger.warning(
-                    "%s is not set: the classifier integrity secret is kept in the database, "
-                    "which detects corruption but not deliberate edits",
-                    ENV_STORE_SECRET,
-                )
-                self._secret = str(row[0]).encode()
+
+    def _load_secret(self, conn: _Conn, secret: bytes | None) -> None:
+        """The integrity secret: ``secret``, ``$SIGVER_STORE_SECRET``, else kept in ``meta``."""
+        env = os.environ.get(ENV_STORE_SECRET)
+        if secret is not None or env:
+            self._secret = secret if secret is not None else str(env).encode()
+        else:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'mac_secret'").fetchone()
+            if row is None:
+                token = secrets.token_hex(32)
+                conn.execute("INSERT INTO meta(key, value) VALUES ('mac_secret', ?)", (token,))
+                row = (token,)
+            logger.warning(
+                "%s is not set: the classifier integrity secret is kept in the database, "
+                "which detects corruption but not deliberate edits",
+                ENV_STORE_SECRET,
+            )
+            self._secret = str(row[0]).encode()
 
 
 _POOLS_LOCK = threading.Lock()

@@ -94,6 +94,8 @@ def _finite_threshold(value: object, what: str = "threshold") -> float | None:
         number = float(value)  # type: ignore[arg-type]
     except ValueError:
         raise EnrollmentError(f"{what} must be a number, got {value!r}") from None
+    except OverflowError:  # an int beyond the float range (10**400)
+        raise EnrollmentError(f"{what} must be a finite number, got {value!r}") from None
     if not math.isfinite(number):
         raise EnrollmentError(f"{what} must be a finite number, got {value!r}")
     return number
@@ -233,7 +235,10 @@ class _LoadedImage:
     name: str
     sha256: str
     encoded: bytes | None
-    pixels: np.ndarray
+    #: The image as the extractor sees it (the model's input size).
+    normalised: np.ndarray
+    #: The caller's decoded array, kept only when there are no encoded bytes to store.
+    pixels: np.ndarray | None = None
 
 
 def background_path_for(model_path: str | os.PathLike[str]) -> Path:
@@ -368,6 +373,8 @@ class Verifier:
         forgery_cue: bool | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        #: Whether :meth:`close` closes the store (it was opened here, not passed in).
+        self._owns_store = store is None or isinstance(store, (str, os.PathLike))
         if store is None or isinstance(store, (str, os.PathLike)):
             store = open_store(store, home=home, busy_timeout_s=self.settings.busy_timeout_s)
         self.store = store
@@ -596,6 +603,21 @@ class Verifier:
         """Number of background negatives shipped with the model."""
         return int(self._background.shape[0])
 
+    def close(self) -> None:
+        """Release the store's connections if this verifier opened the store.
+
+        A store passed in as an object belongs to the caller and stays open. The
+        verifier can be used as a context manager (``with Verifier(...) as v:``).
+        """
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- images and features -----------------------------------------------------
 
     def _load_image(self, source: ImageSource, index: int) -> _LoadedImage:
@@ -622,6 +644,8 @@ class Verifier:
             data = encoded
         elif isinstance(source, np.ndarray):
             name = f"<array {index}>"
+            if source.size == 0:
+                raise ImageError(name, f"empty array of shape {source.shape}")
             # Size checks before hashing: hashing copies a non-contiguous view.
             pixels = source.shape[0] * source.shape[1] if source.ndim >= 2 else source.size
             if pixels > limits.max_pixels or source.nbytes > limits.max_decoded_bytes:
@@ -636,7 +660,9 @@ class Verifier:
         else:
             raise ImageError(f"<image {index}>", f"unsupported image type {type(source).__name__}")
         try:
-            # Bounded concurrency x bounded bytes per image = bounded decode memory.
+            # Bounded concurrency x bounded bytes per image = bounded decode memory. The
+            # full-size pixels are preprocessed inside the slot and dropped: a batch holds
+            # only model-size images, however large (and however compressible) its files.
             with self._decode_slots:
                 pixels_u8 = read_image(
                     data,
@@ -644,25 +670,30 @@ class Verifier:
                     max_bytes=limits.max_file_bytes,
                     max_decoded_bytes=limits.max_decoded_bytes,
                 )
+                normalised = self._normalise(pixels_u8, name)
         except ImageError as exc:
             raise ImageError(name, exc.reason) from exc
         except MemoryError:
             raise ImageError(name, "not enough memory to decode the image") from None
-        return _LoadedImage(name=name, sha256=sha, encoded=encoded, pixels=pixels_u8)
+        return _LoadedImage(
+            name=name,
+            sha256=sha,
+            encoded=encoded,
+            normalised=normalised,
+            pixels=pixels_u8 if encoded is None else None,
+        )
 
-    def _normalise(self, item: _LoadedImage) -> np.ndarray:
+    def _normalise(self, pixels: np.ndarray, name: str) -> np.ndarray:
         from sigver.preprocessing import preprocess_signature
 
         config = self.extractor.preprocess_config
-        return preprocess_signature(
-            item.pixels, config.canvas_size, config.img_size, source=item.name
-        )
+        return preprocess_signature(pixels, config.canvas_size, config.img_size, source=name)
 
     def _features(self, loaded: Sequence[_LoadedImage]) -> np.ndarray:
         config = self.extractor.preprocess_config
         batch = np.empty((len(loaded), 1, *config.img_size), dtype=np.uint8)
         for i, item in enumerate(loaded):
-            batch[i, 0] = self._normalise(item)
+            batch[i, 0] = item.normalised
         features = np.asarray(self.extractor.extract(batch), dtype=np.float32)
         if features.ndim != 2 or features.shape[0] != len(loaded):
             raise ModelError(f"extractor returned features of shape {features.shape}")
@@ -695,7 +726,7 @@ class Verifier:
             Unreadable, too large or blank (no usable ink).
         """
         item = self._load_image(image, index)
-        return self._normalise(item), item.sha256
+        return item.normalised, item.sha256
 
     def extract(self, images: Iterable[ImageSource]) -> np.ndarray:
         """Features ``(n, d)`` of raw images (paths, bytes or arrays)."""
@@ -1018,6 +1049,8 @@ class Verifier:
             return item.encoded
         import cv2
 
+        if item.pixels is None:  # pragma: no cover - _load_image keeps arrays without bytes
+            raise ImageError(item.name, "no image to store")
         ok, buf = cv2.imencode(".png", item.pixels)
         if not ok:  # pragma: no cover - PNG encoding of a uint8 image does not fail
             raise ImageError(item.name, "could not encode image for storage")
@@ -1066,16 +1099,16 @@ class Verifier:
         # `sigver verify` scikit-learn's import and gives the same scores.
         from sigver.svm_scoring import SVMScorer
 
-        user, arrays = self.store.load_classifier(user_id, tenant=tenant)
+        # Classifier and references from one checked snapshot: a re-enrollment landing
+        # between two reads would otherwise expand one revision's classifier with
+        # another's references.
+        user, arrays, own, _ = self.store.load_enrollment(user_id, tenant=tenant)
         if user.model_sha256 != self.model_sha256:
             raise ModelMismatchError(user_id, user.model_id, self.model_id)
+        with self._cache_lock:
+            # The pair cue reads the same rows: one query, not two.
+            self._ref_cache[key] = (user.cache_key, np.asarray(own, np.float64))
         if "sv_source" in arrays:
-            own = None
-            if np.any(np.asarray(arrays["sv_source"]) == 0):
-                own = self.store.load_references(user_id, tenant=tenant)[0]
-                # The pair cue reads the same rows: one query, not two.
-                with self._cache_lock:
-                    self._ref_cache[key] = (user.cache_key, np.asarray(own, np.float64))
             arrays = self._expand_arrays(arrays, own)
         try:
             # The numpy scorer: verification needs no scikit-learn import.
@@ -1140,8 +1173,10 @@ class Verifier:
     ) -> list[VerificationResult]:
         """Verify several signatures of one claimed user in a single forward pass.
 
-        Results are in input order and identical to calling :meth:`verify` on
-        each image. If any image is unreadable, :class:`ImageError` names it
+        Results are in input order and equal to calling :meth:`verify` on each
+        image up to floating-point rounding of the batched forward pass (about
+        1e-14 on the score; the decision differs only for a score within that of
+        the threshold). If any image is unreadable, :class:`ImageError` names it
         and no result is returned. Each decision is appended to the audit trail.
         """
         items = _image_list(images, _MAX_ENROLL_IMAGES)

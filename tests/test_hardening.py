@@ -350,3 +350,82 @@ def test_unexpected_errors_are_json_500_without_traceback(verifier, pngs, monkey
         "detail": "internal error (logged on the server)",
         "error": "internal_error",
     }
+
+
+# -- review of 2026-12-07: the whole enrollment is tagged, one snapshot per verification -----
+
+
+def test_edited_normaliser_or_references_are_refused(verifier, pngs):
+    import json
+
+    verifier.enroll("alice", _refs(pngs, 1))
+    impostor = pngs[2, 0]
+    assert not verifier.verify("alice", impostor).accepted
+    params = json.loads(
+        sqlite3.connect(verifier.store.path)
+        .execute("SELECT classifier_params FROM users WHERE user_id = 'alice'")
+        .fetchone()[0]
+    )
+    params["normalization"] = {"method": "none", "loc": -1e6, "scale": 1.0}
+    _sql(
+        verifier,
+        "UPDATE users SET classifier_params = ? WHERE user_id = 'alice'",
+        (json.dumps(params),),
+    )
+    fresh = Verifier(home=verifier.store.home, model=verifier.model_path)
+    with pytest.raises(StoreError, match="integrity"):
+        fresh.verify("alice", impostor)  # before the fix: accepted with a score near 1e6
+    verifier.enroll("alice", _refs(pngs, 1), force=True)
+    features = fresh.extract([impostor])[0].astype("<f4").tobytes()
+    _sql(verifier, "UPDATE user_references SET features = ? WHERE user_id = 'alice'", (features,))
+    fresh = Verifier(home=verifier.store.home, model=verifier.model_path)
+    with pytest.raises(StoreError, match="integrity"):
+        fresh.verify("alice", impostor)
+    with pytest.raises(StoreError, match="integrity"):  # nor laundered by adding references
+        fresh.enroll("alice", [pngs[1, 4]], add=True)
+
+
+def test_classifier_and_references_are_read_in_one_snapshot(verifier, pngs, monkeypatch):
+    verifier.enroll("alice", _refs(pngs, 1))
+    fresh = Verifier(home=verifier.store.home, model=verifier.model_path)
+
+    def second_read(*args, **kwargs):
+        raise AssertionError("references read in a second transaction")
+
+    monkeypatch.setattr(fresh.store, "load_references", second_read)
+    monkeypatch.setattr(fresh.store, "load_classifier", second_read)
+    assert fresh.verify("alice", pngs[1, 5]).score == verifier.verify("alice", pngs[1, 5]).score
+
+
+def test_overflowing_thresholds_and_empty_arrays_are_clear_errors(verifier, pngs):
+    verifier.enroll("alice", _refs(pngs, 1))
+    with pytest.raises(EnrollmentError, match="finite"):
+        verifier.set_threshold("alice", 10**400)
+    with pytest.raises(EnrollmentError, match="finite"):
+        verifier.enroll("bob", _refs(pngs, 2), threshold=10**400)
+    for empty in (np.zeros((0, 0), np.uint8), np.zeros((0, 5), np.uint8)):
+        with pytest.raises(ImageError, match="empty array"):
+            verifier.verify("alice", empty)
+
+
+def test_a_batch_keeps_only_model_size_images(verifier, pngs):
+    item = verifier._load_image(pngs[1, 0], 0)
+    assert item.pixels is None  # the decoded full-size image is dropped
+    assert item.normalised.shape == tuple(verifier.extractor.preprocess_config.img_size)
+    array = cv2.imdecode(np.frombuffer(pngs[1, 0], np.uint8), cv2.IMREAD_GRAYSCALE)
+    kept = verifier._load_image(array, 0)
+    assert kept.pixels is not None  # stored as PNG when asked: the caller's array
+    assert np.array_equal(kept.normalised, item.normalised)
+
+
+def test_verifier_closes_only_the_store_it_opened(model_path, tmp_path, monkeypatch):
+    from enrollment.store import UserStore
+
+    closed = []
+    monkeypatch.setattr(UserStore, "close", lambda self: closed.append(self))
+    with Verifier(home=tmp_path / "a", model=model_path) as owned:
+        pass
+    assert closed == [owned.store]
+    mine = UserStore(tmp_path / "b")
+    Verifier(store=mine, model=model_path).close()
+    assert closed == [owned.store]

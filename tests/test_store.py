@@ -6,6 +6,8 @@ PostgreSQL server (skipped, with the reason, where none can be started).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import sqlite3
 
@@ -22,6 +24,7 @@ from enrollment.errors import (
 )
 from enrollment.store import (
     DB_FILENAME,
+    SCHEMA_VERSION,
     AuditEvent,
     EnrollmentRecord,
     ReferenceRecord,
@@ -376,6 +379,131 @@ def test_tampered_classifier_or_threshold_fails_integrity(store):
         store.load_classifier("bob")
 
 
+def test_the_tag_covers_normaliser_operating_point_and_references(store):
+    """Every column that decides a verification is tagged, not only the classifier blob."""
+    import json
+
+    store.save_enrollment(_record("alice"))
+    store.load_enrollment("alice")
+    edits = [
+        # The score normaliser (classifier_params): an offset that accepts anything.
+        (
+            "UPDATE users SET classifier_params = ? WHERE user_id = 'alice'",
+            (json.dumps({"C": 1.0, "normalization": {"method": "none", "loc": -1e6}}),),
+        ),
+        # The operating point: a laxer named point.
+        ("UPDATE users SET operating_point = ? WHERE user_id = 'alice'", ("far-skilled=50%",)),
+        # A reference's features (compact classifiers rebuild support vectors from them).
+        (
+            "UPDATE user_references SET features = ? WHERE user_id = 'alice' AND position = 1",
+            (np.full(4, 9.0, np.dtype("<f4")).tobytes(),),
+        ),
+        # A reference's hash, or the order of the references.
+        (
+            "UPDATE user_references SET image_sha256 = ? WHERE user_id = 'alice' AND position = 0",
+            ("f" * 64,),
+        ),
+    ]
+    for statement, params in edits:
+        store.save_enrollment(_record("alice"), mode="replace")
+        store.load_enrollment("alice")
+        _raw(store, statement, params)
+        for load in (store.load_enrollment, store.load_classifier, store.load_references):
+            with pytest.raises(StoreError, match="integrity"):
+                load("alice")
+        with pytest.raises(StoreError, match="integrity"):
+            store.set_operating_point("alice", "balanced")  # never re-signed
+    # A reference dropped from the end is caught too.
+    store.save_enrollment(_record("alice"), mode="replace")
+    _raw(store, "DELETE FROM user_references WHERE user_id = 'alice' AND position = 2")
+    with pytest.raises(StoreError, match="integrity"):
+        store.load_references("alice")
+
+
+def test_sanctioned_changes_keep_the_tag(store):
+    store.save_enrollment(_record("alice"))
+    user = store.set_operating_point("alice", "far-skilled=1%")
+    assert user.operating_point == "far-skilled=1%" and user.revision == 2
+    record, arrays, feats, hashes = store.load_enrollment("alice")
+    assert record.operating_point == "far-skilled=1%"
+    assert feats.shape == (3, 4) and hashes == [f"alice-{i}".ljust(64, "0") for i in range(3)]
+    store.set_threshold("alice", 0.25)
+    # Adding references keeps the operating point, and the tag covers it.
+    added = store.save_enrollment(_record("alice", 4), mode="add", expected_revision=3)
+    assert added.operating_point == "far-skilled=1%" and added.revision == 4
+    assert store.load_enrollment("alice")[2].shape == (4, 4)
+    assert store.set_operating_point("alice", None).operating_point is None
+    store.load_enrollment("alice")
+
+
+def test_a_ragged_reference_blob_is_a_store_error(store):
+    from enrollment.store import _blob_to_features
+
+    with pytest.raises(StoreError, match="3 bytes, expected 4 float32"):
+        _blob_to_features(b"\0\1\2", 4)  # not numpy's bare ValueError
+    store.save_enrollment(_record("alice"))
+    _raw(store, "UPDATE user_references SET features = ? WHERE user_id = 'alice'", (b"\0\1\2",))
+    with pytest.raises(StoreError, match="integrity"):
+        store.load_references("alice")
+
+
+def test_writes_return_the_revision_they_wrote(store, monkeypatch):
+    """The returned record is read inside the write: a concurrent write cannot swap it."""
+    store.save_enrollment(_record("alice"))
+
+    def concurrent(*args, **kwargs):
+        raise AssertionError("read back outside the write transaction")
+
+    monkeypatch.setattr(store, "get_user", concurrent)
+    monkeypatch.setattr(store, "find_user", concurrent)
+    assert store.save_enrollment(_record("alice"), mode="replace").revision == 2
+    assert store.set_threshold("alice", 0.5).revision == 3
+    assert store.set_operating_point("alice", "balanced").revision == 4
+
+
+def _downgrade_to_schema_2(store):
+    """Rewrite the store as schema 2 left it: tags over blob, threshold and identity only."""
+    from enrollment.store import _mac_message_v2
+
+    with store._read() as conn:
+        rows = conn.execute(
+            "SELECT tenant_id, user_id, model_sha256, feature_dim, threshold, classifier FROM users"
+        ).fetchall()
+    for tenant, user, sha, dim, threshold, blob in rows:
+        msg = _mac_message_v2(tenant, user, sha, dim, threshold, bytes(blob))
+        mac = hmac.new(store._secret, msg, hashlib.sha256).hexdigest()
+        _raw(
+            store,
+            "UPDATE users SET mac = ? WHERE tenant_id = ? AND user_id = ?",
+            (mac, tenant, user),
+        )
+    _raw(store, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+
+def test_a_schema_2_store_is_retagged_when_opened(store, caplog):
+    store.save_enrollment(_record("alice"))
+    store.save_enrollment(_record("bob"))
+    store.set_operating_point("alice", "balanced")
+    _downgrade_to_schema_2(store)
+    # Schema-2 tags do not hold under schema 3 ...
+    with pytest.raises(StoreError, match="integrity"):
+        store.load_enrollment("alice")
+    # ... and bob's row was already tampered with before the upgrade.
+    _raw(store, "UPDATE users SET threshold = -1e9 WHERE user_id = 'bob'")
+    with caplog.at_level("WARNING"):
+        upgraded = UserStore(store.home) if store.backend == "sqlite" else open_store(store.url)
+    try:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 3
+        record, *_ = upgraded.load_enrollment("alice")
+        assert record.operating_point == "balanced"
+        with pytest.raises(StoreError, match="integrity"):
+            upgraded.load_enrollment("bob")  # not laundered by the re-tagging
+        assert "1 user(s) already failed their integrity check" in caplog.text
+    finally:
+        if upgraded is not store:
+            upgraded.close()
+
+
 def test_store_url_selection(tmp_path, monkeypatch):
     monkeypatch.delenv("SIGVER_STORE", raising=False)
     assert isinstance(open_store(tmp_path / "a"), UserStore)
@@ -435,7 +563,7 @@ def test_first_release_store_is_migrated(tmp_path):
     conn.close()
 
     store = UserStore(home)
-    assert store.schema_version() == 2
+    assert store.schema_version() == SCHEMA_VERSION
     assert [u.user_id for u in store.list_users()] == ["alice", "bob"]
     alice = store.get_user("alice")
     assert alice.tenant == "default" and alice.threshold == 0.25 and alice.n_references == 3
@@ -449,7 +577,7 @@ def test_first_release_store_is_migrated(tmp_path):
     assert alice.operating_point is None
     assert store.set_operating_point("alice", "balanced").operating_point == "balanced"
     assert store.get_user("alice").threshold == 0.25  # the override is kept
-    assert UserStore(home).schema_version() == 2  # reopening is a no-op
+    assert UserStore(home).schema_version() == SCHEMA_VERSION  # reopening is a no-op
 
 
 def test_sqlite_connection_is_reused_per_thread_and_left_clean(tmp_path, monkeypatch):
