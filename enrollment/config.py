@@ -115,6 +115,11 @@ class Settings:
     max_concurrent_decodes : int
         Images decoded at once per process (``SIGVER_MAX_CONCURRENT_DECODES``);
         with ``max_decoded_bytes`` it bounds the memory of concurrent uploads.
+    max_image_requests : int
+        Requests doing image work (enroll, verify, preprocess) served at once per
+        service process (``SIGVER_MAX_IMAGE_REQUESTS``); the others wait without
+        holding a worker thread, so authentication, ``/ready`` and the store
+        endpoints stay responsive under a flood of uploads.
     threads : int or None
         Torch / BLAS threads of this process (``SIGVER_THREADS``); ``None``
         leaves the libraries' defaults.
@@ -132,6 +137,7 @@ class Settings:
     busy_timeout_s: float = 30.0
     max_decoded_bytes: int = 256 * 1024 * 1024
     max_concurrent_decodes: int = 2
+    max_image_requests: int = 4
     threads: int | None = None
     blas_threads: int | None = 1
 
@@ -150,6 +156,7 @@ class Settings:
             "max_concurrent_decodes": _env_int(
                 "SIGVER_MAX_CONCURRENT_DECODES", base.max_concurrent_decodes
             ),
+            "max_image_requests": _env_int("SIGVER_MAX_IMAGE_REQUESTS", base.max_image_requests),
         }
         if os.environ.get(ENV_THREADS):
             values["threads"] = _env_int(ENV_THREADS, 1)

@@ -22,7 +22,7 @@ network's input before the centre crop.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -31,7 +31,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from enrollment.store import validate_user_id
+from enrollment.store import AuditEvent, validate_user_id
 from enrollment.verifier import Verifier
 from sigver.errors import ImageError
 
@@ -71,7 +71,12 @@ def _asset(name: str) -> bytes:
     return resources.files("enrollment").joinpath("console", name).read_bytes()
 
 
-def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRouter:
+def console_router(
+    verifier: Verifier,
+    require_key: Callable[..., Any],
+    *,
+    image_work: Callable[..., Awaitable[Any]] | None = None,
+) -> APIRouter:
     """Routes of the console page and of the endpoints it needs.
 
     Parameters
@@ -82,6 +87,9 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
         The service's API-key dependency (it yields the caller's
         :class:`~enrollment.auth.ApiKeyInfo`); every ``/v1`` route here depends
         on it and is scoped to the key's tenant.
+    image_work : async callable, optional
+        ``await image_work(fn, *args)`` runs image decoding in the service's image
+        limiter; default: the shared thread pool.
 
     Returns
     -------
@@ -90,6 +98,7 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
     settings = verifier.settings
     store = verifier.store
     router = APIRouter()
+    run_images = image_work or run_in_threadpool
 
     @router.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -152,7 +161,7 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
                     }
                 )
                 continue
-            results.append(await run_in_threadpool(_preprocess_one, index, name, data))
+            results.append(await run_images(_preprocess_one, index, name, data))
         return {
             "results": results,
             "ok": sum(r["ok"] for r in results),
@@ -160,7 +169,7 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
             "min_references": settings.min_references,
         }
 
-    def _references(user_id: str, tenant: str) -> dict[str, Any]:
+    def _references(user_id: str, tenant: str, key_id: str | None) -> dict[str, Any]:
         user = store.get_user(user_id, tenant=tenant)
         references = []
         for index, (sha256, data) in enumerate(store.load_reference_images(user_id, tenant=tenant)):
@@ -170,6 +179,18 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
             except ImageError as exc:  # accepted once, so only a changed limit gets here
                 entry["reason"] = exc.reason
             references.append(entry)
+        # Who saw a user's signature images is part of the trail, like who verified.
+        store.append_audit(
+            [
+                AuditEvent(
+                    "references_read",
+                    tenant=tenant,
+                    key_id=key_id,
+                    user_id=user_id,
+                    detail={"images": len(references)},
+                )
+            ]
+        )
         return {
             "user_id": user_id,
             "n_references": user.n_references,
@@ -186,6 +207,6 @@ def console_router(verifier: Verifier, require_key: Callable[..., Any]) -> APIRo
         than ``n_references``, down to 0.
         """
         validate_user_id(user_id)
-        return await run_in_threadpool(_references, user_id, key.tenant)
+        return await run_images(_references, user_id, key.tenant, key.key_id)
 
     return router

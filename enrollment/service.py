@@ -42,25 +42,32 @@ Run it with ``sigver serve`` or any ASGI server::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Body, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool as _to_thread
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from enrollment.auth import ApiKeyInfo
 from enrollment.config import Settings
 from enrollment.console_api import console_router
-from enrollment.errors import http_status_for
-from enrollment.store import AUDIT_ACTIONS, validate_tenant_id, validate_user_id
+from enrollment.errors import StoreError, http_status_for
+from enrollment.store import AUDIT_ACTIONS, KEY_SCOPES, validate_tenant_id, validate_user_id
 from enrollment.verifier import Verifier
 from sigver import __version__
 from sigver.errors import ImageError, SigverError
@@ -117,6 +124,63 @@ async def _no_receive() -> _Message:  # pragma: no cover - never awaited by JSON
     return {"type": "http.disconnect"}
 
 
+def _route_path(scope: _Scope) -> str:
+    """The path without the ``root_path`` prefix (``uvicorn --root-path``), as routing sees it."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "") or "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
+#: Refused keys logged per minute at most (a flood of bad keys must not flood the log).
+_REFUSAL_LOG_PER_MINUTE = 10
+_refusals = {"minute": 0, "count": 0, "suppressed": 0}
+_refusals_lock = threading.Lock()
+
+
+def _log_refusal(presented: str, client: str) -> None:
+    """Warn about a refused key: its id prefix and the client, never the secret."""
+    from enrollment.auth import parse_key
+
+    parsed = parse_key(presented)
+    key_id = parsed[0] if parsed else "<malformed>"
+    minute = int(time.time() // 60)
+    with _refusals_lock:
+        if _refusals["minute"] != minute:
+            if _refusals["suppressed"]:
+                logger.warning("%d more refused API keys not logged", _refusals["suppressed"])
+            _refusals.update(minute=minute, count=0, suppressed=0)
+        _refusals["count"] += 1
+        if _refusals["count"] > _REFUSAL_LOG_PER_MINUTE:
+            _refusals["suppressed"] += 1
+            return
+    logger.warning("refused API key %s from %s (invalid or revoked)", key_id, client)
+
+
+def _public_message(exc: BaseException, hidden: tuple[str, ...]) -> str:
+    """``str(exc)``, unless it names where the store lives (a path, a host): then a
+    generic sentence, the full message going to the server log only."""
+    text = str(exc)
+    if isinstance(exc, StoreError) and any(h and h in text for h in hidden):
+        return "the user store is unavailable or refused the operation (details in the server log)"
+    return text
+
+
+def _public_error(exc: SigverError, status: int, hidden: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON body of an error (see :func:`_public_message`)."""
+    return {"detail": _public_message(exc, hidden), "error": _error_kind(exc)}
+
+
+def _store_places(store: Any) -> tuple[str, ...]:
+    """Strings that locate the store on this server (its location, its home folder)."""
+    places = [str(getattr(store, "location", "") or "")]
+    home = getattr(store, "home", None)
+    if home is not None:
+        places.append(str(home))
+    return tuple(p for p in places if p)
+
+
 class ApiKeyGate:
     """ASGI middleware: authenticate ``/v1`` requests from their headers, before any body is read.
 
@@ -124,12 +188,18 @@ class ApiKeyGate:
     ``scope["state"]["api_key"]``; ``/v1/admin`` additionally needs an admin key.
     """
 
-    def __init__(self, app: _ASGIApp, authenticate: Callable[[str], ApiKeyInfo | None]) -> None:
+    def __init__(
+        self,
+        app: _ASGIApp,
+        authenticate: Callable[[str], ApiKeyInfo | None],
+        hidden: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.authenticate = authenticate
+        self.hidden = hidden
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
+        path = _route_path(scope) if scope["type"] == "http" else ""
         if not (path == "/v1" or path.startswith("/v1/")):
             await self.app(scope, receive, send)
             return
@@ -149,8 +219,17 @@ class ApiKeyGate:
                 {"WWW-Authenticate": "ApiKey"},
             )
             return
-        info = await _to_thread(self.authenticate, presented)
+        try:
+            info = await _to_thread(self.authenticate, presented)
+        except SigverError as exc:
+            # Outside FastAPI's handlers: a store outage must answer 503 (retry), not 500.
+            status = http_status_for(exc)
+            logger.error("authenticating %s %s: %s", scope.get("method"), path, exc)
+            await _send_json(send, status, _public_error(exc, status, self.hidden))
+            return
         if info is None:
+            client = scope.get("client") or ("?", 0)
+            _log_refusal(presented, str(client[0]))
             await _send_json(
                 send, 403, {"detail": "invalid or revoked API key", "error": "forbidden"}
             )
@@ -277,6 +356,20 @@ class _MetricsMiddleware:
                 self.metrics.errors.labels(str(status["code"])).inc()
 
 
+#: ``error`` of the JSON body of an HTTPException, by status code.
+_HTTP_ERROR_KINDS = {
+    400: "bad_request",
+    401: "authentication_error",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "validation_error",
+    503: "unavailable",
+}
+
+
 def _error_kind(exc: BaseException) -> str:
     name = type(exc).__name__
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
@@ -340,7 +433,8 @@ def create_app(
     # Added last = outermost: metrics see everything, the key gate runs before
     # the body-size limit, and both before FastAPI reads any body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(ApiKeyGate, authenticate=store_.authenticate)
+    hidden = _store_places(store_)
+    app.add_middleware(ApiKeyGate, authenticate=store_.authenticate, hidden=hidden)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
     assets = _swagger_assets()
@@ -361,7 +455,7 @@ def create_app(
     @app.exception_handler(SigverError)
     async def _sigver_error(request: Request, exc: SigverError) -> JSONResponse:
         status = http_status_for(exc)
-        body: dict[str, Any] = {"detail": str(exc), "error": _error_kind(exc)}
+        body: dict[str, Any] = _public_error(exc, status, hidden)
         if isinstance(exc, ImageError):
             body["reason"] = exc.reason
             body["source"] = exc.source
@@ -369,12 +463,50 @@ def create_app(
             logger.error("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(body, status_code=status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The documented error shape everywhere: {"detail": ..., "error": ...}.
+        return JSONResponse(
+            {"detail": exc.detail, "error": _HTTP_ERROR_KINDS.get(exc.status_code, "http_error")},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        parts = []
+        for err in errors:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", ""))
+        return JSONResponse(
+            {
+                "detail": "; ".join(parts) or "invalid request",
+                "error": "validation_error",
+                "errors": errors,
+            },
+            status_code=422,
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(
             {"detail": "internal error (logged on the server)", "error": "internal_error"},
             status_code=500,
+        )
+
+    image_slots = anyio.CapacityLimiter(settings.max_image_requests)
+
+    async def image_work(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run decoding / extraction in a thread of its own limiter.
+
+        Requests over ``max_image_requests`` wait here without a thread, so a flood
+        of uploads never takes the default pool's threads that authentication,
+        ``/ready`` and the store endpoints run on.
+        """
+        return await anyio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), limiter=image_slots
         )
 
     async def _read_uploads(files: list[UploadFile]) -> list[bytes]:
@@ -429,8 +561,10 @@ def create_app(
             await run_in_threadpool(store_.ping)
             checks["store"] = True
         except SigverError as exc:
+            # Unauthenticated: where the store lives (paths, hosts) stays in the log.
+            logger.error("readiness: the store does not answer: %s", exc)
             checks["store"] = False
-            checks["store_error"] = str(exc)
+            checks["store_error"] = _public_message(exc, hidden)
         ok = bool(checks["model"] and checks["store"])
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks, "backend": store_.backend},
@@ -549,7 +683,7 @@ def create_app(
         validate_user_id(user_id)
         blobs = await _read_uploads(images)
         try:
-            result = await run_in_threadpool(
+            result = await image_work(
                 verifier.enroll,
                 user_id,
                 blobs,
@@ -578,7 +712,7 @@ def create_app(
         files = list(images or []) + ([image] if image is not None else [])
         blobs = await _read_uploads(files)
         try:
-            results = await run_in_threadpool(
+            results = await image_work(
                 verifier.verify_batch, user_id, blobs, tenant=key.tenant, key_id=key.key_id
             )
         except ImageError as exc:
@@ -595,7 +729,7 @@ def create_app(
             "results": items,
         }
 
-    app.include_router(console_router(verifier, caller))
+    app.include_router(console_router(verifier, caller, image_work=image_work))
 
     # -- audit -------------------------------------------------------------------
 
@@ -668,6 +802,8 @@ def create_app(
         key: ApiKeyInfo = Depends(caller),
     ) -> dict[str, Any]:
         """Create a key for an existing tenant; the plaintext is in the answer, once."""
+        if scope not in KEY_SCOPES:
+            raise HTTPException(422, f"scope must be one of {', '.join(KEY_SCOPES)}, not {scope!r}")
         try:
             info, plaintext = await run_in_threadpool(
                 store_.create_api_key, name, tenant=tenant, scope=scope, key_id=key.key_id

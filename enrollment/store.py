@@ -128,6 +128,7 @@ AUDIT_ACTIONS = (
     "key_create",
     "key_revoke",
     "tenant_create",
+    "references_read",
 )
 #: Scopes of API keys: ``tenant`` keys see their tenant's users; ``admin`` keys
 #: also manage tenants and keys and read every tenant's audit trail.

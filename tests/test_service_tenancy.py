@@ -186,3 +186,124 @@ def test_ready_is_503_when_the_store_does_not_answer(env, monkeypatch):
     assert r.status_code == 503
     assert r.json()["checks"]["store"] is False and "refused" in r.json()["checks"]["store_error"]
     assert env["anon"].get("/health").status_code == 200  # liveness is not readiness
+
+
+# -- review of 2026-12-07 ---------------------------------------------------------------
+
+
+def test_behind_a_path_prefix_keys_are_still_checked(env):
+    from fastapi.testclient import TestClient
+
+    app = env["a"].app
+    key = env["a"].headers["X-API-Key"]
+    prefixed = TestClient(app, root_path="/sigver")
+    assert prefixed.get("/sigver/v1/users", headers={"X-API-Key": key}).status_code == 200
+    assert prefixed.get("/sigver/v1/users").status_code == 401  # still gated
+    assert prefixed.get("/sigver/v1/users", headers={"X-API-Key": "sv_x_y"}).status_code == 403
+
+
+def test_store_outage_during_authentication_is_503_without_server_details(env, monkeypatch):
+    from enrollment.errors import StoreError
+
+    store = env["verifier"].store
+
+    def busy(_key):
+        raise StoreError(f"user store {store.location}: database is locked")
+
+    monkeypatch.setattr(store, "authenticate", busy)
+    app = create_app(env["verifier"])  # the gate binds authenticate when the app is built
+    c = TestClient(app)
+    r = c.get("/v1/users", headers={"X-API-Key": env["a"].headers["X-API-Key"]})
+    assert r.status_code == 503 and r.json()["error"] == "store_error"
+    assert store.location not in r.text and str(store.home) not in r.text
+
+
+def test_ready_does_not_tell_where_the_store_lives(env, monkeypatch):
+    from enrollment.errors import StoreError
+
+    store = env["verifier"].store
+
+    def gone():
+        raise StoreError(f"user store {store.location}: no such table: meta")
+
+    monkeypatch.setattr(store, "ping", gone)
+    r = env["anon"].get("/ready")
+    assert r.status_code == 503 and r.json()["checks"]["store"] is False
+    assert str(store.home) not in r.text and "server log" in r.json()["checks"]["store_error"]
+
+
+def test_every_error_body_has_detail_and_error(env, pngs):
+    a, admin = env["a"], env["admin"]
+    r = a.post("/v1/users/alice/verify", files=_files([pngs[1, 0]] * 9))  # max_files 8
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+    r = a.put("/v1/users/alice/threshold", json={"threshold": "abc"})
+    body = r.json()
+    assert r.status_code == 422 and body["error"] == "validation_error"
+    assert "threshold" in body["detail"] and isinstance(body["errors"], list)
+    r = a.put("/v1/users/alice/operating-point", json={"operating_point": 5})
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    r = admin.post("/v1/admin/keys", json={"name": "k2", "tenant": "bank-a", "scope": "superuser"})
+    assert r.status_code == 422 and "scope" in r.json()["detail"]
+    assert r.json()["error"] == "validation_error"
+
+
+def test_reading_reference_images_is_audited_and_bad_keys_are_logged(env, pngs, caplog):
+    a = env["a"]
+    files = _files([pngs[1, s] for s in range(4)])
+    assert a.post("/v1/users/alice/enroll", files=files, data={"store_images": "true"}).is_success
+    assert a.get("/v1/users/alice/references").json()["stored"] == 4
+    events = a.get("/v1/audit", params={"action": "references_read"}).json()["events"]
+    assert [(e["user_id"], e["detail"]) for e in events] == [("alice", {"images": 4})]
+    with caplog.at_level("WARNING", logger="enrollment.service"):
+        r = env["anon"].get("/v1/users", headers={"X-API-Key": "sv_deadbeef_notasecret"})
+    assert r.status_code == 403
+    assert "refused API key" in caplog.text and "notasecret" not in caplog.text
+
+
+def test_image_work_is_bounded_and_does_not_hold_the_readiness_probe(model_path, tmp_path, pngs):
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    settings = Settings(max_image_requests=1)
+    verifier = Verifier(home=tmp_path / "home", model=model_path, settings=settings)
+    _, key = verifier.store.create_api_key("k")
+    verifier.enroll("alice", [pngs[1, s] for s in range(4)])
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    real = verifier.verify_batch
+
+    def slow(*args, **kwargs):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.4)
+        with lock:
+            state["now"] -= 1
+        return real(*args, **kwargs)
+
+    verifier.verify_batch = slow
+    app = create_app(verifier)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            h = {"X-API-Key": key}
+
+            async def verify():
+                r = await c.post("/v1/users/alice/verify", files=_files([pngs[1, 5]]), headers=h)
+                return r.status_code, time.perf_counter()
+
+            jobs = [asyncio.create_task(verify()) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            ready = await c.get("/ready")
+            ready_at = time.perf_counter()
+            done = await asyncio.gather(*jobs)
+            return ready.status_code, ready_at, done
+
+    status, ready_at, done = asyncio.run(scenario())
+    assert [code for code, _ in done] == [200, 200, 200]
+    assert state["most"] == 1  # one image request at a time (max_image_requests=1)
+    assert status == 200 and ready_at < min(t for _, t in done)  # answered while they queue
