@@ -161,7 +161,10 @@ def read_sidecar(path: str | os.PathLike[str]) -> str | None:
     sidecar = sha256_sidecar(path)
     if not sidecar.is_file():
         return None
-    text = sidecar.read_text(encoding="utf-8").strip()
+    try:
+        text = sidecar.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{sidecar}: not a sha256 line ({exc})") from exc
     digest = text.split()[0].lower() if text else ""
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ModelError(f"{sidecar}: not a sha256 line")

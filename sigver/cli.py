@@ -121,7 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         and command-specific codes otherwise (``verify`` returns 1 on reject).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # argparse exits on --help (0) and on bad arguments (2, its message already on
+        # stderr); main(argv) returns the code instead, so callers embedding the CLI
+        # need not catch SystemExit.
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     configure_logging(args.verbose, args.quiet)
     if getattr(args, "_run", None) is None:
         parser.print_help()
@@ -131,6 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SigverError as exc:
         hint = getattr(exc, "cli_hint", None)
         logger.error("%s", f"{exc} ({hint})" if hint else exc)
+        return EXIT_USER_ERROR
+    except (
+        FileExistsError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as exc:
+        # A path the user named (--out in a missing or read-only folder, a file where a
+        # folder is expected): say which, without a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        logger.error("%s%s", exc.strerror or exc, where)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         logger.error("interrupted")

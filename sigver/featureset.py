@@ -21,6 +21,8 @@ needed to read it):
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -246,7 +248,7 @@ def load_features(path: str | os.PathLike[str]) -> FeatureSet:
         raise DatasetError(f"feature file does not exist: {src}")
     try:
         npz = np.load(src, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{src} is not a readable .npz feature file: {exc}") from exc
     with npz:
         missing = [k for k in _REQUIRED_KEYS if k not in npz.files]
@@ -260,6 +262,9 @@ def load_features(path: str | os.PathLike[str]) -> FeatureSet:
         except ValueError as exc:
             # Object arrays need pickle, which we refuse for untrusted files.
             raise DatasetError(f"{src} holds object arrays (pickle), refused: {exc}") from exc
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            # A truncated or bit-flipped member (bad CRC, short read).
+            raise DatasetError(f"{src} is corrupt: {exc}") from exc
     try:
         meta = decode_meta(arrays.pop("meta"), kind="feature", max_version=FORMAT_VERSION)
     except DatasetError as exc:

@@ -116,6 +116,13 @@ def error_rates_at_thresholds(
 def eer_threshold(genuine: np.ndarray, skilled: np.ndarray) -> float:
     """Threshold of the ROC point where FAR and FRR are closest (reference rule).
 
+    The reference implementation's rule, kept so that figures compare with the
+    published ones: ``roc_curve`` drops the collinear points of its curve
+    (``drop_intermediate=True``), so the exact crossing can be among the dropped
+    points and the EER read a little above the closest one (genuine ``0..3``,
+    skilled ``2, -1, -2, -3``: FAR = FRR = 0.25 at t = 1, the rule reads t = 2 and
+    an EER of 0.375). On small per-user samples this raises ``EER_user`` slightly.
+
     Parameters
     ----------
     genuine, skilled : ndarray

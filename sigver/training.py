@@ -273,12 +273,18 @@ class UserFilter:
 
 
 def parse_users(spec: str) -> UserFilter:
-    """Parse ``[DATASET:]ID|FIRST-LAST[,...]``, e.g. ``001-037`` or ``sigcomp2011:001-037,040``.
+    """Parse ``[DATASET:]ID|FIRST-LAST|FIRST..LAST[,...]``, e.g. ``001-037`` or
+    ``sigcomp2011:001-037,040``.
+
+    ``FIRST..LAST`` is a range whatever the ids hold, for ids with a dash of their
+    own (BHSig260: ``B-001..B-010``). ``A-B`` is a range when ``A`` sorts before
+    ``B`` (``001-037``); otherwise it is one id (``B-001``, ``H-017``).
 
     Raises
     ------
     SigverError
-        On an empty or malformed specification.
+        On an empty or malformed specification, or a range of numbers that runs
+        backwards (``037-001``).
     """
     dataset: str | None = None
     text = spec.strip()
@@ -289,10 +295,18 @@ def parse_users(spec: str) -> UserFilter:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
+        if ".." in part:
+            lo, _, hi = (p.strip() for p in part.partition(".."))
+            if not lo or not hi or natural_key(lo) > natural_key(hi):
+                raise SigverError(f"empty user range {part!r} in {spec!r}")
+            items.append((lo, hi))
+            continue
         match = re.fullmatch(r"([^-\s]+)\s*-\s*([^-\s]+)", part)
         lo, hi = (match.group(1), match.group(2)) if match else (part, part)
         if natural_key(lo) > natural_key(hi):
-            raise SigverError(f"empty user range {part!r} in {spec!r}")
+            if lo.isdigit() and hi.isdigit():
+                raise SigverError(f"empty user range {part!r} in {spec!r}")
+            lo = hi = part  # an id with a dash in it (BHSig260's B-001)
         items.append((lo, hi))
     if not items:
         raise SigverError(f"no users in {spec!r}")

@@ -41,9 +41,7 @@ def make_gpds_tree(root: Path, *, corrupt: bool = False) -> None:
 
 
 def test_help_lists_subcommands(capsys) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["--help"])
-    assert info.value.code == 0
+    assert main(["--help"]) == 0  # returned, not raised: main(argv) is embeddable
     out = capsys.readouterr().out
     assert "datasets" in out and "preprocess" in out
 
@@ -168,3 +166,50 @@ def test_load_signatures_from_folder_matches_cache(tmp_path: Path) -> None:
     np.testing.assert_array_equal(from_cache.x, on_the_fly.x)
     assert from_cache.filenames.tolist() == on_the_fly.filenames.tolist()
     assert from_cache.canvas_size == on_the_fly.canvas_size == (952, 1360)
+
+
+def test_bad_arguments_and_unwritable_outputs_return_2(tmp_path, capsys, caplog) -> None:
+    assert main(["verify"]) == 2  # missing required arguments: argparse's message, no raise
+    assert "required" in capsys.readouterr().err
+    assert main(["evaluate", "--folds", "abc"]) == 2
+    data = tmp_path / "data" / "001"
+    data.mkdir(parents=True)
+    from enrollment.testing import draw_signature, encode_png
+
+    for s in range(2):
+        (data / f"c-001-{s:02d}.png").write_bytes(encode_png(draw_signature(1, s)))
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    out = blocker / "x.npz"  # a folder that is a file
+    caplog.clear()
+    code = main(
+        ["preprocess", "-d", "gpds", "-p", str(tmp_path / "data"), "-o", str(out), "-j", "1"]
+    )
+    assert code == 2 and "afile" in caplog.text
+    caplog.clear()
+    # evaluate says so before it extracts or scores anything
+    code = main(["evaluate", "--features", str(tmp_path / "f.npz"), "--out", str(blocker)])
+    assert code == 2 and "is a file, not a folder" in caplog.text
+
+
+def test_corrupt_feature_files_are_dataset_errors(tmp_path) -> None:
+    from sigver.errors import DatasetError
+    from sigver.featureset import load_features
+
+    bad = tmp_path / "c.npz"
+    bad.write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(DatasetError, match="not a readable"):
+        load_features(bad)
+
+
+def test_binary_sha256_sidecar_is_a_model_error(tmp_path) -> None:
+    from sigver._meta import sha256_sidecar
+    from sigver.errors import ModelError
+
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"x")
+    sha256_sidecar(ckpt).write_bytes(b"\xff\xfe\x00binary")
+    from sigver import _meta
+
+    with pytest.raises(ModelError, match="not a sha256 line"):
+        _meta.read_sidecar(ckpt)

@@ -379,3 +379,32 @@ def test_sigcomp2011_real_data(sigcomp_path: Path) -> None:
     assert result.users[-1] == "069"
     assert sum(c[0] for c in counts.values()) == 887
     assert sum(c[1] for c in counts.values()) == 762
+
+
+def test_linked_user_folders_are_read_once(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    touch_images(real, ["001/c-001-01.png", "001/c-001-02.png"])
+    data = tmp_path / "data"
+    touch_images(data, ["002/c-002-01.png"])
+    (data / "001").symlink_to(real / "001", target_is_directory=True)
+    (data / "002" / "loop").symlink_to(data, target_is_directory=True)  # a cycle
+    result = get_reader("gpds").scan(data)
+    assert sorted({s.user for s in result.samples}) == ["001", "002"]
+    assert len(result.samples) == 3  # the loop is not walked again
+
+
+def test_gif_files_are_not_taken_for_signatures(tmp_path: Path) -> None:
+    touch_images(tmp_path, ["001/c-001-01.png"])
+    (tmp_path / "001" / "c-001-02.gif").write_bytes(b"GIF89a")
+    result = get_reader("gpds").scan(tmp_path)
+    assert [s.path.name for s in result.samples] == ["c-001-01.png"]
+
+
+def test_a_manifest_cannot_list_one_file_twice_under_two_spellings(tmp_path: Path) -> None:
+    touch_images(tmp_path, ["a.png", "sub/b.png"])
+    # sub/../a.png is a.png: it must not be read as genuine and as a skilled forgery.
+    manifest = write_manifest(
+        tmp_path / "list.csv", "path,user,label\na.png,u,0\nsub/../a.png,u,1\n"
+    )
+    with pytest.raises(DatasetError, match=r"line 3: sub/../a.png is already listed on line 2"):
+        get_reader("folder").scan(manifest)

@@ -188,3 +188,10 @@ def test_shuffled_eer_user_leaves_out_users_without_forgeries_and_checks_input()
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="rounds"):
             eer_user_shuffled(g, s, rounds=bad)
+
+
+def test_the_reference_rule_reads_the_kept_roc_points_only():
+    # Genuine 0..3, skilled 2, -1, -2, -3: FAR = FRR = 1/4 at t = 1, but roc_curve drops
+    # that collinear point; the reference rule then reads t = 2, FRR 1/2, FAR 1/4 -> 3/8.
+    eer, t = eer_global(np.array([0.0, 1.0, 2.0, 3.0]), np.array([2.0, -1.0, -2.0, -3.0]))
+    assert (eer, t) == (0.375, 2.0)

@@ -350,3 +350,19 @@ def test_model_card_renders_metadata(tmp_path) -> None:
     assert card.startswith("# Model card: tiny (version 3)")
     assert weights.sha256 in card and "`sigresnet`" in card
     assert "| val_acc | 0.5 |" in card and "0m 12s" in card and "tried things" in card
+
+
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        ({"format": "sigver-checkpoint", "version": 1, "meta": {}}, "lacks state_dict"),
+        ({"format": "sigver-checkpoint", "version": 1, "state_dict": {}}, "lacks meta"),
+        ({"format": "sigver-checkpoint", "version": "2", "meta": {}, "state_dict": {}}, "version"),
+    ],
+)
+def test_a_verified_checkpoint_missing_its_parts_is_a_model_error(tmp_path, payload, match) -> None:
+    path = tmp_path / "m.pt"
+    torch.save(payload, path)
+    sha256_sidecar(path).write_text(f"{file_sha256(path)}  m.pt\n")
+    with pytest.raises(ModelError, match=match):
+        load_checkpoint(path)

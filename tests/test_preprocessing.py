@@ -494,3 +494,31 @@ def test_reused_canvases_leave_no_trace_between_images():
     np.testing.assert_array_equal(pp.preprocess_signature(second, canvas), before)
     assert all(not buf.any() for buf in pp._CANVASES._free.get(canvas, []))
     assert len(pp._CANVASES._free.get(canvas, [])) <= pp._CANVASES.keep
+
+
+def test_inverted_scans_and_dark_borders_are_refused() -> None:
+    from enrollment.testing import draw_signature
+    from sigver.preprocessing import locate_signature
+
+    img = draw_signature(1, 0)
+    locate_signature(img, "clean")  # dark ink on light paper: fine
+    with pytest.raises(ImageError, match="inverted scan"):
+        locate_signature(255 - img, "inverted")
+    for side, region in (
+        ("left", np.s_[:, :12]),
+        ("right", np.s_[:, -12:]),
+        ("top", np.s_[:10, :]),
+        ("bottom", np.s_[-10:, :]),
+    ):
+        framed = img.copy()
+        framed[region] = 0
+        with pytest.raises(ImageError, match=f"along the {side} edge"):
+            locate_signature(framed, "framed")
+
+
+def test_real_scans_are_not_mistaken_for_inverted_ones(sigcomp_path: Path) -> None:
+    from sigver.preprocessing import locate_signature
+
+    # Measured over all 1,649: at most 29 % of an image and 3 % of its border is ink.
+    for f in sorted(sigcomp_path.glob("*/*.png"))[::20]:
+        locate_signature(read_image(f), str(f))

@@ -86,9 +86,15 @@ def test_parse_users() -> None:
     assert not f.matches("038") and not f.matches("041")
     assert f.applies_to("sigcomp2011") and not f.applies_to("gpds")
     assert parse_users("5-12").matches("10")  # natural order, not string order
-    for bad in ("", "9-3", "sigcomp2011:"):
+    for bad in ("", "9-3", "sigcomp2011:", "B-010..B-001", "..B-003"):
         with pytest.raises(SigverError):
             parse_users(bad)
+    # BHSig260's ids carry a dash: one id as written, ranges with "..".
+    one = parse_users("bhsig260:B-001")
+    assert one.matches("B-001") and not one.matches("B-002") and not one.matches("H-001")
+    span = parse_users("B-001..B-010,H-003")
+    assert span.matches("B-002") and span.matches("B-010") and not span.matches("B-011")
+    assert span.matches("H-003") and not span.matches("H-002")
 
 
 def test_prepare_merges_sources_and_namespaces_users() -> None:

@@ -328,6 +328,8 @@ def run_deployment(args: argparse.Namespace) -> int:
     from sigver.models.checkpoint import load_checkpoint
     from sigver.usermodel import classifier_params_for
 
+    check_out_dir(args.out)
+
     model_path = args.model or args.deployed_model
     if model_path is None:
         raise SigverError(
@@ -430,10 +432,29 @@ def run_deployment(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an ``--out`` that cannot become a folder, before any work is done.
+
+    Raises
+    ------
+    SigverError
+        ``out`` (or a parent of it) is an existing file.
+    """
+    from sigver.errors import SigverError
+
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise SigverError(f"--out {out}: {folder} is a file, not a folder")
+            return
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the protocol, print the table, write the reports."""
     from sigver.evaluation import ClassifierConfig, evaluate, format_table, write_results
     from sigver.usermodel import classifier_params_for
+
+    check_out_dir(args.out)
 
     if args.features is None and args.baseline is None and args.model is None:
         # The same default as `sigver features` and `sigver enroll`.

@@ -32,7 +32,9 @@ LABEL_NAMES: tuple[str, str, str] = ("genuine", "skilled", "simple")
 
 #: Image file extensions the readers accept (compared case-insensitively).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".pgm", ".ppm", ".pbm"}
+    # No .gif: read_image does not decode GIF, so its files are reported as unmatched
+    # rather than scanned and then skipped one by one.
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pbm"}
 )
 
 #: How many unmatched files are named in log messages and summaries.
@@ -283,7 +285,15 @@ def _rel(path: Path, root: Path) -> str:
 def _walk_files(root: Path) -> Iterable[Path]:
     """All regular files under ``root``, in a platform-independent order."""
     # os.walk order depends on the file system; sort so scans are reproducible.
-    for dirpath, dirnames, filenames in os.walk(root):
+    # Linked folders are followed (a dataset assembled from links is common); each real
+    # folder is visited once, so a link back up the tree cannot loop.
+    visited: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:
+            dirnames[:] = []
+            continue
+        visited.add(real)
         dirnames.sort()
         for name in sorted(filenames):
             yield Path(dirpath) / name

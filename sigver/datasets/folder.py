@@ -116,7 +116,7 @@ class FolderReader(DatasetReader):
             )
         root = manifest.parent
         samples: list[Sample] = []
-        seen: dict[Path, int] = {}
+        seen: dict[Path, int] = {}  # by resolved path: a/../a/1.png is a/1.png
         try:
             with manifest.open(newline="", encoding="utf-8-sig") as fh:
                 reader = csv.DictReader(fh)
@@ -163,7 +163,8 @@ class FolderReader(DatasetReader):
             file = root / file
         if not file.is_file():
             raise DatasetError(f"{where}: file not found: {values['path']} (looked at {file})")
-        if file in seen:
-            raise DatasetError(f"{where}: {values['path']} is already listed on line {seen[file]}")
-        seen[file] = line
+        key = file.resolve()
+        if key in seen:
+            raise DatasetError(f"{where}: {values['path']} is already listed on line {seen[key]}")
+        seen[key] = line
         return Sample(file, values["user"], label)

@@ -285,11 +285,17 @@ def load_checkpoint(
             f"{path}: not a {CHECKPOINT_FORMAT} file "
             "(for reference SigNet tuples use load_reference_checkpoint)"
         )
-    if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
+    version = payload.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelError(f"{path}: checkpoint version {version!r} is not an integer")
+    if version > CHECKPOINT_VERSION:
         raise ModelError(
             f"{path}: checkpoint format version {payload['version']} is newer than this "
             f"sigver ({CHECKPOINT_VERSION}); upgrade sigver"
         )
+    missing = [k for k in ("meta", "state_dict") if not isinstance(payload.get(k), dict)]
+    if missing:
+        raise ModelError(f"{path}: checkpoint lacks {', '.join(missing)} (corrupt or not sigver's)")
     meta = WeightsMeta.from_dict(payload["meta"])
     heads = payload.get("heads")
     return ModelWeights(
