@@ -604,7 +604,8 @@ class _Tagged:
             self.user_id,
             self.model_sha256,
             str(int(self.feature_dim)),
-            "none" if self.threshold is None else float(self.threshold).hex(),
+            # + 0.0: SQLite stores -0.0 as 0, which must not break the tag.
+            "none" if self.threshold is None else (float(self.threshold) + 0.0).hex(),
             "none" if self.operating_point is None else "op:" + self.operating_point,
             hashlib.sha256(bytes(self.classifier_blob)).hexdigest(),
             hashlib.sha256(self.params_json.encode()).hexdigest(),
@@ -788,56 +789,78 @@ class BaseStore:
             )
         return record, blob, refs, tagged
 
-    def _retag_v3(self, conn: _Conn) -> None:
+    def _retag_v3(self, conn: _Conn) -> int:
         """Schema 2 -> 3: extend every user's tag to its normaliser, point and references.
 
-        Only rows whose schema-2 tag holds are re-tagged (trusting what that tag
-        could not see, as every reader of a schema-2 store did); the others keep a
-        tag that cannot hold and are refused when used, as they were before.
+        A row whose schema-3 tag already holds is left alone (an earlier, partial
+        run); one whose schema-2 tag holds is re-tagged, trusting what that tag could
+        not see, as every reader of a schema-2 store did. The others are counted and
+        left untouched. Returns their number: the caller keeps the store at schema 2
+        while it is not 0, so that a process with the wrong secret (every row fails)
+        writes nothing and a later open with the right one finishes the job.
         """
         rows = conn.execute(
             "SELECT tenant_id, user_id, model_sha256, feature_dim, threshold, classifier, "
             "classifier_params, operating_point, mac FROM users"
         ).fetchall()
-        refused = 0
+        updates, refused = [], []
         for r in rows:
-            tenant, user_id = str(r[0]), str(r[1])
+            tenant, user_id, mac = str(r[0]), str(r[1]), str(r[8] or "")
             try:
                 threshold = None if r[4] is None else float(r[4])
+                tagged = _Tagged(
+                    tenant=tenant,
+                    user_id=user_id,
+                    model_sha256=str(r[2]),
+                    feature_dim=int(r[3]),
+                    threshold=threshold,
+                    operating_point=None if r[7] is None else str(r[7]),
+                    classifier_blob=bytes(r[5]),
+                    params_json=str(r[6] or ""),
+                    references=_references_digest(self._reference_rows(conn, tenant, user_id)),
+                )
+                if hmac.compare_digest(self._mac(tagged), mac):
+                    continue  # already schema 3
                 old = self._mac_v2(tenant, user_id, str(r[2]), int(r[3]), threshold, bytes(r[5]))
             except (TypeError, ValueError, OverflowError):
-                old = ""
-            if not hmac.compare_digest(old, str(r[8] or "")):
-                refused += 1
+                refused.append(f"{tenant}/{user_id}")
                 continue
-            tagged = _Tagged(
-                tenant=tenant,
-                user_id=user_id,
-                model_sha256=str(r[2]),
-                feature_dim=int(r[3]),
-                threshold=threshold,
-                operating_point=None if r[7] is None else str(r[7]),
-                classifier_blob=bytes(r[5]),
-                params_json=str(r[6] or ""),
-                references=_references_digest(self._reference_rows(conn, tenant, user_id)),
+            if hmac.compare_digest(old, mac):
+                updates.append((self._mac(tagged), tenant, user_id))
+            else:
+                refused.append(f"{tenant}/{user_id}")
+        if refused and len(refused) == len(rows):
+            # Every row fails: most likely this process has another secret than the one
+            # the store was written with. Re-tagging nothing is the only safe move.
+            logger.error(
+                "user store %s: none of its %d users passes the integrity check with this "
+                "process's secret; is %s set as for the processes that wrote it? The store "
+                "stays at schema version 2 (nothing was changed)",
+                self.location,
+                len(rows),
+                ENV_STORE_SECRET,
             )
+            return len(refused)
+        for mac, tenant, user_id in updates:
             conn.execute(
                 "UPDATE users SET mac = ? WHERE tenant_id = ? AND user_id = ?",
-                (self._mac(tagged), tenant, user_id),
+                (mac, tenant, user_id),
             )
-        if rows:
+        if updates:
             logger.info(
-                "user store %s: integrity tags extended to schema version 3 (%d users)",
+                "user store %s: integrity tags of %d users extended to schema version 3",
                 self.location,
-                len(rows) - refused,
+                len(updates),
             )
         if refused:
             logger.warning(
-                "user store %s: %d user(s) already failed their integrity check and stay "
-                "refused until re-enrolled",
+                "user store %s: %d user(s) fail their integrity check and stay refused until "
+                "re-enrolled or removed (%s); the store stays at schema version 2 until then",
                 self.location,
-                refused,
+                len(refused),
+                ", ".join(refused[:5]) + (" ..." if len(refused) > 5 else ""),
             )
+        return len(refused)
 
     # -- tenants -------------------------------------------------------------------
 
@@ -1758,8 +1781,7 @@ class UserStore(BaseStore):
                 broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                 if broken:
                     raise StoreError(f"migration of {self.path} left dangling rows: {broken[:5]}")
-            if version < 3:
-                self._retag_v3(conn)
+            if version < 3 and self._retag_v3(conn) == 0:
                 version = 3
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
@@ -1961,8 +1983,7 @@ class PostgresStore(BaseStore):
                 )
                 version = 2
             self._load_secret(conn, secret)
-            if version < 3:
-                self._retag_v3(conn)  # needs the secret
+            if version < 3 and self._retag_v3(conn) == 0:  # needs the secret
                 version = 3
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "

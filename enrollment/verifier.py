@@ -1105,9 +1105,11 @@ class Verifier:
         user, arrays, own, _ = self.store.load_enrollment(user_id, tenant=tenant)
         if user.model_sha256 != self.model_sha256:
             raise ModelMismatchError(user_id, user.model_id, self.model_id)
-        with self._cache_lock:
-            # The pair cue reads the same rows: one query, not two.
-            self._ref_cache[key] = (user.cache_key, np.asarray(own, np.float64))
+        if self.pair_cue is not None:
+            with self._cache_lock:
+                # The pair cue reads the same rows: one query, not two.
+                self._ref_cache[key] = (user.cache_key, np.asarray(own, np.float64))
+                self._ref_cache.move_to_end(key)
         if "sv_source" in arrays:
             arrays = self._expand_arrays(arrays, own)
         try:

@@ -38,7 +38,14 @@ sys.path.insert(0, str(REPO))
 
 def _fill(store, n_users: int, refs: int, model_id: str, model_sha: str, background: np.ndarray):
     """Insert ``n_users`` synthetic users (features only) straight into the store's tables."""
-    from enrollment.store import _SAMPLE_KEY_MAX, _features_to_blob, _now, encode_arrays
+    from enrollment.store import (
+        _SAMPLE_KEY_MAX,
+        _features_to_blob,
+        _now,
+        _references_digest,
+        _Tagged,
+        encode_arrays,
+    )
 
     rng = np.random.default_rng(0)
     d = background.shape[1]
@@ -49,17 +56,32 @@ def _fill(store, n_users: int, refs: int, model_id: str, model_sha: str, backgro
         users, rows = [], []
         for i in range(start, min(n_users, start + chunk)):
             uid = f"filler{i:06d}"
-            mac = store._mac("default", uid, model_sha, d, None, dummy)
+            base = background[rng.integers(0, len(background), refs)]
+            feats = (base + rng.normal(0, 0.05, base.shape)).astype(np.float32)
+            hashes = [secrets.token_hex(32) for _ in range(refs)]
+            blobs = [_features_to_blob(f) for f in feats]
+            # The same tag a real enrollment gets (schema 3: references included).
+            mac = store._mac(
+                _Tagged(
+                    tenant="default",
+                    user_id=uid,
+                    model_sha256=model_sha,
+                    feature_dim=d,
+                    threshold=None,
+                    operating_point=None,
+                    classifier_blob=dummy,
+                    params_json="{}",
+                    references=_references_digest(list(zip(hashes, blobs, strict=True))),
+                )
+            )
             users.append(
                 ("default", uid, model_id, model_sha, d, refs, 0, None, dummy, "{}", now, now, 1,
                  mac)
             )  # fmt: skip
-            base = background[rng.integers(0, len(background), refs)]
-            feats = (base + rng.normal(0, 0.05, base.shape)).astype(np.float32)
             for p in range(refs):
                 rows.append(
-                    ("default", uid, p, secrets.token_hex(32), _features_to_blob(feats[p]), None,
-                     now, model_sha, secrets.randbelow(_SAMPLE_KEY_MAX))
+                    ("default", uid, p, hashes[p], blobs[p], None, now, model_sha,
+                     secrets.randbelow(_SAMPLE_KEY_MAX))
                 )  # fmt: skip
         with store._write() as conn:
             conn.executemany(

@@ -480,6 +480,12 @@ def _downgrade_to_schema_2(store):
     _raw(store, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
+def _reopen(store, secret=None, monkeypatch=None):
+    if secret is not None:
+        monkeypatch.setenv("SIGVER_STORE_SECRET", secret)
+    return UserStore(store.home) if store.backend == "sqlite" else open_store(store.url)
+
+
 def test_a_schema_2_store_is_retagged_when_opened(store, caplog):
     store.save_enrollment(_record("alice"))
     store.save_enrollment(_record("bob"))
@@ -490,18 +496,52 @@ def test_a_schema_2_store_is_retagged_when_opened(store, caplog):
         store.load_enrollment("alice")
     # ... and bob's row was already tampered with before the upgrade.
     _raw(store, "UPDATE users SET threshold = -1e9 WHERE user_id = 'bob'")
-    with caplog.at_level("WARNING"):
-        upgraded = UserStore(store.home) if store.backend == "sqlite" else open_store(store.url)
+    opened = []
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 3
+        with caplog.at_level("WARNING"):
+            opened.append(_reopen(store))
+        upgraded = opened[-1]
         record, *_ = upgraded.load_enrollment("alice")
         assert record.operating_point == "balanced"
         with pytest.raises(StoreError, match="integrity"):
             upgraded.load_enrollment("bob")  # not laundered by the re-tagging
-        assert "1 user(s) already failed their integrity check" in caplog.text
+        assert "1 user(s) fail their integrity check" in caplog.text
+        # The store stays at schema 2 until bob is dealt with; then the next open finishes.
+        assert upgraded.schema_version() == 2
+        upgraded.remove_user("bob")
+        opened.append(_reopen(store))
+        assert opened[-1].schema_version() == SCHEMA_VERSION == 3
+        opened[-1].load_enrollment("alice")  # already re-tagged, left alone
     finally:
-        if upgraded is not store:
-            upgraded.close()
+        for s in opened:
+            if s is not store:
+                s.close()
+
+
+def test_opening_a_schema_2_store_with_another_secret_changes_nothing(store, monkeypatch, caplog):
+    store.save_enrollment(_record("alice"))
+    store.save_enrollment(_record("bob"))
+    _downgrade_to_schema_2(store)
+    opened = []
+    try:
+        with caplog.at_level("ERROR"):
+            opened.append(_reopen(store, "another-secret-" + "y" * 32, monkeypatch))
+        assert opened[-1].schema_version() == 2
+        assert "none of its 2 users passes the integrity check" in caplog.text
+        # The right secret still finds every user's schema-2 tag, and migrates.
+        opened.append(_reopen(store, "test-secret-" + "x" * 32, monkeypatch))
+        assert opened[-1].schema_version() == 3
+        opened[-1].load_enrollment("alice")
+        opened[-1].load_enrollment("bob")
+    finally:
+        for s in opened:
+            s.close()
+
+
+def test_a_negative_zero_threshold_keeps_the_tag(store):
+    store.save_enrollment(_record("alice"))
+    assert store.set_threshold("alice", -0.0).threshold == 0.0
+    store.load_enrollment("alice")  # SQLite reads -0.0 back as 0
 
 
 def test_store_url_selection(tmp_path, monkeypatch):
@@ -615,3 +655,19 @@ def test_sqlite_connection_is_reused_per_thread_and_left_clean(tmp_path, monkeyp
         pass
     assert third.raw is not first.raw
     assert store.get_user("alice").threshold == 0.5
+
+
+def test_the_scale_benchmark_fills_users_that_pass_the_integrity_check(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    monkeypatch.setenv("SIGVER_STORE_SECRET", "test-secret-" + "x" * 32)
+    import bench_store_scale
+
+    store = UserStore(tmp_path / "home")
+    background = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    bench_store_scale._fill(store, 3, 2, "toy-1", "m" * 64, background)
+    record, _, feats, hashes = store.load_enrollment("filler000002")
+    assert feats.shape == (2, 4) and len(hashes) == 2 and record.n_references == 2
+    sys.modules.pop("bench_store_scale", None)
