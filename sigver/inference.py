@@ -671,10 +671,14 @@ def open_extractor(
         logger.debug("onnxruntime is not installed; using torch")
         return _torch(path, device, reference_arch)
     sha = checkpoint_sha256(path)
-    record = _load_record(sha, reference_arch)
     torch_ext: Extractor | None = None
-    if record is None:
+    if read_sidecar(path) is None:
+        # No sidecar: only a reference tuple may load, exactly as the torch path decides
+        # (a sigver checkpoint without its .sha256 is refused), cached ONNX or not.
         torch_ext = _torch(path, device, reference_arch)
+    record = _load_record(sha, reference_arch)
+    if record is None:
+        torch_ext = torch_ext or _torch(path, device, reference_arch)
         logger.info(
             "first use of %s with ONNX Runtime: exporting and checking it against torch "
             "(once per model, cached in %s)",

@@ -176,6 +176,19 @@ def test_tampered_checkpoint_is_refused_on_the_onnx_path(checkpoint: Path, cache
         inference.open_extractor(bad, backend="onnx")
 
 
+def test_a_checkpoint_without_its_sidecar_is_refused_even_when_cached(
+    checkpoint: Path, prepared: Path
+) -> None:
+    # The cache holds a verified export of these very bytes; a copy without its .sha256
+    # is still refused, as the torch backend refuses it.
+    copy = prepared.parent / "nosidecar" / "tiny.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(checkpoint.read_bytes())
+    for backend in ("onnx", "torch"):
+        with pytest.raises(ModelError, match="refusing unverified"):
+            inference.open_extractor(copy, backend=backend)
+
+
 def test_cache_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(inference.CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
