@@ -96,7 +96,7 @@ def add_forgery_cue_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="subtract the model's writer-independent forgery cue from every score and use "
         "the operating points calibrated for it (default: $SIGVER_FORGERY_CUE, else the model's "
-        "choice: on for a model whose calibration declares it, e.g. v6)",
+        "choice: on for a model whose calibration declares it, e.g. v3 and v6)",
     )
 
 

@@ -12,7 +12,7 @@ calibration-curve plot.
 Usage::
 
     python scripts/calibrate_default_model.py --sigcomp ../shared/data/sigcomp2011 \\
-        [--model models/sigver-sigresnet-v6.pt] [--normalization loo-lcb=0.5] [--dry-run] \\
+        [--model models/sigver-sigresnet-v3.pt] [--normalization loo-lcb=0] [--dry-run] \\
         [--forgery-weight 0.3 --forgery-centred --pair-weight 0.75 --pair-synthetic 96]
         [--forgery-weight 0 --no-forgery-centred --pair-weight 0.75 --no-pair-centred]
 
@@ -89,7 +89,7 @@ def resolve_normalization(metrics: dict[str, Any] | None, requested: str | None)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v6.pt")
+    parser.add_argument("--model", type=Path, default=REPO / "models/sigver-sigresnet-v3.pt")
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
     parser.add_argument(
         "--normalization",

@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 #: File name of the shipped model inside ``models/``.
-DEFAULT_MODEL_FILE = "sigver-sigresnet-v6.pt"
+DEFAULT_MODEL_FILE = "sigver-sigresnet-v3.pt"
 #: Environment variable naming the model to use (checkpoint path or shipped name).
 DEFAULT_MODEL_ENV = "SIGVER_MODEL"
 #: Former name of :data:`DEFAULT_MODEL_ENV`, still honoured with a warning.
@@ -103,8 +103,9 @@ def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
     Parameters
     ----------
     model : path-like or str, optional
-        A checkpoint path, or the name of a shipped model (``sigver-sigresnet-v6``,
-        the default, ``-v5`` ... ``-v1``, or ``sigver-ensemble-v1``: v2-v5 side by side).
+        A checkpoint path, or the name of a shipped model (``sigver-sigresnet-v3``,
+        the default, ``-v6``, ``-v5``, ``-v4``, ``-v2``, ``-v1``, or ``sigver-ensemble-v1``:
+        v2-v5 side by side).
         When omitted: ``$SIGVER_MODEL``, then the shipped default.
 
     Raises

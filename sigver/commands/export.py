@@ -2,7 +2,7 @@
 
 Example::
 
-    sigver export --format onnx --out sigver-sigresnet-v6.onnx     # the shipped model
+    sigver export --format onnx --out sigver-sigresnet-v3.onnx     # the default model
     sigver export --model runs/signet/best.pt --out signet.onnx
 
 The ONNX file's ``metadata_props`` carry ``sigver.checkpoint_sha256``,

@@ -8,7 +8,7 @@ the cap line. Every font is parsed once per process and cached.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class Glyph:
     marks: tuple[np.ndarray, ...] = ()
 
 
-@lru_cache(maxsize=len(FONTS))
+@cache  # a few dozen small fonts; a bounded cache thrashed between scripts
 def load_font(name: str) -> dict[str, Glyph]:
     """Parse one Hershey font into normalised :class:`Glyph` objects.
 
