@@ -3,7 +3,7 @@
 The v2 base run with ``--forg --lamb 0.95 --lamb-warmup 2 --forg-balance
 --forg-normalise`` lost writer identity once lambda reached 0.95 (README, "SigNet-F
 at scale collapsed"). This script retrains that setting next to the plain writer
-loss and four alternatives (``RUNS``) on a smaller v2 corpus, one run after another, and scores
+loss and the alternatives in ``RUNS`` on a smaller v2 corpus, one run after another, and scores
 every run the way that counts: SigComp2011-dev (research protocol, exploitation
 writers 038-069, 5 references, 10 folds), EER with user-specific and global
 a-posteriori thresholds, through ``sigver evaluate``. No SigComp writer is trained on.
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_v2_model import synth_canvas  # noqa: E402
 
 #: Loss settings: TrainConfig keyword arguments. Every SigNet-F run ramps lambda over
-#: the first 2 epochs and weights forgeries by n_genuine / n_forgeries (README: the only
-#: small-scale setting where both heads learned).
+#: the first 2 epochs (unless it sets its own ``lamb_warmup``) and weights forgeries by
+#: n_genuine / n_forgeries (README: the only small-scale setting where both heads learned).
 RUNS: dict[str, dict] = {
     "plain": {"forg": False},
     # The setting that collapsed at 3,000 writers: CE + 19 BCE once lambda = 0.95.
