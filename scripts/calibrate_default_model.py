@@ -13,7 +13,7 @@ Usage::
 
     python scripts/calibrate_default_model.py --sigcomp ../shared/data/sigcomp2011 \\
         [--model models/sigver-sigresnet-v3.pt] [--normalization loo-lcb=0] [--dry-run] \\
-        [--forgery-weight 0.3 --forgery-centred --pair-weight 0.75 --pair-synthetic 96]
+        [--forgery-weight 0.3 --forgery-centred --pair-weight 0.5 --pair-synthetic 96]
         [--forgery-weight 0 --no-forgery-centred --pair-weight 0.75 --no-pair-centred]
 
 Whatever is not asked for stays as the model has it (normaliser, cue, pair cue and the
