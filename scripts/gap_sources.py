@@ -12,18 +12,20 @@ with it on), and the scores are re-aligned per user in several ways:
 - the product's ``loo-lcb=K`` family (leave-one-out statistics of the references);
 - **pseudo-forgery anchors**: each reference is warped (smooth random displacement
   field and a small rotation, shear and x-scale, on the preprocessed image); the
-  user's classifier scores the copies, and the user's location moves from the
-  references' leave-one-out mean towards the copies' mean
-  (``loc = (1 - a) * mean_loo + a * mean_pseudo``);
+  user's classifier scores the copies (in-sample: it was trained on the references
+  they come from), the copies lose the cue's penalties as the test scores do, and the
+  user's location moves from the references' leave-one-out mean towards the copies'
+  mean (``loc = (1 - a) * mean_loo + a * mean_pseudo``);
 - two **oracles** that read the user's *test* scores, so they are bounds and not
   methods: the median of the user's test genuines, and the midpoint between the
   medians of their test genuines and skilled forgeries.
 
-Every re-alignment is a per-user shift, so EER_user is the same in every row; only
-EER_global (and so the gap) moves. A last table gives the in-sample R^2 of a linear
-fit of each user's a-posteriori EER threshold on genuine-only statistics (reference
-LOO mean and spread, pseudo-forgery mean): how much of the per-user threshold any
-linear genuine-only rule could know, even fitted on the same users.
+Every re-alignment is a per-user shift, so EER_user is the same in every row (checked);
+only EER_global (and so the gap) moves. A last table gives the in-sample R^2 of a
+linear fit of each user's a-posteriori EER threshold, after the model's normaliser
+(and the cue), on genuine-only statistics (reference LOO mean and spread,
+pseudo-forgery mean): how much of what the product's shift leaves these statistics
+explain, fitted on the same users.
 
 Nothing here is chosen: every row is reported on every population.
 
@@ -50,9 +52,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from threshold_transfer import _caches, _users, add_corpus_arguments, stored_cue  # noqa: E402
+from threshold_transfer import (  # noqa: E402
+    _caches,
+    _users,
+    add_corpus_arguments,
+    open_model,
+    stored_cue,
+)
 
 from sigver._util import atomic_write, command_line, machine_info, write_json  # noqa: E402
+from sigver.errors import SigverError  # noqa: E402
 from sigver.metrics import aligned_gap, eer_global, eer_threshold, eer_user_thresholds  # noqa: E402
 
 POPULATIONS = ("synthetic-a", "sigcomp-dev", "synthetic-b", "sigcomp-exp")
@@ -146,14 +155,17 @@ def oracle_locs(scores: list[Any], kind: str) -> list[list[float]]:
     """Per-user locations read off the test scores (bounds, not methods).
 
     ``"genuine"``: the median of the user's test genuines; ``"mid"``: the midpoint of
-    the medians of their test genuines and skilled forgeries (0 without forgeries).
+    the medians of their test genuines and skilled forgeries (the genuine median for a
+    user without forgeries; 0 for a user without test genuines).
     """
 
     def one(g: np.ndarray, s: np.ndarray) -> float:
         g, s = np.ravel(g), np.ravel(s)
-        if kind == "genuine":
-            return float(np.median(g)) if g.size else 0.0
-        return 0.5 * (float(np.median(g)) + float(np.median(s))) if g.size and s.size else 0.0
+        if not g.size:
+            return 0.0
+        if kind == "genuine" or not s.size:
+            return float(np.median(g))
+        return 0.5 * (float(np.median(g)) + float(np.median(s)))
 
     return [[one(g, s) for g, s in zip(fold.genuine, fold.skilled, strict=True)] for fold in scores]
 
@@ -179,6 +191,37 @@ def threshold_r2(scores: list[Any], columns: list[np.ndarray]) -> float:
     return float(1.0 - resid.var() / t_arr.var()) if t_arr.var() > 0 else float("nan")
 
 
+def copy_scores(
+    run: Any, pseudo: np.ndarray, features: np.ndarray, image: Any = None, pair: Any = None
+) -> list[list[np.ndarray]]:
+    """Per fold and user, the warped copies' scores as ``run`` decides its test scores.
+
+    ``run.probes`` holds the copies' raw scores (the user's classifier). With the cue on,
+    each copy also loses the image cue's penalty (``image``, centred on the references'
+    mean penalty when the cue is centred, as :func:`sigver.evaluation.subtract_penalty`
+    does) and the pair cue's penalty against the user's references (``pair``, as
+    :func:`sigver.evaluation.subtract_pair_penalty` does).
+    """
+    d = pseudo.shape[2]
+    x = np.asarray(features)
+    out = []
+    for split, fold in zip(run.splits, run.probes, strict=True):
+        scores = []
+        for i, raw in enumerate(fold):
+            refs = split.refs[i]
+            copies = pseudo[refs].reshape(-1, d)
+            v = np.asarray(raw, dtype=np.float64)
+            if image is not None and image.weight:
+                pen = image.weight * image.z(copies)
+                shift = float(np.mean(image.weight * image.z(x[refs]))) if image.centred else 0.0
+                v = v - pen + shift
+            if pair is not None:
+                v = v - pair.applied_penalty(copies, x[refs])
+            scores.append(v)
+        out.append(scores)
+    return out
+
+
 def _population(
     name: str, fs: Any, pseudo: np.ndarray, background: Any, cue: Any, norm: str, args: Any
 ) -> dict[str, Any]:
@@ -198,20 +241,19 @@ def _population(
         n_jobs=args.jobs,
         progress=False,
     )
-    if not run.loo or not run.loo[0] or not np.size(run.loo[0][0]):
-        raise SystemExit(f"the model's normaliser {norm!r} computes no leave-one-out scores")
     mu = [[float(np.mean(v)) for v in fold] for fold in run.loo]
     sd = [[float(np.std(v, ddof=1)) for v in fold] for fold in run.loo]
-    mp = [[float(np.mean(v)) for v in fold] for fold in run.probes]
-    variants = {"cue off": run}
+    variants = {"cue off": (run, copy_scores(run, pseudo, fs.features))}
     if cue is not None:
         image, pair, _ = cue
         on = run.with_forgery_cue(image, fs)
-        variants["cue on"] = on if pair is None else on.with_pair_cue(pair, fs)
+        on = on if pair is None else on.with_pair_cue(pair, fs)
+        variants["cue on"] = (on, copy_scores(run, pseudo, fs.features, image, pair))
     raw = gap_of([(f.genuine, f.skilled) for f in run.scores("none")])
     out: dict[str, Any] = {"raw": raw, "variants": {}}
-    for label, v in variants.items():
+    for label, (v, copies) in variants.items():
         base = v.scores("none")  # raw minus the cue's penalties
+        mp = [[float(np.mean(c)) for c in fold] for fold in copies]
         rows = {}
         for k in LCB:
             rows[f"loo-lcb={k:g}"] = gap_of(
@@ -239,6 +281,10 @@ def _population(
             "loo mean, loo sd": threshold_r2(own, flat[:2]),
             "loo mean, loo sd, pseudo mean": threshold_r2(own, flat),
         }
+        eu = [r["EER_user"] for r in rows.values()]
+        if not np.allclose(eu, eu[0]):
+            # Every row is a per-user shift of the same scores: a moved EER_user is a bug.
+            raise RuntimeError(f"{name} {label}: EER_user differs between rows: {eu}")
         out["variants"][label] = {"rows": rows, "floor": floor, "threshold_r2": r2}
     return out
 
@@ -308,26 +354,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=3.0, help="displacement std (pixels)")
     parser.add_argument("--sigma", type=float, default=8.0, help="displacement smoothness (pixels)")
     args = parser.parse_args(argv)
-    if args.synth_seed == 0:
-        parser.error("seed 0 synthesises the shipped model's training writers; use another")
     if args.copies < 1 or args.floor_rounds < 1 or args.alpha < 0 or args.sigma <= 0:
         parser.error("--copies and --floor-rounds must be >= 1, --alpha >= 0, --sigma > 0")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work = args.work or args.out / "work"
     start = time.perf_counter()
+    model, extractor, background = open_model(parser, args)
 
     from sigver.calibration import stored_calibration
-    from sigver.features import default_background_path, default_model_path
-    from sigver.featureset import load_features
-    from sigver.inference import open_extractor
+    from sigver.normalization import family
 
-    model = args.model or Path(default_model_path())
-    extractor = open_extractor(model)
-    background = load_features(default_background_path(model))
     calibration = stored_calibration(extractor.weights.meta.metrics)
-    cue = stored_cue(calibration, model.name, "balanced")
-    norm = str(((cue[2] if cue else calibration) or {}).get("normalization") or "loo-lcb=0")
+    try:
+        cue = stored_cue(calibration, model.name, "balanced")
+    except SigverError as exc:
+        parser.error(f"the model's forgery cue: {exc}")
+    norm = str(((cue[2] if cue else calibration) or {}).get("normalization") or "none")
+    if family(norm) != "loo-lcb":
+        # The re-alignments here are per-user shifts of loo-lcb scores (scale 1).
+        parser.error(f"the model's normaliser is {norm!r}; this study needs a loo-lcb=K one")
     caches = _caches(args)
     feats = {k: extractor.extract_featureset(c, progress=False) for k, c in caches.items()}
     pseudo = {

@@ -122,6 +122,28 @@ def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synth-seed", type=int, default=10)
 
 
+def open_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """What the scripts on these corpora do first: check the synthetic seed, set up logging
+    and ``OUT`` (``--work`` defaults to ``OUT/work``), and open the model.
+
+    Returns the checkpoint path (``--model``, else the shipped default), its extractor
+    through the backend enrollment uses, and the model's background set.
+    """
+    if args.synth_seed == 0:
+        parser.error("seed 0 synthesises the shipped model's training writers; use another")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work = args.work or args.out / "work"
+
+    from sigver.features import default_background_path, default_model_path
+    from sigver.featureset import load_features
+    from sigver.inference import open_extractor
+
+    model = args.model or Path(default_model_path())
+    extractor = open_extractor(model)
+    return model, extractor, load_features(default_background_path(model))
+
+
 def _features(args: argparse.Namespace, extractor: Any) -> dict[str, Any]:
     """Feature sets of the three populations (synthesising the held-out writers)."""
     from sigver.featureset import load_features
@@ -354,22 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-features", type=Path, help="precomputed (sigver features)")
     parser.add_argument("--sigcomp-features", type=Path, help="precomputed (sigver features)")
     args = parser.parse_args(argv)
-    if args.synth_seed == 0:
-        parser.error("seed 0 synthesises the shipped model's training writers; use another")
     if args.floor_rounds < 0:
         parser.error("--floor-rounds must be >= 0")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work = args.work or args.out / "work"
     start = time.perf_counter()
-
-    from sigver.features import default_background_path, default_model_path
-    from sigver.featureset import load_features
-    from sigver.inference import open_extractor
-
-    model = args.model or Path(default_model_path())
-    extractor = open_extractor(model)  # the backend enrollment uses
-    background = load_features(default_background_path(model))
+    model, extractor, background = open_model(parser, args)
     try:
         cue = stored_cue(
             stored_calibration(extractor.weights.meta.metrics), model.name, args.operating_point
@@ -494,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"genuine and skilled scores; {args.floor_rounds} dealings per fold, "
                 "`sigver.metrics.aligned_gap`). Per-user a-posteriori thresholds fitted on a "
                 "few scores make EER_user optimistic even then, so no per-user normalisation "
-                "of these scores goes below it. Excess gap vs raw = (gap - floor) / (raw gap - "
+                "of these scores fitted without their test scores goes below it. Excess gap vs "
+                "raw = (gap - floor) / (raw gap - "
                 "raw floor): the share of the raw scores' misalignment between users that is "
                 "left.",
             ]

@@ -21,7 +21,8 @@ Definitions (as in luizgh/sigver ``sigver/wd/metrics.py``):
   the users were exchangeable (every user's scores drawn from one distribution, which
   an ideal per-user normaliser would reach). Each user's a-posteriori threshold is
   fitted on a handful of that user's own scores, so ``EER_user`` is optimistic even
-  then: the gap has a floor that no per-user normalisation can remove. It is
+  then: the gap has a floor that no per-user normalisation fitted without the test
+  scores can remove (one that reads them can, as EER_user itself does). It is
   estimated by dealing the pooled scores to the users at random, keeping each
   user's counts (:func:`eer_user_shuffled`).
 
@@ -243,9 +244,9 @@ def aligned_gap(
     """``EER_global - EER_user`` of these scores with the users made exchangeable.
 
     The floor of the gap for these users' numbers of scores: what an ideal per-user
-    normalisation, one that gave every user the same score distributions, would
-    leave. :func:`eer_global` of the pooled scores (users having both kinds) minus
-    :func:`eer_user_shuffled`.
+    normalisation, one that gave every user the same score distributions without
+    reading their test scores, would leave. :func:`eer_global` of the pooled scores
+    (users having both kinds) minus :func:`eer_user_shuffled`.
 
     Returns
     -------

@@ -34,9 +34,9 @@ def test_an_offset_between_two_users_makes_the_whole_gap_and_the_genuine_oracle_
     assert after == {"EER_global": 0.0, "EER_user": 0.0, "gap": 0.0}
 
 
-def test_oracle_mid_is_the_midpoint_of_the_medians_and_zero_without_forgeries():
+def test_oracle_mid_is_the_midpoint_of_the_medians_and_the_genuine_median_without_forgeries():
     fold = _fold([[1.0, 3.0, 5.0], [2.0, 4.0]], [[0.0, 1.0, 8.0], []])
-    assert gap_sources.oracle_locs([fold], "mid") == [[0.5 * (3.0 + 1.0), 0.0]]
+    assert gap_sources.oracle_locs([fold], "mid") == [[0.5 * (3.0 + 1.0), 3.0]]
 
 
 def test_a_per_user_shift_never_changes_eer_user():
@@ -73,3 +73,65 @@ def test_warp_keeps_the_image_and_is_reproducible_from_the_seed():
     assert not np.array_equal(a, c) and not np.array_equal(a, img)
     # The ink is moved and stretched (x-scale up to 8 %, a smooth field), not created or lost.
     assert 0.6 < a.astype(float).sum() / img.astype(float).sum() < 1.5
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A tiny model with a centred cue and a pair cue, its population and background."""
+    from test_pair_cue import calibrated_with_pair
+
+    from sigver.calibration import stored_calibration
+    from sigver.models.checkpoint import load_checkpoint
+
+    path, _, fs, _, kw = calibrated_with_pair(tmp_path_factory.mktemp("gap"))
+    cal = stored_calibration(load_checkpoint(path).meta.metrics)
+    cue = gap_sources.stored_cue(cal, path.name, "balanced")
+    assert cue is not None and cue[1] is not None
+    return fs, kw, cue
+
+
+def test_population_anchor_zero_is_the_product_row_and_eer_user_never_moves(toy, monkeypatch):
+    fs, kw, cue = toy
+    # Copies identical to the images themselves: the anchor's location is then the mean
+    # in-sample score of the references.
+    pseudo = np.repeat(fs.features[:, None, :], 2, axis=1)
+    monkeypatch.setattr(gap_sources, "ANCHORS", (0.0, 1.0))
+    monkeypatch.setattr(gap_sources, "_users", lambda name, f: kw["users"])
+    args = SimpleNamespace(refs=4, folds=2, seed=1234, jobs=1, floor_rounds=2)
+    res = gap_sources._population("toy", fs, pseudo, kw["background"], cue, "loo-lcb=0", args)
+    assert set(res["variants"]) == {"cue off", "cue on"}
+    for v in res["variants"].values():
+        rows = v["rows"]
+        assert rows["pseudo-forgery anchor a=0"] == pytest.approx(rows["loo-lcb=0"])
+        assert len({round(r["EER_user"], 12) for r in rows.values()}) == 1
+        assert {"oracle: genuine", "oracle: mid"} <= set(rows)
+    off, on = (res["variants"][k]["rows"]["loo-lcb=0"] for k in ("cue off", "cue on"))
+    assert off != on  # the cue is applied in the second variant
+
+
+def test_copy_scores_centred_image_cue_cancels_on_copies_equal_to_the_references(toy):
+    from sigver.evaluation import simulate_deployment
+
+    fs, kw, cue = toy
+    image = cue[0]
+    assert image.centred and image.weight > 0
+    pseudo = np.repeat(fs.features[:, None, :], 3, axis=1)
+    d = pseudo.shape[2]
+    run = simulate_deployment(
+        fs,
+        users=kw["users"],
+        background=kw["background"],
+        refs=4,
+        folds=2,
+        normalization="loo-lcb=0",
+        probe=lambda model, split, i: model.raw_scores(pseudo[split.refs[i]].reshape(-1, d)),
+        progress=False,
+    )
+    plain = gap_sources.copy_scores(run, pseudo, fs.features)
+    cued = gap_sources.copy_scores(run, pseudo, fs.features, image=image)
+    for fold_plain, fold_cued in zip(plain, cued, strict=True):
+        for p, c in zip(fold_plain, fold_cued, strict=True):
+            # Each copy loses its image penalty and gains the references' mean one: over
+            # copies of exactly the references, the two cancel on average.
+            assert np.mean(c) == pytest.approx(np.mean(p))
+            assert not np.allclose(c, p)
