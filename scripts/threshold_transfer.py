@@ -503,11 +503,10 @@ def main(argv: list[str] | None = None) -> int:
                 "pooled scores dealt to the users at random, each keeping their numbers of "
                 f"genuine and skilled scores; {args.floor_rounds} dealings per fold, "
                 "`sigver.metrics.aligned_gap`). Per-user a-posteriori thresholds fitted on a "
-                "few scores make EER_user optimistic even then, so no per-user normalisation "
-                "of these scores fitted without their test scores goes below it. Excess gap vs "
-                "raw = (gap - floor) / (raw gap - "
-                "raw floor): the share of the raw scores' misalignment between users that is "
-                "left.",
+                "few scores make EER_user optimistic even then, so a per-user normalisation "
+                "of these scores fitted without their test scores is not expected to go below "
+                "it. Excess gap vs raw = (gap - floor) / (raw gap - raw floor): the share of "
+                "the raw scores' misalignment between users that is left.",
             ]
         return out
 
