@@ -45,6 +45,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -191,19 +192,36 @@ def threshold_r2(scores: list[Any], columns: list[np.ndarray]) -> float:
     return float(1.0 - resid.var() / t_arr.var()) if t_arr.var() > 0 else float("nan")
 
 
-def copy_scores(
-    run: Any, pseudo: np.ndarray, features: np.ndarray, image: Any = None, pair: Any = None
-) -> list[list[np.ndarray]]:
+def product_locs(run: Any, method: str) -> list[list[float]]:
+    """Per fold and user, the location the product's normaliser ``method`` fits.
+
+    A ``loo-lcb`` normaliser has scale 1, so its scores are the un-normalised ones shifted
+    by this (:func:`shifted`), without recomputing the cue's penalties for every method.
+    """
+    return [[n.loc for n in fold] for fold in run.normalizers(method)]
+
+
+def _same_scores(pairs: list[tuple[list, list]], scores: list[Any]) -> bool:
+    """Whether :func:`shifted`'s genuine and skilled scores equal those of ``scores``."""
+    return all(
+        np.allclose(a, b)
+        for (genuine, skilled), fold in zip(pairs, scores, strict=True)
+        for mine, theirs in ((genuine, fold.genuine), (skilled, fold.skilled))
+        for a, b in zip(mine, theirs, strict=True)
+    )
+
+
+def copy_scores(run: Any, pseudo: np.ndarray, image: Any = None) -> list[list[np.ndarray]]:
     """Per fold and user, the warped copies' scores as ``run`` decides its test scores.
 
-    ``run.probes`` holds the copies' raw scores (the user's classifier). With the cue on,
-    each copy also loses the image cue's penalty (``image``, centred on the references'
-    mean penalty when the cue is centred, as :func:`sigver.evaluation.subtract_penalty`
-    does) and the pair cue's penalty against the user's references (``pair``, as
-    :func:`sigver.evaluation.subtract_pair_penalty` does).
+    ``run.probes`` holds the copies' raw scores (the user's classifier). When ``run``
+    decides with a cue (:meth:`~sigver.evaluation.DeploymentRun.with_forgery_cue`, whose
+    image cue ``image`` scores the copies, and ``with_pair_cue``), each copy also loses
+    the image penalty, re-centred on the references' as
+    :func:`sigver.evaluation.subtract_penalty` does, and the pair penalty against the
+    user's references, as :func:`sigver.evaluation.subtract_pair_penalty` does.
     """
     d = pseudo.shape[2]
-    x = np.asarray(features)
     out = []
     for split, fold in zip(run.splits, run.probes, strict=True):
         scores = []
@@ -211,12 +229,13 @@ def copy_scores(
             refs = split.refs[i]
             copies = pseudo[refs].reshape(-1, d)
             v = np.asarray(raw, dtype=np.float64)
-            if image is not None and image.weight:
-                pen = image.weight * image.z(copies)
-                shift = float(np.mean(image.weight * image.z(x[refs]))) if image.centred else 0.0
-                v = v - pen + shift
-            if pair is not None:
-                v = v - pair.applied_penalty(copies, x[refs])
+            if run.penalty is not None:
+                shift = float(np.mean(run.penalty[refs])) if run.centre_penalty else 0.0
+                v = v - image.weight * image.z(copies) + shift
+            if run.pair_cue is not None:
+                pair = run.pair_cue
+                pair = pair[split.users[i]] if isinstance(pair, Mapping) else pair
+                v = v - pair.applied_penalty(copies, run.pair_features[refs])
             scores.append(v)
         out.append(scores)
     return out
@@ -243,22 +262,23 @@ def _population(
     )
     mu = [[float(np.mean(v)) for v in fold] for fold in run.loo]
     sd = [[float(np.std(v, ddof=1)) for v in fold] for fold in run.loo]
-    variants = {"cue off": (run, copy_scores(run, pseudo, fs.features))}
+    variants = {"cue off": (run, copy_scores(run, pseudo))}
     if cue is not None:
         image, pair, _ = cue
         on = run.with_forgery_cue(image, fs)
         on = on if pair is None else on.with_pair_cue(pair, fs)
-        variants["cue on"] = (on, copy_scores(run, pseudo, fs.features, image, pair))
+        variants["cue on"] = (on, copy_scores(on, pseudo, image))
     raw = gap_of([(f.genuine, f.skilled) for f in run.scores("none")])
     out: dict[str, Any] = {"raw": raw, "variants": {}}
     for label, (v, copies) in variants.items():
         base = v.scores("none")  # raw minus the cue's penalties
+        own = v.scores(norm)  # the product path, once: floor, R^2, and checks the shifts
+        if not _same_scores(shifted(base, product_locs(v, norm)), own):
+            raise RuntimeError(f"{name} {label}: {norm} is not a per-user shift of the scores")
         mp = [[float(np.mean(c)) for c in fold] for fold in copies]
         rows = {}
         for k in LCB:
-            rows[f"loo-lcb={k:g}"] = gap_of(
-                [(f.genuine, f.skilled) for f in v.scores(f"loo-lcb={k:g}")]
-            )
+            rows[f"loo-lcb={k:g}"] = gap_of(shifted(base, product_locs(v, f"loo-lcb={k:g}")))
         for a in ANCHORS:
             locs = [
                 [(1 - a) * m + a * p for m, p in zip(fm, fp, strict=True)]
@@ -267,7 +287,6 @@ def _population(
             rows[f"pseudo-forgery anchor a={a:g}"] = gap_of(shifted(base, locs))
         for kind in ("genuine", "mid"):
             rows[f"oracle: {kind}"] = gap_of(shifted(base, oracle_locs(base, kind)))
-        own = v.scores(norm)
         floor = float(
             np.mean(
                 [

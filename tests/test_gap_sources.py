@@ -107,6 +107,21 @@ def test_population_anchor_zero_is_the_product_row_and_eer_user_never_moves(toy,
         assert {"oracle: genuine", "oracle: mid"} <= set(rows)
     off, on = (res["variants"][k]["rows"]["loo-lcb=0"] for k in ("cue off", "cue on"))
     assert off != on  # the cue is applied in the second variant
+    # The rows derived by shifting equal the product path's normalised scores.
+    from sigver.evaluation import simulate_deployment
+
+    run = simulate_deployment(
+        fs,
+        users=kw["users"],
+        background=kw["background"],
+        refs=4,
+        folds=2,
+        normalization="loo-lcb=0",
+        progress=False,
+    )
+    for k in ("loo-lcb=0", "loo-lcb=1"):
+        product = gap_sources.gap_of([(f.genuine, f.skilled) for f in run.scores(k)])
+        assert res["variants"]["cue off"]["rows"][k] == pytest.approx(product)
 
 
 def test_copy_scores_centred_image_cue_cancels_on_copies_equal_to_the_references(toy):
@@ -127,8 +142,8 @@ def test_copy_scores_centred_image_cue_cancels_on_copies_equal_to_the_references
         probe=lambda model, split, i: model.raw_scores(pseudo[split.refs[i]].reshape(-1, d)),
         progress=False,
     )
-    plain = gap_sources.copy_scores(run, pseudo, fs.features)
-    cued = gap_sources.copy_scores(run, pseudo, fs.features, image=image)
+    plain = gap_sources.copy_scores(run, pseudo)
+    cued = gap_sources.copy_scores(run.with_forgery_cue(image, fs), pseudo, image)
     for fold_plain, fold_cued in zip(plain, cued, strict=True):
         for p, c in zip(fold_plain, fold_cued, strict=True):
             # Each copy loses its image penalty and gains the references' mean one: over
