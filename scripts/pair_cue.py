@@ -66,6 +66,14 @@ with, and combined with, v6's centred cue at 0.3. For another model the referenc
 that model's own centred cue, at the weight ``forgery_realism.py --fusion --centred
 --max-far-random 0.5`` chose for it; rule, bound and margins unchanged.
 
+``--transfer-bar`` (added 2026-12-07 after v7's pair term, chosen by this rule, failed the
+synthetic -> real threshold transfer twice; before any run with it). Needs
+``--select-synthetic``. For each candidate, the ``balanced`` threshold of the selection
+writers' fused scores is applied to the development writers' cross-fitted fused scores
+(those the calibration reads), and the reverse. Only candidates whose FRR and FAR_skilled
+are within ``MAX_TRANSFER_RATIO`` of the application side's EER_global in both directions
+compete; the rest of the rule is unchanged.
+
 No exploitation writer is read before the choice. Usage (reuses the feature caches of
 ``forgery_realism.py`` in the same ``--work`` folder)::
 
@@ -108,6 +116,9 @@ MAX_FAR_RANDOM = 0.5
 MIN_GAIN_OVER_CUE = 0.3
 MAX_USER_LOSS = 0.2
 VARIANTS = ("pair", "pair, centred", "cue + pair, centred")
+#: ``--transfer-bar``: FRR and FAR_skilled at a threshold from the other population, over
+#: the application population's EER_global (issue 10's bound).
+MAX_TRANSFER_RATIO = 1.25
 
 
 def _parts(split: Any, i: int) -> dict[str, np.ndarray]:
@@ -201,6 +212,29 @@ def _fit_both(real: Any, rows: np.ndarray, extra: Any = None) -> tuple[PairCue, 
     return pair, fit_forgery_cue(real.features[rows], forged[rows], weight=1.0)
 
 
+def transfer_ratios(calibrated_on: list[Any], applied_to: list[Any]) -> dict[str, float]:
+    """FRR and FAR_skilled of ``applied_to`` at the ``balanced`` threshold of ``calibrated_on``,
+    each over ``applied_to``'s EER_global (fold means)."""
+    t = balanced_threshold(calibrated_on)
+    rates = at_threshold(applied_to, t)
+    eer = fold_eers(applied_to)["EER_global"]
+    if eer <= 0:
+        # Perfectly separated: any error at the transferred threshold is an unbounded ratio.
+        ratio = {m: (0.0 if rates[m] == 0 else float("inf")) for m in ("FRR", "FAR_skilled")}
+    else:
+        ratio = {m: rates[m] / eer for m in ("FRR", "FAR_skilled")}
+    return {"T": t, **rates, "EER_global": eer, **{f"{m}/EER": v for m, v in ratio.items()}}
+
+
+def transfers(directions: dict[str, dict[str, float]]) -> bool:
+    """Whether every direction keeps FRR and FAR_skilled within the transfer bound."""
+    return all(
+        d[f"{m}/EER"] <= MAX_TRANSFER_RATIO
+        for d in directions.values()
+        for m in ("FRR", "FAR_skilled")
+    )
+
+
 def candidates(cue_weight: float = CUE_WEIGHT) -> list[tuple[str, float]]:
     return [("plain", 0.0), ("cue", cue_weight)] + [
         (v, w) for v in VARIANTS for w in FUSION_WEIGHTS if w > 0
@@ -217,10 +251,21 @@ def combine(inner: dict[str, float], other: dict[str, float]) -> dict[str, float
 
 
 def choose(
-    inner: dict[tuple[str, float], dict[str, float]], cue_weight: float = CUE_WEIGHT
+    inner: dict[tuple[str, float], dict[str, float]],
+    cue_weight: float = CUE_WEIGHT,
+    eligible: set[tuple[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """The rule of the module docstring on inner means keyed by ``(variant, w)``."""
-    pool = [k for k in inner if k[0] in VARIANTS and inner[k]["FAR_random"] <= MAX_FAR_RANDOM]
+    """The rule of the module docstring on inner means keyed by ``(variant, w)``.
+
+    ``eligible``: with ``--transfer-bar``, the candidates that pass it (others do not compete).
+    """
+    pool = [
+        k
+        for k in inner
+        if k[0] in VARIANTS
+        and inner[k]["FAR_random"] <= MAX_FAR_RANDOM
+        and (eligible is None or k in eligible)
+    ]
     if not pool:
         return {"chosen": None, "better_than_cue": False}
     best = min(pool, key=lambda k: (inner[k]["EER_global"], k[1]))
@@ -239,7 +284,10 @@ def run_experiment(
     extra: Any = None,
     select: Any = None,
     cue_weight: float = CUE_WEIGHT,
+    transfer_bar: bool = False,
 ) -> dict[str, Any]:
+    if transfer_bar and select is None:
+        raise ValueError("the transfer bar needs the selection writers (--select-synthetic)")
     dev, halves = _dev_rows(real)
     x = real.features.astype(np.float64)
     cands = candidates(cue_weight)
@@ -273,35 +321,11 @@ def run_experiment(
     if select is not None:
         t0 = time.perf_counter()
         run = simulate_product(model, select, "all", "synthetic-holdout")
-        terms = user_terms(run, select.features.astype(np.float64), shared)
-        scores = run.scores()
-        sel = {k: fold_eers(fused(scores, terms, *k, cue_weight=cue_weight)) for k in cands}
+        sel_terms = user_terms(run, select.features.astype(np.float64), shared)
+        sel_scores = run.scores()
+        sel = {k: fold_eers(fused(sel_scores, sel_terms, *k, cue_weight=cue_weight)) for k in cands}
         selection = {k: combine(inner[k], sel[k]) for k in cands}
         log.info("selection population done in %.0f s", time.perf_counter() - t0)
-    choice = choose(selection, cue_weight)
-    out: dict[str, Any] = {
-        "inner_directions": {
-            d: {f"{k[0]} w={k[1]}": v for k, v in r.items()} for d, r in inner_dirs.items()
-        },
-        "inner_mean": {f"{k[0]} w={k[1]}": v for k, v in inner.items()},
-        **(
-            {}
-            if sel is None
-            else {
-                "select_synthetic": {f"{k[0]} w={k[1]}": v for k, v in sel.items()},
-                "selection": {f"{k[0]} w={k[1]}": v for k, v in selection.items()},
-            }
-        ),
-        **{k: v for k, v in choice.items() if k != "chosen"},
-        "chosen": None if choice["chosen"] is None else list(choice["chosen"]),
-    }
-    if choice["chosen"] is None:
-        return out
-    w_best = choice["chosen"][1]
-    # The chosen candidate first among the variants at its weight (the rest: information).
-    report = [("plain", 0.0), ("cue", cue_weight), choice["chosen"]] + [
-        (v, w_best) for v in VARIANTS if (v, w_best) != tuple(choice["chosen"])
-    ]
 
     # Calibration: development writers 001-037 enrolled together, each half's terms
     # fitted on the other half (cross-fitted, as the product calibrates the cue).
@@ -316,11 +340,56 @@ def run_experiment(
         lambda split, i: fits[0 if writer_num[split.users[i]] <= REAL_HALVES[0][1] else 1],
     )
     cal_scores = cal_run.scores()
+    log.info("calibration scores done in %.0f s", time.perf_counter() - t0)
+
+    eligible, transfer = None, None
+    if transfer_bar:
+        transfer = {}
+        for k in cands:
+            f_sel = fused(sel_scores, sel_terms, *k, cue_weight=cue_weight)
+            f_cal = fused(cal_scores, cal_terms, *k, cue_weight=cue_weight)
+            transfer[k] = {
+                "synthetic -> 001-037": transfer_ratios(f_sel, f_cal),
+                "001-037 -> synthetic": transfer_ratios(f_cal, f_sel),
+            }
+        eligible = {k for k, d in transfer.items() if transfers(d)}
+    choice = choose(selection, cue_weight, eligible)
+    out: dict[str, Any] = {
+        "inner_directions": {
+            d: {f"{k[0]} w={k[1]}": v for k, v in r.items()} for d, r in inner_dirs.items()
+        },
+        "inner_mean": {f"{k[0]} w={k[1]}": v for k, v in inner.items()},
+        **(
+            {}
+            if sel is None
+            else {
+                "select_synthetic": {f"{k[0]} w={k[1]}": v for k, v in sel.items()},
+                "selection": {f"{k[0]} w={k[1]}": v for k, v in selection.items()},
+            }
+        ),
+        **(
+            {}
+            if transfer is None
+            else {
+                "transfer": {f"{k[0]} w={k[1]}": v for k, v in transfer.items()},
+                "transfer_passes": sorted(f"{k[0]} w={k[1]}" for k in eligible),
+            }
+        ),
+        **{k: v for k, v in choice.items() if k != "chosen"},
+        "chosen": None if choice["chosen"] is None else list(choice["chosen"]),
+    }
+    if choice["chosen"] is None:
+        return out
+    w_best = choice["chosen"][1]
+    # The chosen candidate first among the variants at its weight (the rest: information).
+    report = [("plain", 0.0), ("cue", cue_weight), choice["chosen"]] + [
+        (v, w_best) for v in VARIANTS if (v, w_best) != tuple(choice["chosen"])
+    ]
+
     thresholds = {
         k: balanced_threshold(fused(cal_scores, cal_terms, *k, cue_weight=cue_weight))
         for k in report
     }
-    log.info("calibration done in %.0f s", time.perf_counter() - t0)
 
     populations = {"sigcomp 038-069": (real, x, "038-069", "sigcomp2011")}
     if syn is not None:
@@ -388,6 +457,22 @@ def format_report(out: dict[str, Any], elapsed: float) -> str:
                 f" {b['EER_global']:.2f} / {b['EER_user']:.2f} | {b['FAR_random']:.2f} |"
             )
         lines.append(row)
+    if "transfer" in out:
+        lines += [
+            "",
+            f"Transfer bar: `balanced` threshold of one side applied to the other, FRR / "
+            f"FAR_skilled over the application side's EER_global (bound {MAX_TRANSFER_RATIO}):",
+            "",
+            "| candidate | synthetic -> 001-037 | 001-037 -> synthetic | passes |",
+            "|---|---|---|---|",
+        ]
+        for k, d in out["transfer"].items():
+            cells = [
+                f"{v['FRR/EER']:.2f} / {v['FAR_skilled/EER']:.2f}"
+                for v in (d["synthetic -> 001-037"], d["001-037 -> synthetic"])
+            ]
+            ok = "yes" if k in out["transfer_passes"] else "no"
+            lines.append(f"| {k} | {cells[0]} | {cells[1]} | {ok} |")
     lines += ["", f"chosen: {out['chosen']}; better than the shipped cue: {out['better_than_cue']}"]
     for pop, rows in out.get("after_choice", {}).items():
         lines += [
@@ -438,9 +523,17 @@ def main(argv: list[str] | None = None) -> int:
         help="weight of the centred cue the candidates are compared with and combined with "
         "(the model's own, chosen by forgery_realism.py --fusion --centred; default: v6's 0.3)",
     )
+    parser.add_argument(
+        "--transfer-bar",
+        action="store_true",
+        help="only candidates whose threshold transfers between the selection writers and "
+        "001-037 compete (needs --select-synthetic; see above)",
+    )
     parser.add_argument("--out-name", default="pair-cue", help="report file stem in --work")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.transfer_bar and not args.select_synthetic:
+        parser.error("--transfer-bar needs --select-synthetic N")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from sigver.features import default_model_path
 
@@ -471,7 +564,10 @@ def main(argv: list[str] | None = None) -> int:
         select = _features(
             model, ["--data", str(npz)], args.work / f"synth-select-{tag}.features.npz"
         )
-    out = run_experiment(model, real, syn, extra, select, cue_weight=args.cue_weight)
+    out = run_experiment(
+        model, real, syn, extra, select, cue_weight=args.cue_weight, transfer_bar=args.transfer_bar
+    )
+    out["transfer_bar"] = args.transfer_bar
     out["pair_synthetic"] = args.pair_synthetic
     out["cue_weight"] = args.cue_weight
     out["select_synthetic_writers"] = args.select_synthetic

@@ -568,3 +568,80 @@ def test_a_cue_declared_on_by_default_decides_unless_switched_off(tmp_path, monk
     assert "Forgery cue (on by default)" in text and "--no-forgery-cue" in text
     with pytest.raises(CalibrationError, match="needs a forgery cue"):
         calibrate_deployment(fs, **kw, forgery_default=True)
+
+
+def _script():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import pair_cue as script
+
+    return script
+
+
+def _folds(shift: float, users: int = 3) -> list:
+    """Two folds of ``users`` identical users whose genuine and skilled scores overlap.
+
+    Gaussian, not evenly spaced: an evenly spaced overlap is collinear on the ROC curve,
+    where ``eer_threshold``'s reference rule reads a point off the crossing.
+    """
+    from sigver.evaluation import FoldScores
+
+    rng = np.random.default_rng(0)
+    g = rng.normal(1.0, 1.0, 200) + shift
+    s = rng.normal(-1.0, 1.0, 200) + shift
+    r = np.full(10, -50.0) + shift
+    fold = FoldScores(
+        genuine=[g.copy() for _ in range(users)],
+        random=[r.copy() for _ in range(users)],
+        skilled=[s.copy() for _ in range(users)],
+        simple=[np.empty(0) for _ in range(users)],
+    )
+    return [fold, fold]
+
+
+def test_a_threshold_transfers_to_its_own_population_and_not_across_a_shift() -> None:
+    script = _script()
+    same = script.transfer_ratios(_folds(0.0), _folds(0.0))
+    # At its own balanced threshold a population's FRR and FAR_skilled are its EER.
+    assert same["FRR/EER"] == pytest.approx(1.0, abs=0.05)
+    assert same["FAR_skilled/EER"] == pytest.approx(1.0, abs=0.05)
+    assert script.transfers({"a": same, "b": same})
+    # Every score 100 higher: the old threshold accepts every forgery, rejects no genuine.
+    moved = script.transfer_ratios(_folds(0.0), _folds(100.0))
+    assert moved["FRR"] == 0.0 and moved["FAR_skilled"] == 100.0
+    assert moved["EER_global"] == pytest.approx(same["EER_global"])
+    assert moved["FAR_skilled/EER"] == pytest.approx(100.0 / same["EER_global"])
+    assert not script.transfers({"a": same, "b": moved})
+    # And the reverse direction: every genuine rejected.
+    back = script.transfer_ratios(_folds(100.0), _folds(0.0))
+    assert back["FRR"] == 100.0 and back["FAR_skilled"] == 0.0
+
+
+def test_the_transfer_bar_keeps_candidates_that_fail_it_out_of_the_pool() -> None:
+    script = _script()
+
+    def row(g: float, u: float) -> dict[str, float]:
+        return {"EER_global": g, "EER_user": u, "FAR_random": 0.0}
+
+    inner = {
+        ("plain", 0.0): row(9.0, 5.0),
+        ("cue", 0.3): row(7.0, 4.0),
+        ("pair", 0.5): row(5.0, 3.0),
+        ("pair, centred", 0.5): row(6.0, 3.5),
+    }
+    assert script.choose(inner, 0.3)["chosen"] == ("pair", 0.5)
+    assert script.choose(inner, 0.3, eligible={("pair, centred", 0.5)})["chosen"] == (
+        "pair, centred",
+        0.5,
+    )
+    assert script.choose(inner, 0.3, eligible=set()) == {"chosen": None, "better_than_cue": False}
+
+
+def test_the_transfer_bar_needs_the_selection_writers() -> None:
+    script = _script()
+    with pytest.raises(SystemExit):
+        script.main(["--transfer-bar", "--work", "/nonexistent-never-created"])
+    with pytest.raises(ValueError, match="select-synthetic"):
+        script.run_experiment(None, None, None, transfer_bar=True)
