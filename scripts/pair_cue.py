@@ -83,6 +83,7 @@ No exploitation writer is read before the choice. Usage (reuses the feature cach
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -323,7 +324,8 @@ def run_experiment(
         run = simulate_product(model, select, "all", "synthetic-holdout")
         sel_terms = user_terms(run, select.features.astype(np.float64), shared)
         sel_scores = run.scores()
-        sel = {k: fold_eers(fused(sel_scores, sel_terms, *k, cue_weight=cue_weight)) for k in cands}
+        sel_fused = {k: fused(sel_scores, sel_terms, *k, cue_weight=cue_weight) for k in cands}
+        sel = {k: fold_eers(f) for k, f in sel_fused.items()}
         selection = {k: combine(inner[k], sel[k]) for k in cands}
         log.info("selection population done in %.0f s", time.perf_counter() - t0)
 
@@ -340,17 +342,17 @@ def run_experiment(
         lambda split, i: fits[0 if writer_num[split.users[i]] <= REAL_HALVES[0][1] else 1],
     )
     cal_scores = cal_run.scores()
+    # Fused once per candidate: the transfer bar and the thresholds below read the same scores.
+    cal_fused = functools.cache(lambda k: fused(cal_scores, cal_terms, *k, cue_weight=cue_weight))
     log.info("calibration scores done in %.0f s", time.perf_counter() - t0)
 
     eligible, transfer = None, None
     if transfer_bar:
         transfer = {}
         for k in cands:
-            f_sel = fused(sel_scores, sel_terms, *k, cue_weight=cue_weight)
-            f_cal = fused(cal_scores, cal_terms, *k, cue_weight=cue_weight)
             transfer[k] = {
-                "synthetic -> 001-037": transfer_ratios(f_sel, f_cal),
-                "001-037 -> synthetic": transfer_ratios(f_cal, f_sel),
+                "synthetic -> 001-037": transfer_ratios(sel_fused[k], cal_fused(k)),
+                "001-037 -> synthetic": transfer_ratios(cal_fused(k), sel_fused[k]),
             }
         eligible = {k for k, d in transfer.items() if transfers(d)}
     choice = choose(selection, cue_weight, eligible)
@@ -386,10 +388,7 @@ def run_experiment(
         (v, w_best) for v in VARIANTS if (v, w_best) != tuple(choice["chosen"])
     ]
 
-    thresholds = {
-        k: balanced_threshold(fused(cal_scores, cal_terms, *k, cue_weight=cue_weight))
-        for k in report
-    }
+    thresholds = {k: balanced_threshold(cal_fused(k)) for k in report}
 
     populations = {"sigcomp 038-069": (real, x, "038-069", "sigcomp2011")}
     if syn is not None:

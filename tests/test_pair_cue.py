@@ -19,6 +19,16 @@ def _toy(seed: int = 0) -> np.ndarray:
     return rng.normal(size=(9, 6)) * 0.1 + np.where(FORGED, 3.0, 0.0)[:, None] * np.eye(6)[0]
 
 
+def _script():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import pair_cue as script
+
+    return script
+
+
 def test_pairs_stay_within_a_writer_and_count_by_hand() -> None:
     ia, ib, y = pair_indices(WRITERS, FORGED)
     # a: 3 genuine -> 3 genuine pairs and 3 x 2 forgery pairs; b: 1 and 2 x 2.
@@ -108,16 +118,12 @@ def test_an_uncentred_cue_subtracts_weight_times_p_and_round_trips_its_flag() ->
 
 
 def test_deployment_run_subtracts_each_users_centred_pair_penalty_and_matches_the_script() -> None:
-    import sys
-    from pathlib import Path
-
     from test_forgery_cue import shared_cue_population
 
     from sigver.evaluation import simulate_deployment
     from sigver.forgery_cue import fit_forgery_cue
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import pair_cue as script
+    script = _script()
 
     fs = shared_cue_population(n_users=5)
     writers = fs.user_ids[fs.y]
@@ -152,11 +158,7 @@ def test_deployment_run_subtracts_each_users_centred_pair_penalty_and_matches_th
 
 
 def test_the_rule_compares_with_the_cue_at_the_weight_it_is_given() -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import pair_cue as script
+    script = _script()
 
     def row(g: float, u: float, r: float = 0.0) -> dict[str, float]:
         return {"EER_global": g, "EER_user": u, "FAR_random": r}
@@ -568,16 +570,6 @@ def test_a_cue_declared_on_by_default_decides_unless_switched_off(tmp_path, monk
     assert "Forgery cue (on by default)" in text and "--no-forgery-cue" in text
     with pytest.raises(CalibrationError, match="needs a forgery cue"):
         calibrate_deployment(fs, **kw, forgery_default=True)
-
-
-def _script():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import pair_cue as script
-
-    return script
 
 
 def _folds(shift: float, users: int = 3) -> list:
