@@ -74,6 +74,16 @@ writers' fused scores is applied to the development writers' cross-fitted fused 
 are within ``MAX_TRANSFER_RATIO`` of the application side's EER_global in both directions
 compete; the rest of the rule is unchanged.
 
+``--store-centred`` (added 2026-12-07, 22:49 UTC, before any run with it). An uncentred
+pair term halved v7's gap onto SigComp 038-069 but its threshold did not cross from synthetic
+to real writers; centred on each user's references it crossed but the gap came back. Two
+more candidates centre the term on the *store's* level instead, ``s - w (p - P)`` with ``P``
+the mean ``p_refs`` of all users enrolled in the same store (here: one fold of one
+population), alone and with the centred cue: ``pair, store-centred`` and ``cue + pair,
+store-centred``. ``P`` is one number per store, so within a store these rank and separate
+exactly as ``pair`` (and the cue plus ``pair``) do; what they change is where a population
+sits against a threshold fitted on another. Rule, bound, margins and bar unchanged.
+
 No exploitation writer is read before the choice. Usage (reuses the feature caches of
 ``forgery_realism.py`` in the same ``--work`` folder)::
 
@@ -117,6 +127,9 @@ MAX_FAR_RANDOM = 0.5
 MIN_GAIN_OVER_CUE = 0.3
 MAX_USER_LOSS = 0.2
 VARIANTS = ("pair", "pair, centred", "cue + pair, centred")
+#: ``--store-centred``: the pair penalty centred on the store's level, the mean ``p_refs``
+#: over the users enrolled together (one fold of one population), not on each user's.
+STORE_VARIANTS = ("pair, store-centred", "cue + pair, store-centred")
 #: ``--transfer-bar``: FRR and FAR_skilled at a threshold from the other population, over
 #: the application population's EER_global (issue 10's bound).
 MAX_TRANSFER_RATIO = 1.25
@@ -164,17 +177,22 @@ def fused(
 
     out = []
     for sc, fold in zip(scores, terms, strict=True):
+        # The store's level: one number for every user of the fold, so it moves the whole
+        # population's scores and leaves each fold's EERs as the uncentred term's.
+        store = float(np.mean([t["p_refs"] for t in fold]))
         parts = {}
         for part in _SCORE_PARTS:
             vals = []
             for s, t in zip(getattr(sc, part), fold, strict=True):
                 pen = np.zeros_like(s, dtype=np.float64)
-                if variant in ("cue", "cue + pair, centred"):
+                if variant.startswith("cue"):
                     pen = pen + cue_weight * (t["z"][part] - t["z_refs"])
                 if variant == "pair":
                     pen = pen + w * t["p"][part]
                 elif variant in ("pair, centred", "cue + pair, centred"):
                     pen = pen + w * (t["p"][part] - t["p_refs"])
+                elif variant in STORE_VARIANTS:
+                    pen = pen + w * (t["p"][part] - store)
                 vals.append(s - pen)
             parts[part] = vals
         out.append(FoldScores(**parts, n_support=list(sc.n_support)))
@@ -236,9 +254,11 @@ def transfers(directions: dict[str, dict[str, float]]) -> bool:
     )
 
 
-def candidates(cue_weight: float = CUE_WEIGHT) -> list[tuple[str, float]]:
+def candidates(
+    cue_weight: float = CUE_WEIGHT, variants: tuple[str, ...] = VARIANTS
+) -> list[tuple[str, float]]:
     return [("plain", 0.0), ("cue", cue_weight)] + [
-        (v, w) for v in VARIANTS for w in FUSION_WEIGHTS if w > 0
+        (v, w) for v in variants for w in FUSION_WEIGHTS if w > 0
     ]
 
 
@@ -263,7 +283,7 @@ def choose(
     pool = [
         k
         for k in inner
-        if k[0] in VARIANTS
+        if k[0] not in ("plain", "cue")
         and inner[k]["FAR_random"] <= MAX_FAR_RANDOM
         and (eligible is None or k in eligible)
     ]
@@ -286,12 +306,13 @@ def run_experiment(
     select: Any = None,
     cue_weight: float = CUE_WEIGHT,
     transfer_bar: bool = False,
+    variants: tuple[str, ...] = VARIANTS,
 ) -> dict[str, Any]:
     if transfer_bar and select is None:
         raise ValueError("the transfer bar needs the selection writers (--select-synthetic)")
     dev, halves = _dev_rows(real)
     x = real.features.astype(np.float64)
-    cands = candidates(cue_weight)
+    cands = candidates(cue_weight, variants)
     (a_lo, a_hi), (b_lo, b_hi) = REAL_HALVES
     inner_dirs = {}
     for name, train, users in (
@@ -385,7 +406,7 @@ def run_experiment(
     w_best = choice["chosen"][1]
     # The chosen candidate first among the variants at its weight (the rest: information).
     report = [("plain", 0.0), ("cue", cue_weight), choice["chosen"]] + [
-        (v, w_best) for v in VARIANTS if (v, w_best) != tuple(choice["chosen"])
+        (v, w_best) for v in variants if (v, w_best) != tuple(choice["chosen"])
     ]
 
     thresholds = {k: balanced_threshold(cal_fused(k)) for k in report}
@@ -528,6 +549,11 @@ def main(argv: list[str] | None = None) -> int:
         help="only candidates whose threshold transfers between the selection writers and "
         "001-037 compete (needs --select-synthetic; see above)",
     )
+    parser.add_argument(
+        "--store-centred",
+        action="store_true",
+        help="also the pair term centred on the store's level, alone and with the cue (see above)",
+    )
     parser.add_argument("--out-name", default="pair-cue", help="report file stem in --work")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
@@ -564,8 +590,16 @@ def main(argv: list[str] | None = None) -> int:
             model, ["--data", str(npz)], args.work / f"synth-select-{tag}.features.npz"
         )
     out = run_experiment(
-        model, real, syn, extra, select, cue_weight=args.cue_weight, transfer_bar=args.transfer_bar
+        model,
+        real,
+        syn,
+        extra,
+        select,
+        cue_weight=args.cue_weight,
+        transfer_bar=args.transfer_bar,
+        variants=VARIANTS + (STORE_VARIANTS if args.store_centred else ()),
     )
+    out["store_centred"] = args.store_centred
     out["transfer_bar"] = args.transfer_bar
     out["pair_synthetic"] = args.pair_synthetic
     out["cue_weight"] = args.cue_weight

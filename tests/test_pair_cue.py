@@ -637,3 +637,57 @@ def test_the_transfer_bar_needs_the_selection_writers() -> None:
         script.main(["--transfer-bar", "--work", "/nonexistent-never-created"])
     with pytest.raises(ValueError, match="select-synthetic"):
         script.run_experiment(None, None, None, transfer_bar=True)
+
+
+def _terms(p_refs: list[float], p_shift: float = 0.0) -> list[list[dict]]:
+    """One fold's terms for the users of ``_folds``: pair penalties 0..n-1 plus ``p_shift``."""
+    fold = []
+    for u, pr in enumerate(p_refs):
+        n = {"genuine": 200, "random": 10, "skilled": 200, "simple": 0}
+        fold.append(
+            {
+                "p": {k: np.arange(m, dtype=float) / 100 + u + p_shift for k, m in n.items()},
+                "p_refs": pr + p_shift,
+                "z": {k: np.full(m, 2.0) for k, m in n.items()},
+                "z_refs": 1.0,
+            }
+        )
+    return [fold, fold]
+
+
+def test_the_store_centred_term_subtracts_the_stores_level_and_ignores_a_population_shift() -> None:
+    script = _script()
+    scores, terms = _folds(0.0), _terms([1.0, 2.0, 6.0])
+    store = script.fused(scores, terms, "pair, store-centred", 0.5)
+    plain = script.fused(scores, terms, "pair", 0.5)
+    # By hand: the store's level is (1 + 2 + 6) / 3 = 3, so each score is 0.5 * 3 above
+    # the uncentred term's, for every user, and no user's own p_refs enters.
+    for a, b in zip(store[0].genuine, plain[0].genuine, strict=True):
+        np.testing.assert_allclose(a - b, 1.5)
+    # One number per store: the fold's EERs are the uncentred term's.
+    assert script.fold_eers(store) == pytest.approx(script.fold_eers(plain))
+    # Every penalty of a population moved by 4 (its level): the store-centred scores do not
+    # move, the uncentred ones move by w * 4.
+    moved = _terms([1.0, 2.0, 6.0], p_shift=4.0)
+    again = script.fused(scores, moved, "pair, store-centred", 0.5)
+    np.testing.assert_allclose(again[1].skilled[2], store[1].skilled[2])
+    shifted = script.fused(scores, moved, "pair", 0.5)
+    np.testing.assert_allclose(plain[1].skilled[2] - shifted[1].skilled[2], 2.0)
+    # With the cue: its centred term 0.3 * (2 - 1) comes off on top.
+    both = script.fused(scores, terms, "cue + pair, store-centred", 0.5)
+    np.testing.assert_allclose(store[0].random[1] - both[0].random[1], 0.3)
+
+
+def test_store_centred_candidates_compete_only_when_asked_for() -> None:
+    script = _script()
+    assert not any("store" in v for v, _ in script.candidates(0.3))
+    names = {v for v, _ in script.candidates(0.3, script.VARIANTS + script.STORE_VARIANTS)}
+    assert set(script.STORE_VARIANTS) <= names
+    inner = {
+        ("cue", 0.3): {"EER_global": 7.0, "EER_user": 4.0, "FAR_random": 0.0},
+        ("pair, store-centred", 0.5): {"EER_global": 5.0, "EER_user": 3.5, "FAR_random": 0.0},
+    }
+    assert script.choose(inner, 0.3) == {
+        "chosen": ("pair, store-centred", 0.5),
+        "better_than_cue": True,
+    }
