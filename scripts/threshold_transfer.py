@@ -29,6 +29,12 @@ users' references) on four populations of the shipped model:
    was calibrated on cross-fitted scores; for synthetic-a it is calibrated here on
    the cued scores of writers the cue never saw.
 
+With ``--bootstrap N`` (default 200) the product and cue rows also get 90 % percentile
+intervals of FRR/EER, FAR_skilled/EER and gap/raw gap over ``N`` writer bootstraps
+(:func:`bootstrap_row`): the application population's writers are drawn with replacement,
+and so are the calibration population's when its threshold is calibrated in this run
+(then recalibrated on every draw); the stored cue threshold of sigcomp-dev stays fixed.
+
 Each row gives the deployed FRR / FAR_skilled / FAR_random next to the
 a-posteriori global and user-threshold EERs of the same (normalised) scores
 on the application population, and the ratios the issue targets (deployed /
@@ -65,7 +71,7 @@ from sigver.calibration import (
 )
 from sigver.errors import SigverError
 from sigver.evaluation import simulate_deployment
-from sigver.metrics import aligned_gap
+from sigver.metrics import aligned_gap, compute_metrics
 from sigver.normalization import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,6 +240,155 @@ def _transfer(
     return row, cal
 
 
+def _users_of(fold: Any, idx: np.ndarray) -> Any:
+    """``fold`` (:class:`~sigver.evaluation.FoldScores`) with its users ``idx``, in order."""
+    from sigver.evaluation import FoldScores
+
+    return FoldScores(
+        genuine=[fold.genuine[i] for i in idx],
+        random=[fold.random[i] for i in idx],
+        skilled=[fold.skilled[i] for i in idx],
+        simple=[fold.simple[i] for i in idx],
+        n_support=[fold.n_support[i] for i in idx] if fold.n_support else [],
+    )
+
+
+def _ratios(app: list[Any], raw: list[Any], threshold: float) -> dict[str, float]:
+    """FRR/EER_global, FAR_skilled/EER_global (fold means, as the rows) and gap / raw gap."""
+    from sigver.evaluation import fixed_threshold_point
+
+    def eers(scores: list[Any]) -> tuple[float, float]:
+        m = [compute_metrics(f.genuine, f.random, f.skilled) for f in scores]
+        return (
+            float(np.mean([x["EER_global"] for x in m])),
+            float(np.mean([x["EER_user"] for x in m])),
+        )
+
+    summary = fixed_threshold_point(app, threshold)["summary"]
+    eg, eu = eers(app)
+    rg, ru = eers(raw)
+    nan = float("nan")
+    return {
+        "FRR/EER": summary["FRR"]["mean"] / eg if eg > 0 else nan,
+        "FAR_skilled/EER": summary["FAR_skilled"]["mean"] / eg if eg > 0 else nan,
+        "gap/raw": (eg - eu) / (rg - ru) if rg != ru else nan,
+    }
+
+
+def bootstrap_row(
+    app: list[Any],
+    raw: list[Any],
+    threshold: float,
+    *,
+    cal: list[Any] | None = None,
+    operating_point: str = "balanced",
+    rounds: int = 200,
+    seed: int = 0,
+    level: float = 0.9,
+) -> dict[str, Any]:
+    """Percentile intervals of a row's ratios when its writers are resampled.
+
+    Parameters
+    ----------
+    app, raw : list of FoldScores
+        The application population's scores as decided, and the same enrollments' raw
+        scores (for the gap's denominator); one draw of users serves both, every fold.
+    threshold : float
+        The row's threshold, used on every draw when ``cal`` is None.
+    cal : list of FoldScores, optional
+        The calibration population's scores, when the threshold is calibrated on them in
+        this run: each draw resamples its users too and recalibrates ``operating_point``
+        on their pooled genuine and skilled scores (as the calibration pools its folds).
+    rounds, seed, level
+        Draws, their seed, and the interval's coverage.
+
+    Returns
+    -------
+    dict
+        ``rounds``, ``level`` and, for ``FRR/EER``, ``FAR_skilled/EER`` and ``gap/raw``,
+        ``[low, high]``.
+    """
+    from sigver.calibration import operating_point_threshold
+
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    if not 0 < level < 1:
+        raise ValueError("level must lie in (0, 1)")
+    rng = np.random.default_rng(seed)
+    n_app = len(app[0].genuine)
+    pooled = None
+    if cal is not None:
+        # Each calibration user's scores over every fold: a draw takes users, not scores.
+        pooled = [
+            (
+                np.concatenate([np.ravel(f.genuine[u]) for f in cal]),
+                np.concatenate([np.ravel(f.skilled[u]) for f in cal]),
+            )
+            for u in range(len(cal[0].genuine))
+        ]
+    draws: dict[str, list[float]] = {"FRR/EER": [], "FAR_skilled/EER": [], "gap/raw": []}
+    for _ in range(rounds):
+        t = threshold
+        if pooled is not None:
+            iu = rng.integers(len(pooled), size=len(pooled))
+            t = operating_point_threshold(
+                operating_point,
+                np.concatenate([pooled[i][0] for i in iu]),
+                np.concatenate([pooled[i][1] for i in iu]),
+            )
+        ia = rng.integers(n_app, size=n_app)
+        r = _ratios([_users_of(f, ia) for f in app], [_users_of(f, ia) for f in raw], t)
+        for k, v in r.items():
+            draws[k].append(v)
+    tail = 100 * (1 - level) / 2
+    return {
+        "rounds": rounds,
+        "level": level,
+        **{
+            k: [float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100 - tail))]
+            for k, v in draws.items()
+        },  # fmt: skip
+    }
+
+
+def add_interval(
+    row: dict[str, Any],
+    decided: Any,
+    raw: Any,
+    cal: Any | None,
+    args: argparse.Namespace,
+) -> None:
+    """``row["interval"]``: :func:`bootstrap_row` on the runs behind ``row`` (no-op when
+    ``args.bootstrap`` is 0).
+
+    ``decided`` / ``raw``: the application population's run as decided and its raw run;
+    ``cal``: the calibration population's run when the row's threshold was calibrated on
+    it here, else None.
+    """
+    if not args.bootstrap:
+        return
+    method = row["normalization"]
+    cal_scores = None if cal is None else cal.scores(method)
+    if cal_scores is not None:
+        from sigver.calibration import operating_point_threshold
+
+        # The draw that takes every writer once must give the row's own threshold.
+        g = np.concatenate([np.ravel(a) for f in cal_scores for a in f.genuine])
+        s = np.concatenate([np.ravel(a) for f in cal_scores for a in f.skilled])
+        t = operating_point_threshold(row["operating_point"], g, s)
+        if not np.isclose(t, row["threshold"], rtol=0, atol=1e-9):
+            raise RuntimeError(f"bootstrap threshold {t} is not the row's {row['threshold']}")
+    row["interval"] = bootstrap_row(
+        decided.scores(method),
+        raw.scores("none"),
+        row["threshold"],
+        cal=cal_scores,
+        operating_point=row["operating_point"],
+        rounds=args.bootstrap,
+        seed=args.seed,
+    )
+
+
 def gap_columns(row: dict[str, Any], raw: dict[str, Any]) -> dict[str, float]:
     """How much of the EER_global - EER_user gap normalisation could still remove.
 
@@ -341,6 +496,7 @@ def _cue_stage(
             floor_rounds=rounds,
         )
         row["forgery_cue"] = True
+        add_interval(row, cued[a], runs[a], None if c == "sigcomp-dev" else cued[c], args)
         row["raw_gap"] = raw["gap"]
         row["gap_vs_raw"] = row["gap"] / raw["gap"] if raw["gap"] else float("nan")
         if rounds > 0:
@@ -373,11 +529,20 @@ def main(argv: list[str] | None = None) -> int:
         default=20,
         help="random dealings for the gap of exchangeable users (0: not computed)",
     )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=200,
+        metavar="N",
+        help="writer bootstraps for the intervals of the product and cue rows (0: none)",
+    )
     parser.add_argument("--synthetic-features", type=Path, help="precomputed (sigver features)")
     parser.add_argument("--sigcomp-features", type=Path, help="precomputed (sigver features)")
     args = parser.parse_args(argv)
     if args.floor_rounds < 0:
         parser.error("--floor-rounds must be >= 0")
+    if args.bootstrap < 0:
+        parser.error("--bootstrap must be >= 0")
     start = time.perf_counter()
     model, extractor, background = open_model(parser, args)
     try:
@@ -445,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         row["gap_vs_raw"] = row["gap"] / raw_row["gap"] if raw_row["gap"] else float("nan")
         if rounds > 0:
             row.update(gap_columns(row, raw_row))
+        add_interval(row, product_runs[a], product_runs[a], product_runs[c], args)
         product += [raw_row, row]
         plot_calibration(
             cal,
@@ -510,6 +676,34 @@ def main(argv: list[str] | None = None) -> int:
             ]
         return out
 
+    def interval_table(rows: list[dict[str, Any]]) -> list[str]:
+        """The rows' bootstrap intervals (nothing when not computed)."""
+        rows = [r for r in rows if "interval" in r]
+        if not rows:
+            return []
+        lv = round(100 * rows[0]["interval"]["level"])
+        out = [
+            "",
+            f"{lv} % intervals over {rows[0]['interval']['rounds']} writer bootstraps "
+            "(application writers drawn with replacement; calibration writers too, and the "
+            "threshold recalibrated, where it was calibrated in this run):",
+            "",
+            "| direction | FRR/EER | FAR_s/EER | gap / raw gap |",
+            "|---|---|---|---|",
+        ]
+        for r in rows:
+            iv = r["interval"]
+            cells = " | ".join(
+                f"{iv[k][0]:.2f}-{iv[k][1]:.2f}" for k in ("FRR/EER", "FAR_skilled/EER", "gap/raw")
+            )
+            fixed = (
+                " (stored threshold)"
+                if r.get("forgery_cue") and r["calibrated_on"] == "sigcomp-dev"
+                else ""
+            )
+            out.append(f"| {r['calibrated_on']} → {r['applied_to']}{fixed} | {cells} |")
+        return out
+
     lines = [
         "## Selection (synthetic-a ↔ sigcomp-dev; cohort held out for every method)",
         "",
@@ -536,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         *gap_table(
             winner, [(raw["gap"], r) for raw, r in zip(product[::2], product[1::2], strict=True)]
         ),
+        *interval_table(product[1::2]),
     ]
     if cue_rows:
         lines += [
@@ -546,6 +741,7 @@ def main(argv: list[str] | None = None) -> int:
             *table(cue_rows),
             "",
             *gap_table("the cue", [(r["raw_gap"], r) for r in cue_rows]),
+            *interval_table(cue_rows),
             "",
             "The cue is the model's stored one (fitted on SigComp2011 001-037 and the extra "
             "writers its card lists); the sigcomp-dev threshold is the model's stored fused "
@@ -579,6 +775,7 @@ def main(argv: list[str] | None = None) -> int:
             "refs": args.refs,
             "folds": args.folds,
             "seed": args.seed,
+            "bootstrap": args.bootstrap,
             "operating_point": args.operating_point,
             "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
             "runs": {k: v.info for k, v in runs.items()},

@@ -65,7 +65,9 @@ def test_cue_stage_uses_the_stored_point_for_the_cues_writers_and_calibrates_the
     stored = threshold_transfer.stored_cue(
         stored_calibration(load_checkpoint(path).meta.metrics), path.name, point
     )
-    args = argparse.Namespace(operating_point=point, out=tmp_path, floor_rounds=3)
+    args = argparse.Namespace(
+        operating_point=point, out=tmp_path, floor_rounds=3, bootstrap=4, seed=1234
+    )
 
     def simulate(norm, statistics):
         pytest.fail("the model's normaliser was simulated already")
@@ -128,6 +130,13 @@ def test_cue_stage_uses_the_stored_point_for_the_cues_writers_and_calibrates_the
     assert row["raw_aligned_gap"] == pytest.approx(floor(raw))
     assert row["target"] == pytest.approx(row["raw_gap"] / 2)
     assert all(r["forgery_cue"] and r["operating_point"] == point for r in rows)
+    # Intervals on every row; the full sample's ratio lies within a wide enough interval
+    # only by chance, so what is checked is their shape.
+    for r in rows:
+        iv = r["interval"]
+        assert iv["rounds"] == 4 and iv["level"] == 0.9
+        for k in ("FRR/EER", "FAR_skilled/EER", "gap/raw"):
+            assert iv[k][0] <= iv[k][1]
     assert sorted(p.name for p in tmp_path.glob("curve-cue-*.png")) == sorted(
         f"curve-cue-{c}-to-{a}.png" for c, a in threshold_transfer.HELD_OUT
     )
@@ -166,3 +175,57 @@ def test_gap_columns_by_hand():
     assert np.isnan(
         threshold_transfer.gap_columns(row, {"gap": 0.01, "aligned_gap": 0.01})["excess_vs_raw"]
     )
+
+
+def _scores(shifts, raw_spread=0.0):
+    """Two folds of users whose genuine ~ N(1, 1) and skilled ~ N(-1, 1) scores are moved
+    by ``shifts`` (one per user); ``raw_spread`` moves user ``i`` by ``i * raw_spread`` more."""
+    from sigver.evaluation import FoldScores
+
+    rng = np.random.default_rng(0)
+    g, s = rng.normal(1.0, 1.0, 100), rng.normal(-1.0, 1.0, 100)
+    moved = [d + i * raw_spread for i, d in enumerate(shifts)]
+    fold = FoldScores(
+        genuine=[g + d for d in moved],
+        random=[np.full(5, -50.0) for _ in moved],
+        skilled=[s + d for d in moved],
+        simple=[np.empty(0) for _ in moved],
+    )
+    return [fold, fold]
+
+
+def test_bootstrap_of_identical_writers_collapses_onto_the_rows_ratios():
+    from sigver.metrics import eer_threshold
+
+    app = _scores([0.0] * 4)
+    raw = _scores([0.0] * 4, raw_spread=1.0)  # misaligned raw scores: a positive raw gap
+    g = np.concatenate([a for f in app for a in f.genuine])
+    s = np.concatenate([a for f in app for a in f.skilled])
+    t = eer_threshold(g, s)
+    iv = threshold_transfer.bootstrap_row(app, raw, t, rounds=30, seed=1)
+    # Every draw of identical writers is the same population: one value per ratio.
+    for k in ("FRR/EER", "FAR_skilled/EER"):
+        assert iv[k][0] == pytest.approx(iv[k][1])
+        assert iv[k][0] == pytest.approx(1.0, abs=0.1)
+    # Aligned writers leave no gap, whatever the raw draw's gap is.
+    assert iv["gap/raw"] == [0.0, 0.0]
+
+
+def test_bootstrap_recalibrates_on_each_draw_of_the_calibration_writers():
+    app, raw = _scores([0.0] * 4), _scores([0.0] * 4, raw_spread=1.0)
+    # Calibrated on writers whose scores are all 100 higher: every genuine is rejected.
+    iv = threshold_transfer.bootstrap_row(app, raw, 0.0, cal=_scores([100.0] * 3), rounds=10)
+    assert iv["FAR_skilled/EER"] == [0.0, 0.0]
+    assert iv["FRR/EER"][0] == iv["FRR/EER"][1] > 5
+    # Without cal, the given threshold is used: the same 0.0 on every draw.
+    fixed = threshold_transfer.bootstrap_row(app, raw, 0.0, rounds=10)
+    assert fixed["FRR/EER"][1] < 2
+    # Writers that differ give draws that differ.
+    spread = threshold_transfer.bootstrap_row(
+        _scores([0.0, 0.5, -0.5, 1.5]), raw, 0.0, cal=_scores([0.0, 1.0, -1.0]), rounds=50
+    )
+    assert spread["FRR/EER"][0] < spread["FRR/EER"][1]
+    with pytest.raises(ValueError, match="rounds"):
+        threshold_transfer.bootstrap_row(app, raw, 0.0, rounds=0)
+    with pytest.raises(ValueError, match="level"):
+        threshold_transfer.bootstrap_row(app, raw, 0.0, level=1.0)
