@@ -71,7 +71,7 @@ from sigver.calibration import (
 )
 from sigver.errors import SigverError
 from sigver.evaluation import simulate_deployment
-from sigver.metrics import aligned_gap, compute_metrics
+from sigver.metrics import aligned_gap
 from sigver.normalization import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,38 +240,68 @@ def _transfer(
     return row, cal
 
 
-def _users_of(fold: Any, idx: np.ndarray) -> Any:
-    """``fold`` (:class:`~sigver.evaluation.FoldScores`) with its users ``idx``, in order."""
-    from sigver.evaluation import FoldScores
+class _Writers:
+    """One population's fold scores, ready to be redrawn by writer.
 
-    return FoldScores(
-        genuine=[fold.genuine[i] for i in idx],
-        random=[fold.random[i] for i in idx],
-        skilled=[fold.skilled[i] for i in idx],
-        simple=[fold.simple[i] for i in idx],
-        n_support=[fold.n_support[i] for i in idx] if fold.n_support else [],
-    )
+    What depends on one writer alone is computed once: the errors at that writer's own
+    a-posteriori threshold (EER_user pools them, :func:`sigver.metrics.eer_user_thresholds`).
+    A draw then only pools the drawn writers' scores for EER_global and the rates.
+    """
+
+    def __init__(self, scores: list[Any]) -> None:
+        from sigver.metrics import eer_threshold
+
+        self.genuine = [[np.ravel(a) for a in f.genuine] for f in scores]
+        self.skilled = [[np.ravel(a) for a in f.skilled] for f in scores]
+        self.counts = []
+        for gs, ss in zip(self.genuine, self.skilled, strict=True):
+            c = np.zeros((len(gs), 4))
+            for u, (g, s) in enumerate(zip(gs, ss, strict=True)):
+                # Writers lacking either kind are left out, as eer_user_thresholds does.
+                if g.size and s.size:
+                    t = eer_threshold(g, s)
+                    c[u] = (np.sum(g < t), g.size, np.sum(s >= t), s.size)
+            self.counts.append(c)
+
+    @property
+    def n(self) -> int:
+        return len(self.genuine[0])
+
+    def draw(self, idx: np.ndarray, threshold: float | None = None) -> dict[str, float]:
+        """Fold means of EER_global and EER_user (and FRR, FAR_skilled at ``threshold``)
+        of the writers ``idx`` (repeats allowed)."""
+        from sigver.metrics import eer_global, far, frr
+
+        per: dict[str, list[float]] = {
+            "EER_global": [],
+            "EER_user": [],
+            "FRR": [],
+            "FAR_skilled": [],
+        }
+        for gs, ss, c in zip(self.genuine, self.skilled, self.counts, strict=True):
+            g = np.concatenate([gs[i] for i in idx])
+            s = np.concatenate([ss[i] for i in idx])
+            per["EER_global"].append(eer_global(g, s)[0])
+            tot = c[idx].sum(axis=0)
+            per["EER_user"].append(
+                (tot[0] / tot[1] + tot[2] / tot[3]) / 2 if tot[1] and tot[3] else float("nan")
+            )
+            if threshold is not None:
+                per["FRR"].append(frr(g, threshold))
+                per["FAR_skilled"].append(far(s, threshold))
+        return {k: float(np.mean(v)) for k, v in per.items() if v}
 
 
-def _ratios(app: list[Any], raw: list[Any], threshold: float) -> dict[str, float]:
-    """FRR/EER_global, FAR_skilled/EER_global (fold means, as the rows) and gap / raw gap."""
-    from sigver.evaluation import fixed_threshold_point
-
-    def eers(scores: list[Any]) -> tuple[float, float]:
-        m = [compute_metrics(f.genuine, f.random, f.skilled) for f in scores]
-        return (
-            float(np.mean([x["EER_global"] for x in m])),
-            float(np.mean([x["EER_user"] for x in m])),
-        )
-
-    summary = fixed_threshold_point(app, threshold)["summary"]
-    eg, eu = eers(app)
-    rg, ru = eers(raw)
-    nan = float("nan")
+def _ratios(app: _Writers, raw: _Writers, idx: np.ndarray, threshold: float) -> dict[str, float]:
+    """FRR/EER_global, FAR_skilled/EER_global (fold means, as the rows) and gap / raw gap
+    of the application writers ``idx``."""
+    a, r = app.draw(idx, threshold), raw.draw(idx)
+    eg, nan = a["EER_global"], float("nan")
+    raw_gap = r["EER_global"] - r["EER_user"]
     return {
-        "FRR/EER": summary["FRR"]["mean"] / eg if eg > 0 else nan,
-        "FAR_skilled/EER": summary["FAR_skilled"]["mean"] / eg if eg > 0 else nan,
-        "gap/raw": (eg - eu) / (rg - ru) if rg != ru else nan,
+        "FRR/EER": a["FRR"] / eg if eg > 0 else nan,
+        "FAR_skilled/EER": a["FAR_skilled"] / eg if eg > 0 else nan,
+        "gap/raw": (eg - a["EER_user"]) / raw_gap if raw_gap else nan,
     }
 
 
@@ -315,7 +345,7 @@ def bootstrap_row(
     if not 0 < level < 1:
         raise ValueError("level must lie in (0, 1)")
     rng = np.random.default_rng(seed)
-    n_app = len(app[0].genuine)
+    app_w, raw_w = _Writers(app), _Writers(raw)
     pooled = None
     if cal is not None:
         # Each calibration user's scores over every fold: a draw takes users, not scores.
@@ -336,8 +366,8 @@ def bootstrap_row(
                 np.concatenate([pooled[i][0] for i in iu]),
                 np.concatenate([pooled[i][1] for i in iu]),
             )
-        ia = rng.integers(n_app, size=n_app)
-        r = _ratios([_users_of(f, ia) for f in app], [_users_of(f, ia) for f in raw], t)
+        ia = rng.integers(app_w.n, size=app_w.n)
+        r = _ratios(app_w, raw_w, ia, t)
         for k, v in r.items():
             draws[k].append(v)
     tail = 100 * (1 - level) / 2

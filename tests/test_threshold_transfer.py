@@ -229,3 +229,40 @@ def test_bootstrap_recalibrates_on_each_draw_of_the_calibration_writers():
         threshold_transfer.bootstrap_row(app, raw, 0.0, rounds=0)
     with pytest.raises(ValueError, match="level"):
         threshold_transfer.bootstrap_row(app, raw, 0.0, level=1.0)
+
+
+def test_a_writer_draw_matches_the_metrics_of_the_drawn_writers_scores():
+    """The precomputed draw against compute_metrics / fixed_threshold_point on the same users."""
+    from sigver.evaluation import FoldScores, fixed_threshold_point
+    from sigver.metrics import compute_metrics
+
+    rng = np.random.default_rng(3)
+
+    def fold():
+        n = 5
+        return FoldScores(
+            genuine=[rng.normal(1 + 0.4 * u, 1, 6) for u in range(n)],
+            random=[rng.normal(-3, 1, 8) for _ in range(n)],
+            skilled=[rng.normal(-0.5 * u, 1, 9) for u in range(n)][: n - 1] + [np.empty(0)],
+            simple=[np.empty(0)] * n,
+        )
+
+    scores = [fold(), fold()]
+    writers = threshold_transfer._Writers(scores)
+    for idx in (np.arange(5), np.array([0, 0, 3, 4, 4]), np.array([2, 1, 1, 4, 0])):
+        drawn = [
+            FoldScores(
+                genuine=[f.genuine[i] for i in idx],
+                random=[f.random[i] for i in idx],
+                skilled=[f.skilled[i] for i in idx],
+                simple=[f.simple[i] for i in idx],
+            )
+            for f in scores
+        ]
+        want = [compute_metrics(f.genuine, f.random, f.skilled) for f in drawn]
+        got = writers.draw(idx, threshold=0.2)
+        assert got["EER_global"] == pytest.approx(np.mean([m["EER_global"] for m in want]))
+        assert got["EER_user"] == pytest.approx(np.mean([m["EER_user"] for m in want]))
+        point = fixed_threshold_point(drawn, 0.2)["summary"]
+        assert got["FRR"] == pytest.approx(point["FRR"]["mean"])
+        assert got["FAR_skilled"] == pytest.approx(point["FAR_skilled"]["mean"])
