@@ -305,6 +305,15 @@ def _ratios(app: _Writers, raw: _Writers, idx: np.ndarray, threshold: float) -> 
     }
 
 
+def _percentiles(values: list[float], tail: float) -> list[float]:
+    """``[tail, 100 - tail]`` percentiles of the finite values; NaNs when there is none."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [float("nan"), float("nan")]
+    return [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))]
+
+
 def bootstrap_row(
     app: list[Any],
     raw: list[Any],
@@ -335,8 +344,9 @@ def bootstrap_row(
     Returns
     -------
     dict
-        ``rounds``, ``level`` and, for ``FRR/EER``, ``FAR_skilled/EER`` and ``gap/raw``,
-        ``[low, high]``.
+        ``rounds``, ``level``, ``undefined`` (per ratio, the draws where it is undefined,
+        left out of its interval) and, for ``FRR/EER``, ``FAR_skilled/EER`` and
+        ``gap/raw``, ``[low, high]``.
     """
     from sigver.calibration import operating_point_threshold
 
@@ -374,10 +384,9 @@ def bootstrap_row(
     return {
         "rounds": rounds,
         "level": level,
-        **{
-            k: [float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100 - tail))]
-            for k, v in draws.items()
-        },  # fmt: skip
+        # Draws whose ratio is undefined (e.g. a raw gap of 0) are left out of its interval.
+        "undefined": {k: int(np.sum(~np.isfinite(v))) for k, v in draws.items()},
+        **{k: _percentiles(v, tail) for k, v in draws.items()},
     }
 
 

@@ -639,8 +639,15 @@ def test_the_transfer_bar_needs_the_selection_writers() -> None:
         script.run_experiment(None, None, None, transfer_bar=True)
 
 
-def _terms(p_refs: list[float], p_shift: float = 0.0) -> list[list[dict]]:
-    """One fold's terms for the users of ``_folds``: pair penalties 0..n-1 plus ``p_shift``."""
+def _terms(
+    p_refs: list[float], p_shift: float = 0.0, second: list[float] | None = None
+) -> list[list[dict]]:
+    """Two folds' terms for the users of ``_folds``: pair penalties 0..n-1 plus ``p_shift``;
+    ``second``: the second fold's reference means (default: the first's)."""
+    return [_fold_terms(p_refs, p_shift), _fold_terms(second or p_refs, p_shift)]
+
+
+def _fold_terms(p_refs: list[float], p_shift: float) -> list[dict]:
     fold = []
     for u, pr in enumerate(p_refs):
         n = {"genuine": 200, "random": 10, "skilled": 200, "simple": 0}
@@ -652,7 +659,7 @@ def _terms(p_refs: list[float], p_shift: float = 0.0) -> list[list[dict]]:
                 "z_refs": 1.0,
             }
         )
-    return [fold, fold]
+    return fold
 
 
 def test_the_store_centred_term_subtracts_the_stores_level_and_ignores_a_population_shift() -> None:
@@ -673,6 +680,12 @@ def test_the_store_centred_term_subtracts_the_stores_level_and_ignores_a_populat
     np.testing.assert_allclose(again[1].skilled[2], store[1].skilled[2])
     shifted = script.fused(scores, moved, "pair", 0.5)
     np.testing.assert_allclose(plain[1].skilled[2] - shifted[1].skilled[2], 2.0)
+    # Each fold is its own store: a second fold with reference means 0, 0, 3 has level 1.
+    two = script.fused(
+        scores, _terms([1.0, 2.0, 6.0], second=[0.0, 0.0, 3.0]), "pair, store-centred", 0.5
+    )
+    np.testing.assert_allclose(two[0].genuine[0] - plain[0].genuine[0], 1.5)
+    np.testing.assert_allclose(two[1].genuine[0] - plain[1].genuine[0], 0.5)
     # With the cue: its centred term 0.3 * (2 - 1) comes off on top.
     both = script.fused(scores, terms, "cue + pair, store-centred", 0.5)
     np.testing.assert_allclose(store[0].random[1] - both[0].random[1], 0.3)

@@ -130,13 +130,24 @@ def test_cue_stage_uses_the_stored_point_for_the_cues_writers_and_calibrates_the
     assert row["raw_aligned_gap"] == pytest.approx(floor(raw))
     assert row["target"] == pytest.approx(row["raw_gap"] / 2)
     assert all(r["forgery_cue"] and r["operating_point"] == point for r in rows)
-    # Intervals on every row; the full sample's ratio lies within a wide enough interval
-    # only by chance, so what is checked is their shape.
-    for r in rows:
-        iv = r["interval"]
-        assert iv["rounds"] == 4 and iv["level"] == 0.9
-        for k in ("FRR/EER", "FAR_skilled/EER", "gap/raw"):
-            assert iv[k][0] <= iv[k][1]
+    # Each row's interval is drawn from its own populations: the cued application scores,
+    # the raw ones, and the calibration writers only where the threshold was calibrated here.
+    for (c, a), r in by_direction.items():
+        want = threshold_transfer.bootstrap_row(
+            cued(a),
+            runs[a].scores("none"),
+            r["threshold"],
+            cal=None if c == "sigcomp-dev" else cued(c),
+            operating_point=point,
+            rounds=4,
+            seed=1234,
+        )
+        assert r["interval"] == want
+    assert by_direction["synthetic-a", "sigcomp-exp"][
+        "interval"
+    ] != threshold_transfer.bootstrap_row(
+        cued("sigcomp-exp"), raw, row["threshold"], operating_point=point, rounds=4, seed=1234
+    )
     assert sorted(p.name for p in tmp_path.glob("curve-cue-*.png")) == sorted(
         f"curve-cue-{c}-to-{a}.png" for c, a in threshold_transfer.HELD_OUT
     )
@@ -209,6 +220,19 @@ def test_bootstrap_of_identical_writers_collapses_onto_the_rows_ratios():
         assert iv[k][0] == pytest.approx(1.0, abs=0.1)
     # Aligned writers leave no gap, whatever the raw draw's gap is.
     assert iv["gap/raw"] == [0.0, 0.0]
+    assert iv["undefined"] == {"FRR/EER": 0, "FAR_skilled/EER": 0, "gap/raw": 0}
+    # Raw scores of identical writers have no gap on any draw: the ratio is undefined,
+    # every draw is counted so, and the interval says NaN rather than a number.
+    none = threshold_transfer.bootstrap_row(app, app, t, rounds=7, seed=1)
+    assert none["undefined"]["gap/raw"] == 7
+    assert np.isnan(none["gap/raw"]).all()
+
+
+def test_one_draw_of_writers_serves_the_decided_and_the_raw_scores():
+    # Decided = raw, with misaligned writers: the same draw on both gives a ratio of exactly 1.
+    app = _scores([0.0, 0.7, -0.4, 1.3, 2.0])
+    iv = threshold_transfer.bootstrap_row(app, app, 0.0, rounds=40, seed=2)
+    assert iv["gap/raw"] == pytest.approx([1.0, 1.0])
 
 
 def test_bootstrap_recalibrates_on_each_draw_of_the_calibration_writers():
