@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from sigver._util import atomic_write, command_line, machine_info, write_json
+from sigver.bootstrap import WriterDraws, percentile_interval
 from sigver.calibration import (
     calibrate_deployment,
     plot_calibration,
@@ -240,59 +241,9 @@ def _transfer(
     return row, cal
 
 
-class _Writers:
-    """One population's fold scores, ready to be redrawn by writer.
-
-    What depends on one writer alone is computed once: the errors at that writer's own
-    a-posteriori threshold (EER_user pools them, :func:`sigver.metrics.eer_user_thresholds`).
-    A draw then only pools the drawn writers' scores for EER_global and the rates.
-    """
-
-    def __init__(self, scores: list[Any]) -> None:
-        from sigver.metrics import eer_threshold
-
-        self.genuine = [[np.ravel(a) for a in f.genuine] for f in scores]
-        self.skilled = [[np.ravel(a) for a in f.skilled] for f in scores]
-        self.counts = []
-        for gs, ss in zip(self.genuine, self.skilled, strict=True):
-            c = np.zeros((len(gs), 4))
-            for u, (g, s) in enumerate(zip(gs, ss, strict=True)):
-                # Writers lacking either kind are left out, as eer_user_thresholds does.
-                if g.size and s.size:
-                    t = eer_threshold(g, s)
-                    c[u] = (np.sum(g < t), g.size, np.sum(s >= t), s.size)
-            self.counts.append(c)
-
-    @property
-    def n(self) -> int:
-        return len(self.genuine[0])
-
-    def draw(self, idx: np.ndarray, threshold: float | None = None) -> dict[str, float]:
-        """Fold means of EER_global and EER_user (and FRR, FAR_skilled at ``threshold``)
-        of the writers ``idx`` (repeats allowed)."""
-        from sigver.metrics import eer_global, far, frr
-
-        per: dict[str, list[float]] = {
-            "EER_global": [],
-            "EER_user": [],
-            "FRR": [],
-            "FAR_skilled": [],
-        }
-        for gs, ss, c in zip(self.genuine, self.skilled, self.counts, strict=True):
-            g = np.concatenate([gs[i] for i in idx])
-            s = np.concatenate([ss[i] for i in idx])
-            per["EER_global"].append(eer_global(g, s)[0])
-            tot = c[idx].sum(axis=0)
-            per["EER_user"].append(
-                (tot[0] / tot[1] + tot[2] / tot[3]) / 2 if tot[1] and tot[3] else float("nan")
-            )
-            if threshold is not None:
-                per["FRR"].append(frr(g, threshold))
-                per["FAR_skilled"].append(far(s, threshold))
-        return {k: float(np.mean(v)) for k, v in per.items() if v}
-
-
-def _ratios(app: _Writers, raw: _Writers, idx: np.ndarray, threshold: float) -> dict[str, float]:
+def _ratios(
+    app: WriterDraws, raw: WriterDraws, idx: np.ndarray, threshold: float
+) -> dict[str, float]:
     """FRR/EER_global, FAR_skilled/EER_global (fold means, as the rows) and gap / raw gap
     of the application writers ``idx``."""
     a, r = app.draw(idx, threshold), raw.draw(idx)
@@ -303,15 +254,6 @@ def _ratios(app: _Writers, raw: _Writers, idx: np.ndarray, threshold: float) -> 
         "FAR_skilled/EER": a["FAR_skilled"] / eg if eg > 0 else nan,
         "gap/raw": (eg - a["EER_user"]) / raw_gap if raw_gap else nan,
     }
-
-
-def _percentiles(values: list[float], tail: float) -> list[float]:
-    """``[tail, 100 - tail]`` percentiles of the finite values; NaNs when there is none."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return [float("nan"), float("nan")]
-    return [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))]
 
 
 def bootstrap_row(
@@ -355,7 +297,7 @@ def bootstrap_row(
     if not 0 < level < 1:
         raise ValueError("level must lie in (0, 1)")
     rng = np.random.default_rng(seed)
-    app_w, raw_w = _Writers(app), _Writers(raw)
+    app_w, raw_w = WriterDraws(app), WriterDraws(raw)
     pooled = None
     if cal is not None:
         # Each calibration user's scores over every fold: a draw takes users, not scores.
@@ -380,13 +322,12 @@ def bootstrap_row(
         r = _ratios(app_w, raw_w, ia, t)
         for k, v in r.items():
             draws[k].append(v)
-    tail = 100 * (1 - level) / 2
     return {
         "rounds": rounds,
         "level": level,
         # Draws whose ratio is undefined (e.g. a raw gap of 0) are left out of its interval.
         "undefined": {k: int(np.sum(~np.isfinite(v))) for k, v in draws.items()},
-        **{k: _percentiles(v, tail) for k, v in draws.items()},
+        **{k: percentile_interval(v, level) for k, v in draws.items()},
     }
 
 

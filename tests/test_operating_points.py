@@ -499,8 +499,24 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     assert dep["measured"]["FRR"] == pytest.approx(res.fixed_threshold["summary"]["FRR"]["mean"])
     assert dep["a_posteriori"]["EER_global"] == pytest.approx(res.summary["EER_global"])
     assert (out / "calibration-curve.png").stat().st_size > 1000
+    # Writer-bootstrap intervals (default 200 draws, seeded by the protocol's seed) of the
+    # same scores at the same threshold.
+    from sigver.bootstrap import writer_intervals
+
+    want = writer_intervals(run.scores(), cal.threshold, rounds=200, seed=1234)
+    for k in ("FRR", "FAR_skilled", "FAR_random", "EER_global", "EER_user"):
+        assert dep["intervals"][k] == pytest.approx(want[k])
+    assert dep["intervals"]["rounds"] == 200
     printed = capsys.readouterr().out
     assert "operating point 'balanced' was calibrated for" in printed
+    assert "90 % intervals over 200 writer bootstraps: FRR " in printed
+    argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats),
+            "--negatives", "model", "--exp-users", "all", "--refs", "4", "--folds", "2",
+            "--no-progress"]  # fmt: skip
+    assert main([*argv, "--bootstrap", "0", "--out", str(tmp_path / "none")]) == 0
+    assert "intervals" not in json.loads((tmp_path / "none" / "deployment.json").read_text())
+    assert main([*argv, "--bootstrap", "-1", "--out", str(tmp_path / "bad")]) != 0
+    assert "--bootstrap must be >= 0" in capsys.readouterr().err
     # Normalised scores: the table's decision rows are the deployed point's, not score 0's,
     # which stay in the JSON for completeness.
     rows = [ln.split("  ")[0] for ln in printed.splitlines()]

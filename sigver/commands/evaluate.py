@@ -165,6 +165,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: on when the model declares its cue on by default)",
     )
     dep.add_argument(
+        "--bootstrap",
+        type=int,
+        default=200,
+        metavar="N",
+        help="writer bootstraps for 90 %% intervals of the deployed rates and the EERs "
+        "(writers drawn with replacement, the same draw in every fold; 0: none)",
+    )
+    dep.add_argument(
         "--deployed-model",
         type=Path,
         metavar="M",
@@ -329,6 +337,9 @@ def run_deployment(args: argparse.Namespace) -> int:
     from sigver.usermodel import classifier_params_for
 
     check_out_dir(args.out)
+    rounds = getattr(args, "bootstrap", 0) or 0
+    if rounds < 0:
+        raise SigverError("--bootstrap must be >= 0")
 
     model_path = args.model or args.deployed_model
     if model_path is None:
@@ -404,6 +415,12 @@ def run_deployment(args: argparse.Namespace) -> int:
         "a_posteriori": {k: result.summary[k] for k in ("EER_global", "EER_user")},
         **run.info,
     }
+    if rounds:
+        from sigver.bootstrap import writer_intervals
+
+        report["intervals"] = writer_intervals(
+            run.scores(normalization), threshold, rounds=rounds, seed=protocol.seed
+        )
     write_json(args.out / "deployment.json", report)
     if not args.no_plots and calibration and calibration.get("curve") and name:
         plot_calibration(
@@ -428,6 +445,13 @@ def run_deployment(args: argparse.Namespace) -> int:
             if k != "threshold" and isinstance(v, (int, float))
         )
         print(f"operating point {name!r} was calibrated for: {shown}")
+    if rounds:
+        iv = report["intervals"]
+        shown = ", ".join(
+            f"{k} {100 * iv[k][0]:.2f}-{100 * iv[k][1]:.2f} %"
+            for k in ("FRR", "FAR_skilled", "FAR_random", "EER_global", "EER_user")
+        )
+        print(f"{round(100 * iv['level'])} % intervals over {rounds} writer bootstraps: {shown}")
     print(f"wrote {args.out / 'results.json'}, deployment.json, results.csv, results.md")
     return 0
 

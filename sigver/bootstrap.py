@@ -1,0 +1,145 @@
+"""Writer-bootstrap intervals of a deployment's error rates and EERs.
+
+A population of 32 writers says little about the next 32: fold standard deviations show how
+much the reference draw moves a figure, not how much the writers themselves do. A writer
+bootstrap draws the writers with replacement (the same draw in every fold, so a writer keeps
+all of their folds) and reads the figures again on each draw; the percentile interval of the
+draws is what ``sigver evaluate --negatives model --bootstrap N`` and
+``scripts/threshold_transfer.py`` report.
+
+What depends on one writer alone is computed once (:class:`WriterDraws`): the errors at that
+writer's own a-posteriori threshold, which EER_user pools
+(:func:`sigver.metrics.eer_user_thresholds`). A draw then only pools the drawn writers' scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sigver.metrics import eer_global, eer_threshold, far, frr
+
+__all__ = ["WriterDraws", "percentile_interval", "writer_intervals"]
+
+
+class WriterDraws:
+    """One population's fold scores (:class:`~sigver.evaluation.FoldScores`), ready to be
+    redrawn by writer.
+
+    Parameters
+    ----------
+    scores : sequence of FoldScores
+        Every fold, with the same writers in the same order.
+
+    Raises
+    ------
+    ValueError
+        No fold, or folds that list different numbers of writers.
+    """
+
+    def __init__(self, scores: Sequence[Any]) -> None:
+        if not scores:
+            raise ValueError("no fold to draw writers from")
+        sizes = {len(f.genuine) for f in scores}
+        if len(sizes) != 1:
+            raise ValueError(f"folds list different numbers of writers: {sorted(sizes)}")
+        self.genuine = [[np.ravel(a) for a in f.genuine] for f in scores]
+        self.skilled = [[np.ravel(a) for a in f.skilled] for f in scores]
+        self.random = [[np.ravel(a) for a in f.random] for f in scores]
+        self.counts = []
+        for gs, ss in zip(self.genuine, self.skilled, strict=True):
+            c = np.zeros((len(gs), 4))
+            for u, (g, s) in enumerate(zip(gs, ss, strict=True)):
+                # Writers lacking either kind are left out, as eer_user_thresholds does.
+                if g.size and s.size:
+                    t = eer_threshold(g, s)
+                    c[u] = (np.sum(g < t), g.size, np.sum(s >= t), s.size)
+            self.counts.append(c)
+
+    @property
+    def n(self) -> int:
+        """Writers per fold."""
+        return len(self.genuine[0])
+
+    def draw(self, idx: np.ndarray, threshold: float | None = None) -> dict[str, float]:
+        """Fold means of EER_global and EER_user of the writers ``idx`` (repeats allowed),
+        and of FRR, FAR_skilled and FAR_random at ``threshold`` when one is given."""
+        per: dict[str, list[float]] = {
+            "EER_global": [],
+            "EER_user": [],
+            "FRR": [],
+            "FAR_skilled": [],
+            "FAR_random": [],
+        }
+        for gs, ss, rs, c in zip(self.genuine, self.skilled, self.random, self.counts, strict=True):
+            g = np.concatenate([gs[i] for i in idx])
+            s = np.concatenate([ss[i] for i in idx])
+            per["EER_global"].append(eer_global(g, s)[0] if g.size and s.size else float("nan"))
+            tot = c[idx].sum(axis=0)
+            per["EER_user"].append(
+                (tot[0] / tot[1] + tot[2] / tot[3]) / 2 if tot[1] and tot[3] else float("nan")
+            )
+            if threshold is not None:
+                r = np.concatenate([rs[i] for i in idx])
+                per["FRR"].append(frr(g, threshold))
+                per["FAR_skilled"].append(far(s, threshold))
+                per["FAR_random"].append(far(r, threshold))
+        return {k: float(np.mean(v)) for k, v in per.items() if v}
+
+
+def percentile_interval(values: Sequence[float], level: float = 0.9) -> list[float]:
+    """The central ``level`` percentile interval of the finite values; NaNs when none is."""
+    if not 0 < level < 1:
+        raise ValueError("level must lie in (0, 1)")
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [float("nan"), float("nan")]
+    tail = 100 * (1 - level) / 2
+    return [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))]
+
+
+def writer_intervals(
+    scores: Sequence[Any],
+    threshold: float | None = None,
+    *,
+    rounds: int = 200,
+    seed: int = 0,
+    level: float = 0.9,
+) -> dict[str, Any]:
+    """Percentile intervals of a population's figures over writer bootstraps.
+
+    Parameters
+    ----------
+    scores : sequence of FoldScores
+        Every fold of one deployment simulation (or evaluation).
+    threshold : float, optional
+        The deployed threshold: FRR, FAR_skilled and FAR_random at it are drawn too.
+    rounds, seed, level
+        Draws, their seed, and the intervals' coverage.
+
+    Returns
+    -------
+    dict
+        ``rounds``, ``level``, ``undefined`` (per figure, draws where it is undefined, left
+        out of its interval) and ``[low, high]`` per figure (fractions, as the summaries).
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    if not 0 < level < 1:
+        raise ValueError("level must lie in (0, 1)")
+    draws = WriterDraws(scores)
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        got = draws.draw(rng.integers(draws.n, size=draws.n), threshold)
+        for k, v in got.items():
+            values.setdefault(k, []).append(v)
+    return {
+        "rounds": rounds,
+        "level": level,
+        "undefined": {k: int(np.sum(~np.isfinite(v))) for k, v in values.items()},
+        **{k: percentile_interval(v, level) for k, v in values.items()},
+    }

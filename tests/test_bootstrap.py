@@ -1,0 +1,100 @@
+"""sigver.bootstrap: writer draws against the plain metric functions, interval behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sigver.bootstrap import WriterDraws, percentile_interval, writer_intervals
+from sigver.evaluation import FoldScores
+
+
+def _fold(shifts, rng, random_level=-3.0):
+    return FoldScores(
+        genuine=[rng.normal(1 + d, 1, 6) for d in shifts],
+        random=[rng.normal(random_level, 1, 8) for _ in shifts],
+        skilled=[rng.normal(-1 + d, 1, 9) for d in shifts],
+        simple=[np.empty(0) for _ in shifts],
+    )
+
+
+def test_a_writer_draw_matches_the_metrics_of_the_drawn_writers_scores():
+    """The precomputed draw against compute_metrics / fixed_threshold_point on the same users."""
+    from sigver.evaluation import FoldScores, fixed_threshold_point
+    from sigver.metrics import compute_metrics
+
+    rng = np.random.default_rng(3)
+
+    def fold():
+        n = 5
+        return FoldScores(
+            genuine=[rng.normal(1 + 0.4 * u, 1, 6) for u in range(n)],
+            random=[rng.normal(-3, 1, 8) for _ in range(n)],
+            skilled=[rng.normal(-0.5 * u, 1, 9) for u in range(n)][: n - 1] + [np.empty(0)],
+            simple=[np.empty(0)] * n,
+        )
+
+    scores = [fold(), fold()]
+    writers = WriterDraws(scores)
+    for idx in (np.arange(5), np.array([0, 0, 3, 4, 4]), np.array([2, 1, 1, 4, 0])):
+        drawn = [
+            FoldScores(
+                genuine=[f.genuine[i] for i in idx],
+                random=[f.random[i] for i in idx],
+                skilled=[f.skilled[i] for i in idx],
+                simple=[f.simple[i] for i in idx],
+            )
+            for f in scores
+        ]
+        want = [compute_metrics(f.genuine, f.random, f.skilled) for f in drawn]
+        got = writers.draw(idx, threshold=0.2)
+        assert got["EER_global"] == pytest.approx(np.mean([m["EER_global"] for m in want]))
+        assert got["EER_user"] == pytest.approx(np.mean([m["EER_user"] for m in want]))
+        point = fixed_threshold_point(drawn, 0.2)["summary"]
+        assert got["FRR"] == pytest.approx(point["FRR"]["mean"])
+        assert got["FAR_skilled"] == pytest.approx(point["FAR_skilled"]["mean"])
+        assert got["FAR_random"] == pytest.approx(point["FAR_random"]["mean"])
+
+
+def test_identical_writers_give_one_value_per_figure():
+    rng = np.random.default_rng(0)
+    fold = _fold([0.0], rng)
+    same = FoldScores(
+        **{k: getattr(fold, k) * 5 for k in ("genuine", "random", "skilled", "simple")}
+    )
+    iv = writer_intervals([same, same], threshold=0.0, rounds=25, seed=4)
+    for k in ("EER_global", "EER_user", "FRR", "FAR_skilled", "FAR_random"):
+        assert iv[k][0] == pytest.approx(iv[k][1]), k
+    assert iv["undefined"] == dict.fromkeys(iv["undefined"], 0)
+    # Without a threshold only the EERs are drawn.
+    assert set(writer_intervals([same], rounds=3)) == {
+        "rounds",
+        "level",
+        "undefined",
+        "EER_global",
+        "EER_user",
+    }
+
+
+def test_one_writer_whose_genuines_all_fail_widens_the_frr_interval():
+    rng = np.random.default_rng(1)
+    folds = [_fold([0.0, 0.0, 0.0, -50.0, 0.0], rng) for _ in range(2)]
+    iv = writer_intervals(folds, threshold=-0.5, rounds=200, seed=0)
+    # Draws without writer 3 (a third of them) have FRR near 7 %, with him twice near 45 %.
+    assert iv["FRR"][0] < 0.3 < 0.45 < iv["FRR"][1]
+    again = writer_intervals(folds, threshold=-0.5, rounds=200, seed=0)
+    assert again == iv  # seeded
+
+
+def test_bad_input_is_refused():
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="no fold"):
+        WriterDraws([])
+    with pytest.raises(ValueError, match="different numbers"):
+        WriterDraws([_fold([0.0, 1.0], rng), _fold([0.0], rng)])
+    with pytest.raises(ValueError, match="rounds"):
+        writer_intervals([_fold([0.0], rng)], rounds=0)
+    with pytest.raises(ValueError, match="level"):
+        percentile_interval([1.0, 2.0], level=0.0)
+    assert np.isnan(percentile_interval([float("nan")])).all()
+    assert percentile_interval([1.0, 2.0, 3.0], level=0.5) == [1.5, 2.5]
