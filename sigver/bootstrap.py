@@ -42,7 +42,7 @@ class WriterDraws:
     def __init__(self, scores: Sequence[Any]) -> None:
         if not scores:
             raise ValueError("no fold to draw writers from")
-        sizes = {len(f.genuine) for f in scores}
+        sizes = {len(getattr(f, part)) for f in scores for part in ("genuine", "skilled", "random")}
         if len(sizes) != 1:
             raise ValueError(f"folds list different numbers of writers: {sorted(sizes)}")
         self.genuine = [[np.ravel(a) for a in f.genuine] for f in scores]
@@ -86,7 +86,15 @@ class WriterDraws:
                 per["FRR"].append(frr(g, threshold))
                 per["FAR_skilled"].append(far(s, threshold))
                 per["FAR_random"].append(far(r, threshold))
-        return {k: float(np.mean(v)) for k, v in per.items() if v}
+        # As the fold summaries do (sigver.evaluation), a fold where a figure is undefined
+        # is left out of its mean; NaN only when no fold defines it.
+        return {k: _mean_defined(v) for k, v in per.items() if v}
+
+
+def _mean_defined(values: list[float]) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
 
 
 def percentile_interval(values: Sequence[float], level: float = 0.9) -> list[float]:

@@ -418,8 +418,9 @@ def run_deployment(args: argparse.Namespace) -> int:
     if rounds:
         from sigver.bootstrap import writer_intervals
 
+        # The result's own scores: recomputing them would apply the pair cue again.
         report["intervals"] = writer_intervals(
-            run.scores(normalization), threshold, rounds=rounds, seed=protocol.seed
+            result.scores, threshold, rounds=rounds, seed=protocol.seed
         )
     write_json(args.out / "deployment.json", report)
     if not args.no_plots and calibration and calibration.get("curve") and name:
