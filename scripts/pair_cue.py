@@ -83,6 +83,10 @@ population), alone and with the centred cue: ``pair, store-centred`` and ``cue +
 store-centred``. ``P`` is one number per store, so within a store these rank and separate
 exactly as ``pair`` (and the cue plus ``pair``) do; what they change is where a population
 sits against a threshold fitted on another. Rule, bound, margins and bar unchanged.
+(Noted after the run.) Within a store ``pair, store-centred`` ties exactly with ``pair`` and
+the rule keeps the first of equals, so only the transfer bar can tell them apart; and
+``cue + pair, store-centred`` ranks like the centred cue plus the uncentred term, which
+``calibrate_deployment`` does not accept yet, so choosing it would have needed product code.
 
 No exploitation writer is read before the choice. Usage (reuses the feature caches of
 ``forgery_realism.py`` in the same ``--work`` folder)::
