@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from sigver._util import atomic_write, command_line, machine_info, write_json
-from sigver.bootstrap import WriterDraws, percentile_interval
+from sigver.bootstrap import WriterDraws, bootstrap_intervals
 from sigver.calibration import (
     calibrate_deployment,
     plot_calibration,
@@ -286,17 +286,11 @@ def bootstrap_row(
     Returns
     -------
     dict
-        ``rounds``, ``level``, ``undefined`` (per ratio, the draws where it is undefined,
-        left out of its interval) and, for ``FRR/EER``, ``FAR_skilled/EER`` and
-        ``gap/raw``, ``[low, high]``.
+        :func:`sigver.bootstrap.bootstrap_intervals`' dict for ``FRR/EER``,
+        ``FAR_skilled/EER`` and ``gap/raw`` (a raw gap of 0 leaves a draw's ratio undefined).
     """
     from sigver.calibration import operating_point_threshold
 
-    if rounds < 1:
-        raise ValueError("rounds must be >= 1")
-    if not 0 < level < 1:
-        raise ValueError("level must lie in (0, 1)")
-    rng = np.random.default_rng(seed)
     app_w, raw_w = WriterDraws(app), WriterDraws(raw)
     pooled = None
     if cal is not None:
@@ -308,8 +302,8 @@ def bootstrap_row(
             )
             for u in range(len(cal[0].genuine))
         ]
-    draws: dict[str, list[float]] = {"FRR/EER": [], "FAR_skilled/EER": [], "gap/raw": []}
-    for _ in range(rounds):
+
+    def draw(rng: np.random.Generator) -> dict[str, float]:
         t = threshold
         if pooled is not None:
             iu = rng.integers(len(pooled), size=len(pooled))
@@ -318,17 +312,9 @@ def bootstrap_row(
                 np.concatenate([pooled[i][0] for i in iu]),
                 np.concatenate([pooled[i][1] for i in iu]),
             )
-        ia = rng.integers(app_w.n, size=app_w.n)
-        r = _ratios(app_w, raw_w, ia, t)
-        for k, v in r.items():
-            draws[k].append(v)
-    return {
-        "rounds": rounds,
-        "level": level,
-        # Draws whose ratio is undefined (e.g. a raw gap of 0) are left out of its interval.
-        "undefined": {k: int(np.sum(~np.isfinite(v))) for k, v in draws.items()},
-        **{k: percentile_interval(v, level) for k, v in draws.items()},
-    }
+        return _ratios(app_w, raw_w, rng.integers(app_w.n, size=app_w.n), t)
+
+    return bootstrap_intervals(draw, rounds=rounds, seed=seed, level=level)
 
 
 def add_interval(

@@ -14,14 +14,14 @@ writer's own a-posteriori threshold, which EER_user pools
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from sigver.metrics import eer_global, eer_threshold, far, frr
 
-__all__ = ["WriterDraws", "percentile_interval", "writer_intervals"]
+__all__ = ["WriterDraws", "bootstrap_intervals", "percentile_interval", "writer_intervals"]
 
 
 class WriterDraws:
@@ -109,6 +109,37 @@ def percentile_interval(values: Sequence[float], level: float = 0.9) -> list[flo
     return [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))]
 
 
+def bootstrap_intervals(
+    draw: Callable[[np.random.Generator], Mapping[str, float]],
+    *,
+    rounds: int = 200,
+    seed: int = 0,
+    level: float = 0.9,
+) -> dict[str, Any]:
+    """Percentile intervals of the figures ``draw(rng)`` returns, over ``rounds`` calls.
+
+    ``draw`` makes one bootstrap draw with the generator it is given (seeded by ``seed``)
+    and returns its figures by name. Returns ``rounds``, ``level``, ``undefined`` (per
+    figure, the draws where it is not finite, left out of its interval) and ``[low, high]``
+    per figure.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    if not 0 < level < 1:
+        raise ValueError("level must lie in (0, 1)")
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for k, v in draw(rng).items():
+            values.setdefault(k, []).append(v)
+    return {
+        "rounds": rounds,
+        "level": level,
+        "undefined": {k: int(np.sum(~np.isfinite(v))) for k, v in values.items()},
+        **{k: percentile_interval(v, level) for k, v in values.items()},
+    }
+
+
 def writer_intervals(
     scores: Sequence[Any],
     threshold: float | None = None,
@@ -131,23 +162,12 @@ def writer_intervals(
     Returns
     -------
     dict
-        ``rounds``, ``level``, ``undefined`` (per figure, draws where it is undefined, left
-        out of its interval) and ``[low, high]`` per figure (fractions, as the summaries).
+        :func:`bootstrap_intervals`' dict, the figures as fractions (as the summaries).
     """
-    if rounds < 1:
-        raise ValueError("rounds must be >= 1")
-    if not 0 < level < 1:
-        raise ValueError("level must lie in (0, 1)")
     draws = WriterDraws(scores)
-    rng = np.random.default_rng(seed)
-    values: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        got = draws.draw(rng.integers(draws.n, size=draws.n), threshold)
-        for k, v in got.items():
-            values.setdefault(k, []).append(v)
-    return {
-        "rounds": rounds,
-        "level": level,
-        "undefined": {k: int(np.sum(~np.isfinite(v))) for k, v in values.items()},
-        **{k: percentile_interval(v, level) for k, v in values.items()},
-    }
+    return bootstrap_intervals(
+        lambda rng: draws.draw(rng.integers(draws.n, size=draws.n), threshold),
+        rounds=rounds,
+        seed=seed,
+        level=level,
+    )

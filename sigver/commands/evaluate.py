@@ -336,10 +336,10 @@ def run_deployment(args: argparse.Namespace) -> int:
     from sigver.models.checkpoint import load_checkpoint
     from sigver.usermodel import classifier_params_for
 
-    check_out_dir(args.out)
     rounds = getattr(args, "bootstrap", 0) or 0
     if rounds < 0:
         raise SigverError("--bootstrap must be >= 0")
+    check_out_dir(args.out)
 
     model_path = args.model or args.deployed_model
     if model_path is None:
