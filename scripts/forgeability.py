@@ -202,11 +202,18 @@ def _hardest_probe(background: np.ndarray, k: int):
     return probe
 
 
-def _population(name: str, fs: Any, per_image: np.ndarray, bg: Any, cue: Any, norm: str, args):
-    """Decided scores, statistics and targets of one population (cue on when the model has one)."""
+def decided_run(
+    name: str, fs: Any, bg: Any, cue: Any, norm: str, args: Any, probe: Any = None
+) -> dict[str, Any]:
+    """One population enrolled as ``Verifier.enroll`` enrolls, decided as ``Verifier.verify``
+    decides (the model's stored cue on when it has one).
+
+    Returns the run, its scores minus the cue's penalties (``base``), the decided scores
+    (``decided``: ``base`` shifted per user by the product's normaliser, checked) and the
+    raw SVM scores' gap EER_global - EER_user (``raw_gap``, a fraction).
+    """
     from sigver.evaluation import simulate_deployment
 
-    background = np.asarray(bg.features, np.float64)
     run = simulate_deployment(
         fs,
         users=_users(name, fs),
@@ -215,7 +222,7 @@ def _population(name: str, fs: Any, per_image: np.ndarray, bg: Any, cue: Any, no
         folds=args.folds,
         seed=args.seed,
         normalization=norm,
-        probe=_hardest_probe(background, args.k),
+        probe=probe,
         n_jobs=args.jobs,
         progress=False,
     )
@@ -223,21 +230,30 @@ def _population(name: str, fs: Any, per_image: np.ndarray, bg: Any, cue: Any, no
         image, pair, _ = cue
         run = run.with_forgery_cue(image, fs)
         run = run if pair is None else run.with_pair_cue(pair, fs)
-    raw_run_scores = run.scores("none")
+    base = run.scores("none")
     decided = run.scores(norm)
-    if not _same_scores(shifted(raw_run_scores, product_locs(run, norm)), decided):
-        # The extra shift below is added to these locations: they must be the product's.
+    if not _same_scores(shifted(base, product_locs(run, norm)), decided):
+        # Further shifts are added to these locations: they must be the product's.
         raise RuntimeError(f"{name}: {norm} is not a per-user shift of the scores")
-    targets, valid = user_targets(decided)
     return {
         "run": run,
-        "base": raw_run_scores,
+        "base": base,
         "decided": decided,
-        "stats": user_stats(run, fs, per_image, background, k=args.k),
-        "targets": targets,
-        "valid": valid,
         "raw_gap": gap_of([(f.genuine, f.skilled) for f in run.raw])["gap"],
     }
+
+
+def _population(name: str, fs: Any, per_image: np.ndarray, bg: Any, cue: Any, norm: str, args):
+    """:func:`decided_run` with the reference statistics and the per-user targets."""
+    background = np.asarray(bg.features, np.float64)
+    pop = decided_run(name, fs, bg, cue, norm, args, probe=_hardest_probe(background, args.k))
+    targets, valid = user_targets(pop["decided"])
+    pop.update(
+        stats=user_stats(pop["run"], fs, per_image, background, k=args.k),
+        targets=targets,
+        valid=valid,
+    )
+    return pop
 
 
 def _locs(pop: dict[str, Any], norm: str, offsets: np.ndarray) -> list[list[float]]:
