@@ -21,7 +21,14 @@ import numpy as np
 
 from sigver.metrics import eer_global, eer_threshold, far, frr
 
-__all__ = ["WriterDraws", "bootstrap_intervals", "percentile_interval", "writer_intervals"]
+__all__ = [
+    "PAIRED_FIGURES",
+    "WriterDraws",
+    "bootstrap_intervals",
+    "paired_intervals",
+    "percentile_interval",
+    "writer_intervals",
+]
 
 
 class WriterDraws:
@@ -171,3 +178,99 @@ def writer_intervals(
         seed=seed,
         level=level,
     )
+
+
+#: Figures :func:`paired_intervals` compares (``gap`` = EER_global - EER_user).
+PAIRED_FIGURES = ("EER_global", "EER_user", "gap", "FRR", "FAR_skilled", "FAR_random")
+
+
+def paired_intervals(
+    a: Sequence[Any],
+    b: Sequence[Any],
+    thresholds: tuple[float | None, float | None] = (None, None),
+    *,
+    rounds: int = 1000,
+    seed: int = 0,
+    level: float = 0.9,
+) -> dict[str, Any]:
+    """Writer-bootstrap comparison of two evaluations of the same writers.
+
+    Each draw picks the writers once and reads both evaluations on them, so what the
+    writers share (a user whose forgeries are hard for every model) cancels out of the
+    difference, which an interval of each figure alone cannot show.
+
+    Parameters
+    ----------
+    a, b : sequence of FoldScores
+        The two evaluations' folds: the same writers in the same order, the same folds.
+    thresholds : (float or None, float or None)
+        Each one's deployed threshold: FRR, FAR_skilled and FAR_random at it are compared
+        when both are given.
+    rounds, seed, level
+        Draws, their seed, and the intervals' coverage.
+
+    Returns
+    -------
+    dict
+        ``rounds``, ``level``; ``point`` (each figure of ``a`` and ``b`` on all writers);
+        ``a``, ``b`` and ``difference`` (``b - a``): :func:`bootstrap_intervals`' dicts;
+        ``b_lower`` (per figure, the share of draws in which ``b``'s figure is below
+        ``a``'s, among those defining both).
+
+    Raises
+    ------
+    ValueError
+        Different numbers of folds or writers.
+    """
+    da, db = WriterDraws(a), WriterDraws(b)
+    if len(da.genuine) != len(db.genuine) or da.n != db.n:
+        raise ValueError(
+            f"the evaluations differ: {len(da.genuine)} folds x {da.n} writers against "
+            f"{len(db.genuine)} x {db.n}"
+        )
+    ta, tb = thresholds
+    if ta is None or tb is None:
+        ta = tb = None
+
+    def figures(draws: WriterDraws, idx: np.ndarray, t: float | None) -> dict[str, float]:
+        out = draws.draw(idx, t)
+        out["gap"] = out["EER_global"] - out["EER_user"]
+        return {k: out[k] for k in PAIRED_FIGURES if k in out}
+
+    everyone = np.arange(da.n)
+    point = {"a": figures(da, everyone, ta), "b": figures(db, everyone, tb)}
+    drawn: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
+
+    def one(rng: np.random.Generator) -> dict[str, float]:
+        idx = rng.integers(da.n, size=da.n)
+        fa, fb = figures(da, idx, ta), figures(db, idx, tb)
+        drawn["a"].append(fa)
+        drawn["b"].append(fb)
+        return {k: fb[k] - fa[k] for k in fa}
+
+    difference = bootstrap_intervals(one, rounds=rounds, seed=seed, level=level)
+    b_lower = {}
+    for k in point["a"]:
+        va = np.array([d[k] for d in drawn["a"]])
+        vb = np.array([d[k] for d in drawn["b"]])
+        ok = np.isfinite(va) & np.isfinite(vb)
+        b_lower[k] = float(np.mean(vb[ok] < va[ok])) if ok.any() else float("nan")
+
+    def intervals(side: str) -> dict[str, Any]:
+        values = drawn[side]
+        return {
+            "rounds": rounds,
+            "level": level,
+            "undefined": {k: int(sum(not np.isfinite(d[k]) for d in values)) for k in values[0]},
+            **{k: percentile_interval([d[k] for d in values], level) for k in values[0]},
+        }
+
+    return {
+        "rounds": rounds,
+        "level": level,
+        "point": point,
+        "a": intervals("a"),
+        "b": intervals("b"),
+        "difference": difference,
+        "b_lower": b_lower,
+    }

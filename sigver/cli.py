@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "sigver.commands.export",
     "sigver.commands.evaluate",
     "sigver.commands.calibrate",
+    "sigver.commands.compare",
     "sigver.commands.enroll",
     "sigver.commands.verify",
     "sigver.commands.users",

@@ -73,6 +73,7 @@ __all__ = [
     "DeploymentRun",
     "result_from_scores",
     "simulate_deployment",
+    "load_fold_scores",
     "SUMMARY_METRICS",
 ]
 
@@ -1077,6 +1078,80 @@ def results_dict(result: EvaluationResult, user_ids: np.ndarray) -> dict[str, An
     return json_safe(data)
 
 
+#: Score parts ``scores.npz`` keeps, each with its ``<part>_fold`` and ``<part>_user``.
+SCORE_FILE_PARTS = ("genuine", "random", "skilled")
+
+
+def _score_index(scores: list[FoldScores]) -> dict[str, np.ndarray]:
+    """Fold and user (position in the protocol's exploitation users) of every pooled score."""
+    out = {}
+    for part in SCORE_FILE_PARTS:
+        folds, users = [], []
+        for k, fold in enumerate(scores):
+            for u, a in enumerate(getattr(fold, part)):
+                n = np.size(a)
+                folds.append(np.full(n, k, np.int32))
+                users.append(np.full(n, u, np.int32))
+        out[f"{part}_fold"] = _cat(folds).astype(np.int32)
+        out[f"{part}_user"] = _cat(users).astype(np.int32)
+    return out
+
+
+def load_fold_scores(path: Any, *, folds: int, users: int) -> list[FoldScores]:
+    """The per-fold, per-user scores of a ``scores.npz`` that :func:`write_results` wrote.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    folds, users
+        The protocol's folds and exploitation users (``results.json``): a user without a
+        score of some kind still gets an (empty) entry.
+
+    Raises
+    ------
+    SigverError
+        The file is not one of these, or was written before sigver kept the fold and user
+        of each score.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        # allow_pickle=False: a scores file is data, never code.
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise SigverError(f"{path}: not a scores file ({exc})") from exc
+    missing = [
+        k for p in SCORE_FILE_PARTS for k in (p, f"{p}_fold", f"{p}_user") if k not in arrays
+    ]
+    if missing:
+        raise SigverError(
+            f"{path} lacks {', '.join(missing)}: it was written by an older sigver or is not "
+            "an evaluation's scores; run sigver evaluate again"
+        )
+    parts: dict[str, list[list[np.ndarray]]] = {}
+    for p in SCORE_FILE_PARTS:
+        v, f, u = arrays[p], arrays[f"{p}_fold"], arrays[f"{p}_user"]
+        if not (len(v) == len(f) == len(u)):
+            raise SigverError(f"{path}: {p} has {len(v)} scores but {len(f)} / {len(u)} indices")
+        if len(v) and (f.min() < 0 or f.max() >= folds or u.min() < 0 or u.max() >= users):
+            raise SigverError(f"{path}: {p} indices outside {folds} folds x {users} users")
+        parts[p] = [
+            [v[(f == k) & (u == i)].astype(np.float64) for i in range(users)] for k in range(folds)
+        ]
+    return [
+        FoldScores(
+            genuine=parts["genuine"][k],
+            random=parts["random"][k],
+            skilled=parts["skilled"][k],
+            simple=[np.zeros(0) for _ in range(users)],
+        )
+        for k in range(folds)
+    ]
+
+
 def write_results(
     result: EvaluationResult, user_ids: np.ndarray, out_dir: Any, *, plots: bool = True
 ) -> dict[str, Any]:
@@ -1137,7 +1212,7 @@ def write_results(
     r = _cat([a for s in result.scores for a in s.random])
     s = _cat([a for s in result.scores for a in s.skilled])
     with atomic_open(out / "scores.npz", "wb") as fh:
-        np.savez(fh, genuine=g, random=r, skilled=s)
+        np.savez(fh, genuine=g, random=r, skilled=s, **_score_index(result.scores))
     if plots:
         from sigver.plots import write_plots
 

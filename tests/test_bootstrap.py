@@ -119,3 +119,57 @@ def test_bad_input_is_refused():
         percentile_interval([1.0, 2.0], level=0.0)
     assert np.isnan(percentile_interval([float("nan")])).all()
     assert percentile_interval([1.0, 2.0, 3.0], level=0.5) == [1.5, 2.5]
+
+
+def test_paired_intervals_of_two_copies_are_zero_and_b_is_never_lower():
+    from sigver.bootstrap import paired_intervals
+
+    rng = np.random.default_rng(5)
+    scores = [_fold([0.0, 0.5, 1.0, 1.5], rng) for _ in range(3)]
+    out = paired_intervals(scores, scores, (0.0, 0.0), rounds=50, seed=1)
+    for k in ("EER_global", "EER_user", "gap", "FRR", "FAR_skilled", "FAR_random"):
+        assert out["difference"][k] == [0.0, 0.0], k
+        assert out["b_lower"][k] == 0.0
+        assert out["point"]["a"][k] == out["point"]["b"][k]
+    # Without both thresholds, the rates at a threshold are not compared.
+    assert "FRR" not in paired_intervals(scores, scores, (0.0, None), rounds=5)["point"]["a"]
+
+
+def test_paired_intervals_see_a_per_user_alignment_that_separate_intervals_miss():
+    """B = A with every writer's offset removed: the gap shrinks on every draw."""
+    from sigver.bootstrap import paired_intervals
+    from sigver.evaluation import FoldScores
+
+    rng = np.random.default_rng(11)
+    shifts = np.linspace(-2, 2, 12)
+    a = [_fold(shifts, rng) for _ in range(4)]
+    b = [
+        FoldScores(
+            genuine=[g - d for g, d in zip(f.genuine, shifts, strict=True)],
+            random=f.random,
+            skilled=[s - d for s, d in zip(f.skilled, shifts, strict=True)],
+            simple=f.simple,
+        )
+        for f in a
+    ]
+    out = paired_intervals(a, b, rounds=200, seed=2)
+    # A per-user shift leaves EER_user exactly as it is, draw by draw.
+    assert out["difference"]["EER_user"] == [0.0, 0.0]
+    assert out["difference"]["gap"][1] < 0 and out["b_lower"]["gap"] == 1.0
+    # The point figures are the fold means of the plain metric functions.
+    from sigver.metrics import eer_global
+
+    expected = np.mean(
+        [eer_global(np.concatenate(f.genuine), np.concatenate(f.skilled))[0] for f in b]
+    )
+    assert out["point"]["b"]["EER_global"] == pytest.approx(expected)
+
+
+def test_paired_intervals_refuse_different_writers():
+    from sigver.bootstrap import paired_intervals
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="differ"):
+        paired_intervals([_fold([0, 1], rng)], [_fold([0, 1, 2], rng)])
+    with pytest.raises(ValueError, match="differ"):
+        paired_intervals([_fold([0, 1], rng)], [_fold([0, 1], rng)] * 2)

@@ -570,3 +570,76 @@ def test_protocol_mode_refuses_a_threshold_of_normalised_scores(calibrated_model
         resolve_threshold(args)
     t, source = resolve_threshold(args, deployment=True)
     assert t == cal.threshold and "balanced" in source
+
+
+def test_compare_two_evaluations_of_the_same_writers(calibrated_model, tmp_path, capsys):
+    """scores.npz keeps each score's fold and writer; sigver compare pairs two runs on them."""
+    from sigver.evaluation import load_fold_scores
+
+    path, cal, _, after = calibrated_model
+    bg = load_features(path.with_name("tiny.background.npz"))
+    fs = toy_population(prefix="", seed=3, sha=after.sha256)
+    fs = FeatureSet(
+        features=fs.features[:, : bg.dim],
+        y=fs.y,
+        yforg=fs.yforg,
+        user_ids=fs.user_ids,
+        filenames=fs.filenames,
+        meta={**fs.meta, "model_id": after.model_id},
+    )
+    feats = save_features(tmp_path / "toy.npz", fs)
+    argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats),
+            "--negatives", "model", "--exp-users", "all", "--refs", "4",
+            "--no-progress", "--no-plots", "--bootstrap", "0"]  # fmt: skip
+    runs = {
+        "a": ["--folds", "2"],
+        "same": ["--folds", "2"],
+        "raw": ["--folds", "2", "--normalization", "none", "--threshold", "0"],
+        "other": ["--folds", "3"],
+    }
+    for name, extra in runs.items():
+        assert main([*argv, *extra, "--out", str(tmp_path / name)]) == 0
+    capsys.readouterr()
+    # The saved scores are the simulation's, fold by fold and writer by writer.
+    run = simulate_deployment(
+        fs, users="all", background=bg, refs=4, folds=2, normalization="loo-lcb=1", progress=False
+    )
+    n_users = len(
+        json.loads((tmp_path / "a" / "results.json").read_text())["protocol"]["exp_user_ids"]
+    )
+    loaded = load_fold_scores(tmp_path / "a" / "scores.npz", folds=2, users=n_users)
+    for mine, theirs in zip(loaded, run.scores(), strict=True):
+        for part in ("genuine", "skilled", "random"):
+            for x, y in zip(getattr(mine, part), getattr(theirs, part), strict=True):
+                np.testing.assert_allclose(x, y)
+    # Two copies of one evaluation: every difference is zero.
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "same"), "--bootstrap", "50",
+                 "--json", str(tmp_path / "same.json")]) == 0  # fmt: skip
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert all(v == [0.0, 0.0] for k, v in same["difference"].items() if k in ("gap", "FRR"))
+    # Raw scores against the normalised ones: point figures are the evaluations' own.
+    assert main(["compare", str(tmp_path / "raw"), str(tmp_path / "a"), "--bootstrap", "50",
+                 "--json", str(tmp_path / "cmp.json")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "paired writer bootstrap, 50 draws" in printed and "EER_global" in printed
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    for side, name in (("a", "raw"), ("b", "a")):
+        summary = json.loads((tmp_path / name / "results.json").read_text())
+        assert cmp["point"][side]["EER_global"] == pytest.approx(
+            summary["summary"]["EER_global"]["mean"]
+        )
+        assert cmp["point"][side]["FRR"] == pytest.approx(
+            summary["fixed_threshold"]["summary"]["FRR"]["mean"]
+        )
+    assert cmp["evaluations"]["b"]["threshold"] == cal.threshold
+    assert cmp["evaluations"]["a"]["threshold"] == 0.0
+    # Another protocol, a folder that is not an evaluation, an old scores file: refused.
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "other")]) == 2
+    assert "differ in the protocol's folds" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
+    old = np.load(tmp_path / "same" / "scores.npz")
+    np.savez(tmp_path / "same" / "scores.npz", genuine=old["genuine"], random=old["random"],
+             skilled=old["skilled"])  # fmt: skip
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "same")]) == 2
+    assert "written by an older sigver" in capsys.readouterr().err
