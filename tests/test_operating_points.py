@@ -517,6 +517,10 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     assert "intervals" not in json.loads((tmp_path / "none" / "deployment.json").read_text())
     assert main([*argv, "--bootstrap", "-1", "--out", str(tmp_path / "bad")]) != 0
     assert "--bootstrap must be >= 0" in capsys.readouterr().err
+    # Protocol flags the deployment simulation cannot honour are refused, not ignored.
+    assert main([*argv, "--test-genuine", "2", "--out", str(tmp_path / "bad")]) == 2
+    assert "--test-genuine does not apply to --negatives model" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
     # Normalised scores: the table's decision rows are the deployed point's, not score 0's,
     # which stay in the JSON for completeness.
     rows = [ln.split("  ")[0] for ln in printed.splitlines()]

@@ -339,6 +339,25 @@ def run_deployment(args: argparse.Namespace) -> int:
     rounds = getattr(args, "bootstrap", 0) or 0
     if rounds < 0:
         raise SigverError("--bootstrap must be >= 0")
+    # Enrollment decides these in the deployment simulation: a flag that would be
+    # silently ignored is refused instead.
+    ignored = [
+        flag
+        for flag, dest in (
+            ("--dev-users", "dev_users"),
+            ("--forg-from-dev", "forg_from_dev"),
+            ("--forg-from-exp", "forg_from_exp"),
+            ("--test-genuine", "test_genuine"),
+        )
+        if getattr(args, dest, None) is not None
+    ]
+    if ignored:
+        raise SigverError(
+            f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to "
+            "--negatives model: every user is "
+            "enrolled as Verifier.enroll enrolls (the model's background and the other users' "
+            "references as negatives) and scored on all their other genuine signatures"
+        )
     check_out_dir(args.out)
 
     model_path = args.model or args.deployed_model
