@@ -1,0 +1,236 @@
+"""Does the operating point hold when users enroll more, or fewer, references?
+
+The model's operating points are calibrated with 5 references per user (SigComp2011
+001-037, ``sigver calibrate``). An operator may enroll 3, or a bank 12 (the GPDS
+protocols use 12). Each user's classifier, and the leave-one-out statistics the
+normaliser reads, change with the number of references, so the same threshold may
+mean other error rates. This script measures it through the product's own path: for
+every reference count ``K``, ``sigver evaluate --negatives model --refs K`` (every user
+enrolled as ``Verifier.enroll`` enrolls, decided at the model's ``balanced`` operating
+point with its cue, as ``Verifier.verify`` decides) on
+
+- SigComp2011 exploitation writers 038-069 (12 genuine each, so K <= 8 leaves at least
+  4 test genuines), and
+- new synthetic writers with 24 genuine signatures each (``sigver synth --genuine 24``,
+  seed 10 as ``threshold_transfer.py``), so K = 12 leaves 12 test genuines.
+
+It reports, per population and K, FRR / FAR_skilled / FAR_random at the threshold with
+their 90 % writer-bootstrap intervals, the a-posteriori EERs of the same scores, and
+FRR / FAR_skilled over EER_global (issue 10's bound: 1.25), and draws them against K
+with the rates the operating point was calibrated for.
+
+Usage::
+
+    python scripts/reference_count.py --sigcomp ../shared/data/sigcomp2011 \\
+        --out runs/reference-count [--model M] [--refs 3 5 8 12] [--jobs 2]
+
+Writes ``OUT/reference_count.md``, ``OUT/reference_count.json``,
+``OUT/reference_count.png`` and each evaluation's folder (``OUT/<population>-refs<K>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Genuine signatures per synthetic writer (so that 12 references leave 12 tests).
+SYNTH_GENUINE = 24
+#: Test genuines a SigComp2011 writer must keep (12 genuine each).
+MIN_TESTS = 4
+
+
+def _sigver(argv: list[str]) -> None:
+    from sigver.cli import main as sigver
+
+    rc = sigver(argv)
+    if rc != 0:
+        raise SystemExit(f"sigver {' '.join(argv)} failed ({rc})")
+
+
+def populations(args: argparse.Namespace, model: Path) -> dict[str, dict[str, Any]]:
+    """Feature files and protocol flags of the two populations (extracted once)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    synth = args.work / f"synth-seed{args.synth_seed}-g{SYNTH_GENUINE}"
+    if not (synth / "001").is_dir():
+        _sigver(["synth", "--writers", str(args.synth_writers), "--genuine", str(SYNTH_GENUINE),
+                 "--forgeries", "12", "--seed", str(args.synth_seed), "--out", str(synth),
+                 "--jobs", str(args.jobs), "--no-progress", "-q"])  # fmt: skip
+    out = {}
+    sigcomp_users = ["--preset", "sigcomp2011-dev"]
+    for name, data, dataset, users, max_refs in (
+        ("sigcomp-exp", args.sigcomp, "sigcomp2011", sigcomp_users, 12 - MIN_TESTS),
+        ("synthetic", synth, "gpds-synthetic", ["--exp-users", "all"], SYNTH_GENUINE - 1),
+    ):
+        feats = args.work / f"{name}-{model.stem}.features.npz"
+        if not feats.is_file():
+            _sigver(["features", "--model", str(model), "--data", str(data),
+                     "--dataset", dataset, "--out", str(feats), "--jobs", str(args.jobs),
+                     "--no-progress", "-q"])  # fmt: skip
+        out[name] = {"features": feats, "users": users, "max_refs": max_refs}
+    return out
+
+
+def evaluate(model: Path, pop: dict[str, Any], refs: int, out: Path, args: Any) -> dict[str, Any]:
+    """``sigver evaluate --negatives model --refs refs`` and what its deployment.json says."""
+    if not (out / "deployment.json").is_file():
+        _sigver(["evaluate", "--features", str(pop["features"]), "--deployed-model", str(model),
+                 "--negatives", "model", *pop["users"], "--refs", str(refs),
+                 "--folds", str(args.folds), "--bootstrap", str(args.bootstrap),
+                 "--jobs", str(args.jobs), "--out", str(out), "--no-progress", "--no-plots",
+                 "-q"])  # fmt: skip
+    dep = json.loads((out / "deployment.json").read_text())
+    row = {"refs": refs, **dep["measured"], **dep["a_posteriori"]}
+    row["calibrated"] = dep.get("calibrated_rates") or {}
+    row["intervals"] = dep.get("intervals") or {}
+    row["threshold"] = dep["threshold"]
+    eg = row["EER_global"]
+    row["FRR/EER"] = row["FRR"] / eg if eg > 0 else float("nan")
+    row["FAR_s/EER"] = row["FAR_skilled"] / eg if eg > 0 else float("nan")
+    return row
+
+
+def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """FRR and FAR_skilled at the operating point against the reference count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.8), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], results.items(), strict=True):
+        k = [r["refs"] for r in rows]
+        for key, colour, label in (
+            ("FRR", "tab:blue", "FRR"),
+            ("FAR_skilled", "tab:red", "FAR skilled"),
+        ):
+            v = [100 * r[key] for r in rows]
+            iv = [r["intervals"].get(key) for r in rows]
+            if all(iv):
+                lo = [vi - 100 * i[0] for vi, i in zip(v, iv, strict=True)]
+                hi = [100 * i[1] - vi for vi, i in zip(v, iv, strict=True)]
+                ax.errorbar(k, v, yerr=[lo, hi], color=colour, marker="o", capsize=3, label=label)
+            else:
+                ax.plot(k, v, color=colour, marker="o", label=label)
+            cal = rows[0]["calibrated"].get(key)
+            if cal is not None:
+                ax.axhline(100 * cal, color=colour, ls="--", lw=1, label=f"{label}, calibrated")
+        ax.plot(k, [100 * r["EER_global"] for r in rows], color="0.4", marker="s", ls=":",
+                label="EER global (a posteriori)")  # fmt: skip
+        ax.set_xticks(k)
+        ax.set_xlabel("references per user")
+        ax.set_ylabel("%")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("The 'balanced' operating point against the number of references (90 % intervals)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")
+    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
+    parser.add_argument("--out", type=Path, default=Path("runs/reference-count"))
+    parser.add_argument("--work", type=Path, help="corpus and feature folder (default OUT/work)")
+    parser.add_argument("--refs", type=int, nargs="+", default=[3, 5, 8, 12])
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--synth-writers", type=int, default=48)
+    parser.add_argument("--synth-seed", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.synth_seed == 0:
+        parser.error("seed 0 synthesises the shipped model's training writers; use another")
+    if min(args.refs) < 2:
+        parser.error("--refs: at least 2 references (leave-one-out needs two)")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args.work = args.work or args.out / "work"
+    args.work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    from sigver._util import atomic_write, command_line, machine_info, write_json
+    from sigver.features import default_model_path
+
+    model = Path(args.model or default_model_path())
+    pops = populations(args, model)
+    results: dict[str, list[dict[str, Any]]] = {}
+    for name, pop in pops.items():
+        results[name] = []
+        for k in sorted(set(args.refs)):
+            if k > pop["max_refs"]:
+                logging.info("%s: %d references leave too few test genuines; skipped", name, k)
+                continue
+            t0 = time.perf_counter()
+            results[name].append(evaluate(model, pop, k, args.out / f"{name}-refs{k}", args))
+            logging.info("%s, %d references: %.0f s", name, k, time.perf_counter() - t0)
+    plot(results, args.out / "reference_count.png")
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.2f}"
+
+    def with_iv(r: dict[str, Any], key: str) -> str:
+        iv = r["intervals"].get(key)
+        return pct(r[key]) + (f" ({pct(iv[0])}-{pct(iv[1])})" if iv else "")
+
+    first = next(iter(results.values()))[0]
+    cal = first["calibrated"]
+    lines = [
+        f"# The operating point against the number of references ({model.name})",
+        "",
+        f"`balanced` threshold T = {first['threshold']:.4f}, calibrated for FRR "
+        f"{pct(cal.get('FRR', float('nan')))} %, FAR_skilled "
+        f"{pct(cal.get('FAR_skilled', float('nan')))} %, FAR_random "
+        f"{pct(cal.get('FAR_random', float('nan')))} % (5 references, SigComp2011 001-037). "
+        "Rates at T with 90 % writer-bootstrap intervals, EERs a posteriori on the same "
+        "scores, in %; ratios over EER_global (bound 1.25).",
+        "",
+        "| population | refs | FRR | FAR_skilled | FAR_random | EER global / user | FRR/EER | "
+        "FAR_s/EER |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in results.items():
+        for r in rows:
+            lines.append(
+                f"| {name} | {r['refs']} | {with_iv(r, 'FRR')} | {with_iv(r, 'FAR_skilled')} | "
+                f"{with_iv(r, 'FAR_random')} | {pct(r['EER_global'])} / {pct(r['EER_user'])} | "
+                f"{r['FRR/EER']:.2f} | {r['FAR_s/EER']:.2f} |"
+            )
+    seconds = time.perf_counter() - start
+    info = machine_info()
+    lines += [
+        "",
+        f"{args.folds} folds; synthetic: {args.synth_writers} writers, seed {args.synth_seed}, "
+        f"{SYNTH_GENUINE} genuine and 12 forgeries each. Each row is `sigver evaluate "
+        "--negatives model --refs K` (folder OUT/<population>-refs<K>).",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {info.get('cpu', '?')}, {info.get('cpu_count', '?')} CPUs; {seconds:.0f} s.",
+    ]
+    atomic_write(args.out / "reference_count.md", "\n".join(lines) + "\n")
+    write_json(
+        args.out / "reference_count.json",
+        {
+            "model": str(model),
+            "results": results,
+            "folds": args.folds,
+            "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
+            "machine": info,
+            "command": command_line(),
+            "seconds": seconds,
+        },
+    )
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
