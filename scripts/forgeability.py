@@ -244,8 +244,17 @@ def decided_run(
 
 
 def _population(name: str, fs: Any, per_image: np.ndarray, bg: Any, cue: Any, norm: str, args):
-    """:func:`decided_run` with the reference statistics and the per-user targets."""
-    background = np.asarray(bg.features, np.float64)
+    """:func:`decided_run` with the reference statistics and the per-user targets.
+
+    The statistics read the background the users were enrolled against: the rows of the
+    population's own writers dropped, as :func:`~sigver.evaluation.simulate_deployment`
+    drops them (the shipped background holds SigComp 001-037, whose own signatures would
+    otherwise be their nearest and hardest "negatives").
+    """
+    from sigver.calibration import foreign_mask
+
+    keep = foreign_mask(bg, fs, list(_users(name, fs)), fs.meta.get("dataset"))
+    background = np.asarray(bg.features, np.float64)[keep]
     pop = decided_run(name, fs, bg, cue, norm, args, probe=_hardest_probe(background, args.k))
     targets, valid = user_targets(pop["decided"])
     pop.update(

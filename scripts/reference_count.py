@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Genuine signatures per synthetic writer (so that 12 references leave 12 tests).
 SYNTH_GENUINE = 24
-#: Test genuines a SigComp2011 writer must keep (12 genuine each).
+#: Test genuines every writer must keep (SigComp2011 writers have 12 genuine each).
 MIN_TESTS = 4
 
 
@@ -66,7 +66,7 @@ def populations(args: argparse.Namespace, model: Path) -> dict[str, dict[str, An
     sigcomp_users = ["--preset", "sigcomp2011-dev"]
     for name, data, dataset, users, max_refs in (
         ("sigcomp-exp", args.sigcomp, "sigcomp2011", sigcomp_users, 12 - MIN_TESTS),
-        ("synthetic", synth, "gpds-synthetic", ["--exp-users", "all"], SYNTH_GENUINE - 1),
+        ("synthetic", synth, "gpds-synthetic", ["--exp-users", "all"], SYNTH_GENUINE - MIN_TESTS),
     ):
         feats = args.work / f"{name}-{model.stem}.features.npz"
         if not feats.is_file():
@@ -78,15 +78,27 @@ def populations(args: argparse.Namespace, model: Path) -> dict[str, dict[str, An
 
 
 def evaluate(model: Path, pop: dict[str, Any], refs: int, out: Path, args: Any) -> dict[str, Any]:
-    """``sigver evaluate --negatives model --refs refs`` and what its deployment.json says."""
-    if not (out / "deployment.json").is_file():
+    """``sigver evaluate --negatives model --refs refs`` and what its deployment.json says.
+
+    A folder left by an earlier run is reused only when it was made with the same
+    references, folds, bootstrap draws and features' model.
+    """
+    if (out / "deployment.json").is_file():
+        _check_reusable(out, pop, refs, args)
+    else:
         _sigver(["evaluate", "--features", str(pop["features"]), "--deployed-model", str(model),
                  "--negatives", "model", *pop["users"], "--refs", str(refs),
                  "--folds", str(args.folds), "--bootstrap", str(args.bootstrap),
                  "--jobs", str(args.jobs), "--out", str(out), "--no-progress", "--no-plots",
                  "-q"])  # fmt: skip
+    return read_row(out, refs)
+
+
+def read_row(out: Path, refs: int) -> dict[str, Any]:
+    """One table row from an evaluation folder's ``deployment.json``."""
     dep = json.loads((out / "deployment.json").read_text())
-    row = {"refs": refs, **dep["measured"], **dep["a_posteriori"]}
+    row = {"refs": refs, **dep["measured"]}
+    row.update({k: v["mean"] for k, v in dep["a_posteriori"].items()})  # fold means
     row["calibrated"] = dep.get("calibrated_rates") or {}
     row["intervals"] = dep.get("intervals") or {}
     row["threshold"] = dep["threshold"]
@@ -94,6 +106,27 @@ def evaluate(model: Path, pop: dict[str, Any], refs: int, out: Path, args: Any) 
     row["FRR/EER"] = row["FRR"] / eg if eg > 0 else float("nan")
     row["FAR_s/EER"] = row["FAR_skilled"] / eg if eg > 0 else float("nan")
     return row
+
+
+def _check_reusable(out: Path, pop: dict[str, Any], refs: int, args: Any) -> None:
+    from sigver.featureset import load_features
+
+    res = json.loads((out / "results.json").read_text())
+    dep = json.loads((out / "deployment.json").read_text())
+    found = {
+        "refs": res["protocol"]["refs"],
+        "folds": res["protocol"]["folds"],
+        "bootstrap": (dep.get("intervals") or {}).get("rounds", 0),
+        "model": res["meta"].get("model_sha256"),
+    }
+    want = {
+        "refs": refs,
+        "folds": args.folds,
+        "bootstrap": args.bootstrap,
+        "model": load_features(pop["features"]).meta.get("model_sha256"),
+    }
+    if found != want:
+        raise SystemExit(f"{out} was made with {found}, not {want}: remove it or use another --out")
 
 
 def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -172,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             results[name].append(evaluate(model, pop, k, args.out / f"{name}-refs{k}", args))
             logging.info("%s, %d references: %.0f s", name, k, time.perf_counter() - t0)
+    results = {name: rows for name, rows in results.items() if rows}
+    if not results:
+        parser.error(f"--refs {args.refs}: no population has enough genuine signatures")
     plot(results, args.out / "reference_count.png")
 
     def pct(v: float) -> str:

@@ -1114,6 +1114,7 @@ def load_fold_scores(path: Any, *, folds: int, users: int) -> list[FoldScores]:
         The file is not one of these, or was written before sigver kept the fold and user
         of each score.
     """
+    import zipfile
     from pathlib import Path
 
     path = Path(path)
@@ -1121,7 +1122,7 @@ def load_fold_scores(path: Any, *, folds: int, users: int) -> list[FoldScores]:
         # allow_pickle=False: a scores file is data, never code.
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: np.asarray(data[k]) for k in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise SigverError(f"{path}: not a scores file ({exc})") from exc
     missing = [
         k for p in SCORE_FILE_PARTS for k in (p, f"{p}_fold", f"{p}_user") if k not in arrays

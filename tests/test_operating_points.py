@@ -520,6 +520,10 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     # Protocol flags the deployment simulation cannot honour are refused, not ignored.
     assert main([*argv, "--test-genuine", "2", "--out", str(tmp_path / "bad")]) == 2
     assert "--test-genuine does not apply to --negatives model" in capsys.readouterr().err
+    assert (
+        main([*argv, "--kernel", "linear", "--gamma", "0.1", "--out", str(tmp_path / "bad")]) == 2
+    )
+    assert "--kernel, --gamma do not apply" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     # Normalised scores: the table's decision rows are the deployed point's, not score 0's,
     # which stay in the JSON for completeness.
@@ -642,8 +646,21 @@ def test_compare_two_evaluations_of_the_same_writers(calibrated_model, tmp_path,
     assert "differ in the protocol's folds" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "a"), str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+    # The same protocol on the signatures in another order: other draws, refused.
+    meta_file = tmp_path / "same" / "results.json"
+    saved = meta_file.read_text()
+    edited = json.loads(saved)
+    assert len(edited["meta"]["samples_sha256"]) == 64
+    edited["meta"]["samples_sha256"] = "0" * 64
+    meta_file.write_text(json.dumps(edited))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "same")]) == 2
+    assert "drew from different signatures" in capsys.readouterr().err
+    meta_file.write_text(saved)
     old = np.load(tmp_path / "same" / "scores.npz")
     np.savez(tmp_path / "same" / "scores.npz", genuine=old["genuine"], random=old["random"],
              skilled=old["skilled"])  # fmt: skip
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "same")]) == 2
     assert "written by an older sigver" in capsys.readouterr().err
+    (tmp_path / "same" / "scores.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "same")]) == 2
+    assert "not a scores file" in capsys.readouterr().err

@@ -16,12 +16,18 @@ import reference_count  # noqa: E402
 
 def _deployment(folder: Path, frr: float, far_s: float, eer: float) -> None:
     folder.mkdir(parents=True)
+    (folder / "results.json").write_text(
+        json.dumps({"protocol": {"refs": 0, "folds": 0}, "meta": {}})
+    )
     (folder / "deployment.json").write_text(
         json.dumps(
             {
                 "threshold": -0.5,
                 "measured": {"FRR": frr, "FAR_skilled": far_s, "FAR_random": 0.001},
-                "a_posteriori": {"EER_global": eer, "EER_user": eer / 2},
+                "a_posteriori": {
+                    "EER_global": {"mean": eer, "std": 0.01},
+                    "EER_user": {"mean": eer / 2, "std": 0.01},
+                },
                 "calibrated_rates": {"FRR": 0.06, "FAR_skilled": 0.06, "FAR_random": 0.002},
                 "intervals": {"FRR": [frr / 2, frr * 2], "FAR_skilled": [far_s / 2, far_s * 2]},
             }
@@ -29,22 +35,45 @@ def _deployment(folder: Path, frr: float, far_s: float, eer: float) -> None:
     )
 
 
-def test_a_row_is_the_deployments_figures_and_their_ratios_to_eer_global(tmp_path, monkeypatch):
-    # An existing deployment.json is read, not recomputed.
-    monkeypatch.setattr(reference_count, "_sigver", lambda argv: pytest.fail("recomputed"))
+def test_a_row_is_the_deployments_figures_and_their_ratios_to_eer_global(tmp_path):
     _deployment(tmp_path / "e", frr=0.08, far_s=0.04, eer=0.05)
-    row = reference_count.evaluate(Path("m.pt"), {}, 8, tmp_path / "e", SimpleNamespace())
+    row = reference_count.read_row(tmp_path / "e", 8)
     assert row["refs"] == 8 and row["threshold"] == -0.5
+    assert row["EER_global"] == 0.05 and row["EER_user"] == 0.025  # the fold means
     assert row["FRR/EER"] == pytest.approx(1.6) and row["FAR_s/EER"] == pytest.approx(0.8)
     assert row["calibrated"]["FRR"] == 0.06 and row["intervals"]["FRR"] == [0.04, 0.16]
 
 
-def test_the_plot_is_written_with_and_without_intervals(tmp_path, monkeypatch):
-    monkeypatch.setattr(reference_count, "_sigver", lambda argv: None)
+def test_a_folder_from_the_same_settings_is_reused_and_one_from_others_refused(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(reference_count, "_sigver", lambda argv: pytest.fail("recomputed"))
+    _deployment(tmp_path / "e", frr=0.08, far_s=0.04, eer=0.05)
+    (tmp_path / "e" / "results.json").write_text(
+        json.dumps({"protocol": {"refs": 5, "folds": 10}, "meta": {"model_sha256": "abc"}})
+    )
+    monkeypatch.setattr(
+        "sigver.featureset.load_features",
+        lambda path: SimpleNamespace(meta={"model_sha256": "abc"}),
+    )
+    pop = {"features": tmp_path / "f.npz"}
+    args = SimpleNamespace(folds=10, bootstrap=0)
+    row = reference_count.evaluate(Path("m"), pop, 5, tmp_path / "e", args)
+    assert row["refs"] == 5
+    # The deployment.json above has intervals without a round count: 0 draws, as asked.
+    with pytest.raises(SystemExit, match="remove it"):
+        reference_count.evaluate(Path("m"), pop, 8, tmp_path / "e", args)
+    with pytest.raises(SystemExit, match="remove it"):
+        reference_count.evaluate(
+            Path("m"), pop, 5, tmp_path / "e", SimpleNamespace(folds=5, bootstrap=0)
+        )
+
+
+def test_the_plot_is_written_with_and_without_intervals(tmp_path):
     rows = []
     for k in (3, 5):
         _deployment(tmp_path / f"r{k}", frr=0.1 / k, far_s=0.05, eer=0.06)
-        rows.append(reference_count.evaluate(Path("m"), {}, k, tmp_path / f"r{k}", None))
+        rows.append(reference_count.read_row(tmp_path / f"r{k}", k))
     bare = [{**r, "intervals": {}} for r in rows]
     reference_count.plot({"a": rows, "b": bare}, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 5000

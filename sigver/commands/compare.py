@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 NAME = "compare"
 HELP = "compare two evaluations of the same writers (paired writer bootstrap)"
+
+logger = logging.getLogger("sigver.compare")
 
 #: Protocol fields that must agree for the two evaluations to share their writers and draws.
 SAME_PROTOCOL = ("exp_user_ids", "folds", "fold_seeds", "refs")
@@ -62,6 +65,7 @@ def load_evaluation(folder: Path) -> dict[str, Any]:
     return {
         "folder": str(folder),
         "protocol": protocol,
+        "samples": (data.get("meta") or {}).get("samples_sha256"),
         "model": (data.get("meta") or {}).get("model_id"),
         "threshold": None if threshold is None else float(threshold),
         "scores": scores,
@@ -74,7 +78,8 @@ def check_same_writers(a: dict[str, Any], b: dict[str, Any]) -> None:
     Raises
     ------
     SigverError
-        A protocol field of :data:`SAME_PROTOCOL` differs, or a writer has a different
+        A protocol field of :data:`SAME_PROTOCOL` differs, the signatures drawn from
+        differ (``samples_sha256``, when both record it), or a writer has a different
         number of test genuines or forgeries in some fold.
     """
     import numpy as np
@@ -87,6 +92,16 @@ def check_same_writers(a: dict[str, Any], b: dict[str, Any]) -> None:
                 f"{a['folder']} and {b['folder']} differ in the protocol's {key}: a paired "
                 "comparison needs the same writers, folds and reference draws"
             )
+    if a["samples"] and b["samples"] and a["samples"] != b["samples"]:
+        raise SigverError(
+            f"{a['folder']} and {b['folder']} drew from different signatures, or from the same "
+            "ones in another order (samples_sha256 in results.json): their folds differ"
+        )
+    if not (a["samples"] and b["samples"]):
+        logger.warning(
+            "one evaluation does not record its signatures (samples_sha256): the check that "
+            "both drew the same references rests on the protocol and the score counts"
+        )
     for part in ("genuine", "skilled", "random"):
         for k, (fa, fb) in enumerate(zip(a["scores"], b["scores"], strict=True)):
             na = [np.size(x) for x in getattr(fa, part)]
@@ -141,7 +156,10 @@ def run(args: argparse.Namespace) -> int:
             f"[{100 * lo:+6.2f}, {100 * hi:+6.2f}]{'':>9} {100 * out['b_lower'][k]:5.1f} %"
         )
     if a["threshold"] is None or b["threshold"] is None:
-        print("(FRR and FAR need both evaluations run at a threshold: --negatives model or -T)")
+        print(
+            "(FRR and FAR need both evaluations run at a threshold: --negatives model or "
+            "--threshold T)"
+        )
     if args.json:
         write_json(
             args.json,

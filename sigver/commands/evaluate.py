@@ -325,6 +325,22 @@ def _load_features(args: argparse.Namespace) -> Any:
     return extractor.extract_featureset(cache, progress=progress)
 
 
+def samples_digest(fs: Any) -> str:
+    """sha256 of the signatures a protocol draws from, in order (file, writer, forged).
+
+    The folds draw references and tests by position, so two evaluations share their
+    draws only when they read the same signatures in the same order: ``sigver compare``
+    checks this digest.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    writers = [str(fs.user_ids[y]) for y in fs.y]
+    for name, writer, forged in zip(fs.filenames, writers, fs.yforg, strict=True):
+        h.update(f"{name}\t{writer}\t{int(forged)}\n".encode())
+    return h.hexdigest()
+
+
 def run_deployment(args: argparse.Namespace) -> int:
     """``--negatives model``: the deployment simulation at the model's operating point."""
     from sigver._util import write_json
@@ -343,20 +359,24 @@ def run_deployment(args: argparse.Namespace) -> int:
     # silently ignored is refused instead.
     ignored = [
         flag
-        for flag, dest in (
-            ("--dev-users", "dev_users"),
-            ("--forg-from-dev", "forg_from_dev"),
-            ("--forg-from-exp", "forg_from_exp"),
-            ("--test-genuine", "test_genuine"),
+        for flag, dest, default in (
+            ("--dev-users", "dev_users", None),
+            ("--forg-from-dev", "forg_from_dev", None),
+            ("--forg-from-exp", "forg_from_exp", None),
+            ("--test-genuine", "test_genuine", None),
+            ("--kernel", "kernel", "rbf"),
+            ("--C", "svm_c", 1.0),
+            ("--gamma", "gamma", None),
+            ("--scaling", "scaling", "fold"),
         )
-        if getattr(args, dest, None) is not None
+        if getattr(args, dest, default) != default
     ]
     if ignored:
         raise SigverError(
             f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to "
-            "--negatives model: every user is "
-            "enrolled as Verifier.enroll enrolls (the model's background and the other users' "
-            "references as negatives) and scored on all their other genuine signatures"
+            "--negatives model: every user is enrolled as Verifier.enroll enrolls (the "
+            "model's classifier settings, its background and the other users' references as "
+            "negatives) and scored on all their other genuine signatures"
         )
     check_out_dir(args.out)
 
@@ -420,7 +440,10 @@ def run_deployment(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     result = run.result(
-        normalization, threshold=threshold, threshold_source=source, meta=dict(fs.meta)
+        normalization,
+        threshold=threshold,
+        threshold_source=source,
+        meta={**fs.meta, "samples_sha256": samples_digest(fs)},
     )
     write_results(result, fs.user_ids, args.out, plots=not args.no_plots)
     measured = {k: v["mean"] for k, v in result.fixed_threshold["summary"].items()}  # type: ignore[index]
@@ -539,6 +562,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=threshold,
         threshold_source=source,
     )
+    result.meta["samples_sha256"] = samples_digest(fs)
     write_results(result, fs.user_ids, args.out, plots=not args.no_plots)
     print(f"protocol: {protocol.name or 'custom'}  features: {fs.meta.get('model_id', '?')}")
     print(format_table(result))
