@@ -154,6 +154,13 @@ class VerificationResult:
     forgery_penalty : float or None
         What the model's writer-independent forgery cue (with its pairwise part, when
         the model has one) subtracted from the normalised score (``None``: cue off).
+    references : int or None
+        References the user is enrolled with.
+    calibrated_references : int or None
+        References per user the operating point was calibrated with (``None`` for an
+        override or an uncalibrated default). The rates hold best when the two agree:
+        with other counts they move (README, "The operating point and the number of
+        references").
     """
 
     user_id: str
@@ -167,6 +174,8 @@ class VerificationResult:
     calibrated_rates: dict[str, Any] = field(default_factory=dict)
     llr: float | None = None
     forgery_penalty: float | None = None
+    references: int | None = None
+    calibrated_references: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly view (``decision`` spelled out for humans)."""
@@ -183,6 +192,8 @@ class VerificationResult:
             "calibrated_rates": dict(self.calibrated_rates),
             "llr": self.llr,
             "forgery_penalty": self.forgery_penalty,
+            "references": self.references,
+            "calibrated_references": self.calibrated_references,
         }
 
 
@@ -1218,6 +1229,7 @@ class Verifier:
             scores = scores - pen
             penalties = [float(v) for v in pen]
         threshold, decided_by, rates = self.operating_point_for(user)
+        cal_refs = (self.calibration or {}).get("refs") if rates else None
         llr = self._llr
         results = [
             VerificationResult(
@@ -1232,6 +1244,8 @@ class Verifier:
                 calibrated_rates=rates,
                 llr=None if llr is None else float(llr["slope"] * score + llr["intercept"]),
                 forgery_penalty=pen,
+                references=int(user.n_references),
+                calibrated_references=None if cal_refs is None else int(cal_refs),
             )
             for item, score, r, pen in zip(loaded, scores, raw, penalties, strict=True)
         ]

@@ -307,6 +307,9 @@ def test_verifier_operating_points_precedence_and_results(calibrated_model, tmp_
     assert r.llr == pytest.approx(cal.llr["slope"] * r.score + cal.llr["intercept"])
     body = r.to_dict()
     assert body["operating_point"] == "balanced" and "calibrated_rates" in body
+    # Each result says how many references decided and how many the point was calibrated for.
+    assert (r.references, r.calibrated_references) == (5, cal.refs) == (5, 4)
+    assert body["references"] == 5 and body["calibrated_references"] == 4
     # per-user operating point beats the store default; a threshold override beats both
     v.set_operating_point("alice", "FAR-skilled=1%")
     r1 = v.verify("alice", draw_signature(1, 7))
@@ -322,6 +325,7 @@ def test_verifier_operating_points_precedence_and_results(calibrated_model, tmp_
         0.123,
         {},
     )
+    assert r2.references == 6 and r2.calibrated_references is None  # an override: no claim
     with pytest.raises(CalibrationError):
         v.set_operating_point("bob", "far-skilled=3%")
     v.set_operating_point("alice", None)
@@ -368,6 +372,7 @@ def test_cli_operating_points(calibrated_model, tmp_path, capsys):
     )
     out = json.loads(capsys.readouterr().out)
     assert out["results"][0]["operating_point"] == "far-skilled=5%"
+    assert (out["results"][0]["references"], out["results"][0]["calibrated_references"]) == (5, 4)
     main(
         [
             "users",
@@ -395,7 +400,10 @@ def test_cli_operating_points(calibrated_model, tmp_path, capsys):
             imgs[5],
         ]
     )
-    assert "operating point: frr=1%" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "operating point: frr=1%" in printed
+    # carol has 5 references; the tiny model's points were calibrated with 4.
+    assert "with 4 references per user; this user has 5, so they may not hold" in printed
     assert (
         main(
             [

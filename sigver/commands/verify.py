@@ -91,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         shown = ", ".join(
             f"{k} {100 * v:.1f} %" for k, v in rates.items() if isinstance(v, (int, float))
         )
+        cal_refs, refs = decided.get("calibrated_references"), decided.get("references")
+        if shown and cal_refs:
+            shown += f", with {cal_refs} references per user"
+            if refs is not None and refs != cal_refs:
+                # The rates move with the reference count (scripts/reference_count.py).
+                shown += f"; this user has {refs}, so they may not hold"
         print(
             f"operating point: {decided['operating_point'] or '-'}"
             + (f" (calibrated for {shown})" if shown else "")
