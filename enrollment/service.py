@@ -609,6 +609,8 @@ def create_app(
         body["effective_threshold"] = threshold
         body["effective_operating_point"] = decided_by
         body["calibrated_rates"] = rates
+        # As verification results say it: the reference count the rates were calibrated at.
+        body["calibrated_references"] = (verifier.calibration or {}).get("refs") if rates else None
         return body
 
     @app.get("/v1/operating-points", tags=["users"])

@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 SYNTH_GENUINE = 24
 #: Test genuines every writer must keep (SigComp2011 writers have 12 genuine each).
 MIN_TESTS = 4
+#: Most references per population that leave :data:`MIN_TESTS` test genuines.
+MAX_REFS = {"sigcomp-exp": 12 - MIN_TESTS, "synthetic": SYNTH_GENUINE - MIN_TESTS}
 
 
 def _sigver(argv: list[str]) -> None:
@@ -56,8 +58,12 @@ def _sigver(argv: list[str]) -> None:
 
 def populations(args: argparse.Namespace, model: Path) -> dict[str, dict[str, Any]]:
     """Feature files and protocol flags of the two populations (extracted once)."""
+    from sigver._meta import file_sha256
+
     args.out.mkdir(parents=True, exist_ok=True)
-    synth = args.work / f"synth-seed{args.synth_seed}-g{SYNTH_GENUINE}"
+    # Named by everything that makes them: a cached corpus or feature file is reused by name.
+    synth = args.work / f"synth-seed{args.synth_seed}-w{args.synth_writers}-g{SYNTH_GENUINE}"
+    sha = file_sha256(model)
     if not (synth / "001").is_dir():
         _sigver(["synth", "--writers", str(args.synth_writers), "--genuine", str(SYNTH_GENUINE),
                  "--forgeries", "12", "--seed", str(args.synth_seed), "--out", str(synth),
@@ -65,15 +71,16 @@ def populations(args: argparse.Namespace, model: Path) -> dict[str, dict[str, An
     out = {}
     sigcomp_users = ["--preset", "sigcomp2011-dev"]
     for name, data, dataset, users, max_refs in (
-        ("sigcomp-exp", args.sigcomp, "sigcomp2011", sigcomp_users, 12 - MIN_TESTS),
-        ("synthetic", synth, "gpds-synthetic", ["--exp-users", "all"], SYNTH_GENUINE - MIN_TESTS),
+        ("sigcomp-exp", args.sigcomp, "sigcomp2011", sigcomp_users, MAX_REFS["sigcomp-exp"]),
+        ("synthetic", synth, "gpds-synthetic", ["--exp-users", "all"], MAX_REFS["synthetic"]),
     ):
-        feats = args.work / f"{name}-{model.stem}.features.npz"
+        tag = name if data is args.sigcomp else synth.name
+        feats = args.work / f"{tag}-{sha[:12]}.features.npz"
         if not feats.is_file():
             _sigver(["features", "--model", str(model), "--data", str(data),
                      "--dataset", dataset, "--out", str(feats), "--jobs", str(args.jobs),
                      "--no-progress", "-q"])  # fmt: skip
-        out[name] = {"features": feats, "users": users, "max_refs": max_refs}
+        out[name] = {"features": feats, "users": users, "max_refs": max_refs, "model": sha}
     return out
 
 
@@ -109,8 +116,6 @@ def read_row(out: Path, refs: int) -> dict[str, Any]:
 
 
 def _check_reusable(out: Path, pop: dict[str, Any], refs: int, args: Any) -> None:
-    from sigver.featureset import load_features
-
     res = json.loads((out / "results.json").read_text())
     dep = json.loads((out / "deployment.json").read_text())
     found = {
@@ -123,7 +128,7 @@ def _check_reusable(out: Path, pop: dict[str, Any], refs: int, args: Any) -> Non
         "refs": refs,
         "folds": args.folds,
         "bootstrap": args.bootstrap,
-        "model": load_features(pop["features"]).meta.get("model_sha256"),
+        "model": pop["model"],
     }
     if found != want:
         raise SystemExit(f"{out} was made with {found}, not {want}: remove it or use another --out")
@@ -193,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     from sigver._util import atomic_write, command_line, machine_info, write_json
     from sigver.features import default_model_path
 
+    if not any(k <= cap for k in args.refs for cap in MAX_REFS.values()):
+        parser.error(f"--refs {args.refs}: no population has enough genuine signatures")
     model = Path(args.model or default_model_path())
     pops = populations(args, model)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -217,15 +224,19 @@ def main(argv: list[str] | None = None) -> int:
         iv = r["intervals"].get(key)
         return pct(r[key]) + (f" ({pct(iv[0])}-{pct(iv[1])})" if iv else "")
 
+    from sigver.models.checkpoint import load_checkpoint
+
     first = next(iter(results.values()))[0]
     cal = first["calibrated"]
+    stored = load_checkpoint(model).meta.metrics.get("calibration") or {}
+    cal_on = f"{stored.get('refs', '?')} references, {len(stored.get('users') or [])} writers"
     lines = [
         f"# The operating point against the number of references ({model.name})",
         "",
         f"`balanced` threshold T = {first['threshold']:.4f}, calibrated for FRR "
         f"{pct(cal.get('FRR', float('nan')))} %, FAR_skilled "
         f"{pct(cal.get('FAR_skilled', float('nan')))} %, FAR_random "
-        f"{pct(cal.get('FAR_random', float('nan')))} % (5 references, SigComp2011 001-037). "
+        f"{pct(cal.get('FAR_random', float('nan')))} % ({cal_on} of its calibration data). "
         "Rates at T with 90 % writer-bootstrap intervals, EERs a posteriori on the same "
         "scores, in %; ratios over EER_global (bound 1.25).",
         "",

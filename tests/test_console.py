@@ -608,6 +608,7 @@ def test_verify_shows_the_operating_point_when_the_result_has_one(site):
           if (!String(url).endsWith('/verify')) return response;
           const body = await response.json();
           body.results[0].operating_point = 'FAR=0.1%';
+          body.results[0].calibrated_references = body.results[0].references + 2;
           return new Response(JSON.stringify(body),
             {status: response.status, headers: {'Content-Type': 'application/json'}});
         };
@@ -616,4 +617,6 @@ def test_verify_shows_the_operating_point_when_the_result_has_one(site):
     _verify(site, "bob", site["bob"]["genuine"][0])
     facts = _by_id(driver, "verify-facts").text
     assert "Operating point" in facts and "FAR=0.1%" in facts
+    # The user's reference count, and a warning when the point was calibrated with another.
+    assert "References" in facts and "its error rates may differ" in facts
     driver.execute_script("window.fetch = window.__realFetch")

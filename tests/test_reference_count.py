@@ -52,21 +52,20 @@ def test_a_folder_from_the_same_settings_is_reused_and_one_from_others_refused(
     (tmp_path / "e" / "results.json").write_text(
         json.dumps({"protocol": {"refs": 5, "folds": 10}, "meta": {"model_sha256": "abc"}})
     )
-    monkeypatch.setattr(
-        "sigver.featureset.load_features",
-        lambda path: SimpleNamespace(meta={"model_sha256": "abc"}),
-    )
-    pop = {"features": tmp_path / "f.npz"}
-    args = SimpleNamespace(folds=10, bootstrap=0)
-    row = reference_count.evaluate(Path("m"), pop, 5, tmp_path / "e", args)
-    assert row["refs"] == 5
-    # The deployment.json above has intervals without a round count: 0 draws, as asked.
-    with pytest.raises(SystemExit, match="remove it"):
-        reference_count.evaluate(Path("m"), pop, 8, tmp_path / "e", args)
-    with pytest.raises(SystemExit, match="remove it"):
-        reference_count.evaluate(
-            Path("m"), pop, 5, tmp_path / "e", SimpleNamespace(folds=5, bootstrap=0)
-        )
+    dep = json.loads((tmp_path / "e" / "deployment.json").read_text())
+    dep["intervals"]["rounds"] = 200
+    (tmp_path / "e" / "deployment.json").write_text(json.dumps(dep))
+    pop = {"features": tmp_path / "f.npz", "model": "abc"}
+    same = SimpleNamespace(folds=10, bootstrap=200)
+    assert reference_count.evaluate(Path("m"), pop, 5, tmp_path / "e", same)["refs"] == 5
+    for refs, p, args in (
+        (8, pop, same),  # other references
+        (5, pop, SimpleNamespace(folds=5, bootstrap=200)),  # other folds
+        (5, pop, SimpleNamespace(folds=10, bootstrap=0)),  # other bootstrap draws
+        (5, {**pop, "model": "recalibrated"}, same),  # another checkpoint
+    ):
+        with pytest.raises(SystemExit, match="remove it"):
+            reference_count.evaluate(Path("m"), p, refs, tmp_path / "e", args)
 
 
 def test_the_plot_is_written_with_and_without_intervals(tmp_path):
@@ -79,8 +78,10 @@ def test_the_plot_is_written_with_and_without_intervals(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 5000
 
 
-def test_bad_arguments_are_refused(tmp_path):
-    with pytest.raises(SystemExit):
-        reference_count.main(["--refs", "1", "--out", str(tmp_path)])
+def test_bad_arguments_are_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(reference_count, "populations", lambda *a: pytest.fail("worked"))
+    for refs in ("1", "21"):
+        with pytest.raises(SystemExit):
+            reference_count.main(["--refs", refs, "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         reference_count.main(["--synth-seed", "0", "--out", str(tmp_path)])

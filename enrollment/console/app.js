@@ -487,6 +487,17 @@
     if (result.operating_point !== undefined && result.operating_point !== null) {
       facts.push(["Operating point", String(result.operating_point)]);
     }
+    if (Number.isInteger(result.references)) {
+      // The calibrated rates hold best at the reference count they were measured with.
+      const cal = result.calibrated_references;
+      let text = String(result.references);
+      if (Number.isInteger(cal)) {
+        text += cal === result.references
+          ? " (as the operating point was calibrated)"
+          : ` (the operating point was calibrated with ${cal}: its error rates may differ)`;
+      }
+      facts.push(["References", text]);
+    }
     facts.push(["Model", result.model_id], ["Image SHA-256", result.image_sha256]);
     setFacts($("verify-facts"), facts);
     const q = $("verify-questioned");

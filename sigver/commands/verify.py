@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             shown += f", with {cal_refs} references per user"
             if refs is not None and refs != cal_refs:
                 # The rates move with the reference count (scripts/reference_count.py).
-                shown += f"; this user has {refs}, so they may not hold"
+                shown += f"; this user has {refs}, and the rates move with the count"
         print(
             f"operating point: {decided['operating_point'] or '-'}"
             + (f" (calibrated for {shown})" if shown else "")
