@@ -19,6 +19,12 @@ their 90 % writer-bootstrap intervals, the a-posteriori EERs of the same scores,
 FRR / FAR_skilled over EER_global (issue 10's bound: 1.25), and draws them against K
 with the rates the operating point was calibrated for.
 
+Second table (``per-count thresholds``): would a threshold calibrated *at each K* hold?
+From the saved scores of the same evaluations (no new enrollment), the ``balanced``
+threshold is calibrated at every K on the first half of the synthetic writers
+(synthetic-a) and applied to SigComp 038-069 and to the second half (synthetic-b) at the
+same K, next to the shipped threshold on the same writers. Nothing is chosen or stored.
+
 Usage::
 
     python scripts/reference_count.py --sigcomp ../shared/data/sigcomp2011 \\
@@ -132,6 +138,93 @@ def _check_reusable(out: Path, pop: dict[str, Any], refs: int, args: Any) -> Non
     }
     if found != want:
         raise SystemExit(f"{out} was made with {found}, not {want}: remove it or use another --out")
+
+
+def _subset(scores: list[Any], users: slice) -> list[Any]:
+    """The folds' scores of the writers ``users`` (positions in the protocol's order)."""
+    from sigver.evaluation import FoldScores
+
+    return [
+        FoldScores(
+            genuine=f.genuine[users],
+            random=f.random[users],
+            skilled=f.skilled[users],
+            simple=f.simple[users],
+        )
+        for f in scores
+    ]
+
+
+def _scores(out: Path) -> list[Any]:
+    from sigver.evaluation import load_fold_scores
+
+    res = json.loads((out / "results.json").read_text())
+    protocol = res["protocol"]
+    return load_fold_scores(
+        out / "scores.npz", folds=int(protocol["folds"]), users=len(protocol["exp_user_ids"])
+    )
+
+
+def point(scores: list[Any], threshold: float) -> dict[str, float]:
+    """FRR and FAR_skilled at ``threshold`` (fold means) and the a-posteriori EER_global."""
+    import numpy as np
+
+    from sigver.evaluation import fixed_threshold_point
+    from sigver.metrics import eer_global
+
+    fixed = fixed_threshold_point(scores, threshold)["summary"]
+    eg = float(
+        np.mean(
+            [
+                eer_global(
+                    np.concatenate([np.ravel(a) for a in f.genuine]),
+                    np.concatenate([np.ravel(a) for a in f.skilled]),
+                )[0]
+                for f in scores
+            ]
+        )
+    )
+    out = {"FRR": fixed["FRR"]["mean"], "FAR_skilled": fixed["FAR_skilled"]["mean"]}
+    out["EER_global"] = eg
+    out["FRR/EER"] = out["FRR"] / eg if eg > 0 else float("nan")
+    out["FAR_s/EER"] = out["FAR_skilled"] / eg if eg > 0 else float("nan")
+    return out
+
+
+def per_count_thresholds(
+    results: dict[str, list[dict[str, Any]]], folder: Path
+) -> list[dict[str, Any]]:
+    """Per K: the shipped threshold and one calibrated at K on synthetic-a, applied to
+    synthetic-b and SigComp 038-069 (from each evaluation's saved scores)."""
+    import numpy as np
+
+    from sigver.calibration import operating_point_threshold
+
+    rows = []
+    sigcomp = {r["refs"]: r for r in results.get("sigcomp-exp", [])}
+    for r in results.get("synthetic", []):
+        k = r["refs"]
+        syn = _scores(folder / f"synthetic-refs{k}")
+        half = len(syn[0].genuine) // 2
+        a, b = _subset(syn, slice(0, half)), _subset(syn, slice(half, None))
+        g = np.concatenate([np.ravel(x) for f in a for x in f.genuine])
+        s = np.concatenate([np.ravel(x) for f in a for x in f.skilled])
+        t_k = float(operating_point_threshold("balanced", g, s))
+        targets = {"synthetic-b": b}
+        if k in sigcomp:
+            targets["sigcomp-exp"] = _scores(folder / f"sigcomp-exp-refs{k}")
+        for name, scores in targets.items():
+            rows.append(
+                {
+                    "refs": k,
+                    "applied_to": name,
+                    "T_shipped": r["threshold"],
+                    "T_k": t_k,
+                    "shipped": point(scores, r["threshold"]),
+                    "calibrated_at_k": point(scores, t_k),
+                }
+            )
+    return rows
 
 
 def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -251,6 +344,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"{with_iv(r, 'FAR_random')} | {pct(r['EER_global'])} / {pct(r['EER_user'])} | "
                 f"{r['FRR/EER']:.2f} | {r['FAR_s/EER']:.2f} |"
             )
+    per_count = per_count_thresholds(results, args.out)
+    if per_count:
+        lines += [
+            "",
+            "Per-count thresholds: the `balanced` threshold calibrated at each K on the first "
+            "half of the synthetic writers (synthetic-a), against the shipped one, applied to "
+            "synthetic-b and SigComp 038-069 at the same K. FRR / FAR_skilled in %, then their "
+            "ratios to EER_global:",
+            "",
+            "| applied to | refs | EER global | shipped T: FRR / FAR_sk, ratios | T_K | "
+            "calibrated at K: FRR / FAR_sk, ratios |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in per_count:
+            a, c = row["shipped"], row["calibrated_at_k"]
+            lines.append(
+                f"| {row['applied_to']} | {row['refs']} | {pct(a['EER_global'])} | "
+                f"{pct(a['FRR'])} / {pct(a['FAR_skilled'])}, {a['FRR/EER']:.2f} / "
+                f"{a['FAR_s/EER']:.2f} | {row['T_k']:.4f} | {pct(c['FRR'])} / "
+                f"{pct(c['FAR_skilled'])}, {c['FRR/EER']:.2f} / {c['FAR_s/EER']:.2f} |"
+            )
     seconds = time.perf_counter() - start
     info = machine_info()
     lines += [
@@ -268,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "model": str(model),
             "results": results,
+            "per_count_thresholds": per_count,
             "folds": args.folds,
             "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
             "machine": info,

@@ -85,3 +85,49 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, monkeypatch):
             reference_count.main(["--refs", refs, "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         reference_count.main(["--synth-seed", "0", "--out", str(tmp_path)])
+
+
+def test_per_count_thresholds_calibrate_on_the_first_half_and_apply_to_the_rest(monkeypatch):
+    import numpy as np
+
+    from sigver.evaluation import FoldScores
+    from sigver.metrics import eer_threshold
+
+    rng = np.random.default_rng(0)
+
+    def fold(n, shift):
+        return FoldScores(
+            genuine=[rng.normal(1 + shift, 1, 6) for _ in range(n)],
+            random=[rng.normal(-3, 1, 4) for _ in range(n)],
+            skilled=[rng.normal(-1 + shift, 1, 5) for _ in range(n)],
+            simple=[np.empty(0)] * n,
+        )
+
+    # Synthetic-a (writers 0-3) sits 1 above synthetic-b (4-7): its balanced point is higher.
+    def two_halves():
+        hi, lo = fold(4, 1.0), fold(4, 0.0)
+        parts = ("genuine", "random", "skilled", "simple")
+        return FoldScores(**{p: getattr(hi, p) + getattr(lo, p) for p in parts})
+
+    syn = [two_halves() for _ in range(3)]
+    real = [fold(5, 0.0) for _ in range(3)]
+    monkeypatch.setattr(
+        reference_count, "_scores", lambda out: syn if "synthetic" in out.name else real
+    )
+    results = {
+        "synthetic": [{"refs": 5, "threshold": 0.0}, {"refs": 12, "threshold": 0.0}],
+        "sigcomp-exp": [{"refs": 5, "threshold": 0.0}],
+    }
+    rows = reference_count.per_count_thresholds(results, Path("unused"))
+    assert [(r["refs"], r["applied_to"]) for r in rows] == [
+        (5, "synthetic-b"), (5, "sigcomp-exp"), (12, "synthetic-b")
+    ]  # fmt: skip
+    g = np.concatenate([x for f in syn for x in f.genuine[:4]])
+    s = np.concatenate([x for f in syn for x in f.skilled[:4]])
+    assert rows[0]["T_k"] == pytest.approx(eer_threshold(g, s)) and rows[0]["T_k"] > 0.5
+    # The higher threshold rejects more of synthetic-b's genuines than the shipped 0 does.
+    assert rows[0]["calibrated_at_k"]["FRR"] > rows[0]["shipped"]["FRR"]
+    from sigver.evaluation import fixed_threshold_point
+
+    want = fixed_threshold_point(real, rows[1]["T_k"])["summary"]["FAR_skilled"]["mean"]
+    assert rows[1]["calibrated_at_k"]["FAR_skilled"] == pytest.approx(want)
