@@ -57,12 +57,11 @@ from threshold_transfer import (  # noqa: E402
     _caches,
     _users,
     add_corpus_arguments,
+    decision_of,
     open_model,
-    stored_cue,
 )
 
 from sigver._util import atomic_write, command_line, machine_info, write_json  # noqa: E402
-from sigver.errors import SigverError  # noqa: E402
 from sigver.metrics import aligned_gap, eer_global, eer_threshold, eer_user_thresholds  # noqa: E402
 
 POPULATIONS = ("synthetic-a", "sigcomp-dev", "synthetic-b", "sigcomp-exp")
@@ -378,18 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     model, extractor, background = open_model(parser, args)
 
-    from sigver.calibration import stored_calibration
-    from sigver.normalization import family
-
-    calibration = stored_calibration(extractor.weights.meta.metrics)
-    try:
-        cue = stored_cue(calibration, model.name, "balanced")
-    except SigverError as exc:
-        parser.error(f"the model's forgery cue: {exc}")
-    norm = str(((cue[2] if cue else calibration) or {}).get("normalization") or "none")
-    if family(norm) != "loo-lcb":
-        # The re-alignments here are per-user shifts of loo-lcb scores (scale 1).
-        parser.error(f"the model's normaliser is {norm!r}; this study needs a loo-lcb=K one")
+    cue, norm = decision_of(parser, extractor, model, needs_lcb=True)
     caches = _caches(args)
     feats = {k: extractor.extract_featureset(c, progress=False) for k, c in caches.items()}
     pseudo = {

@@ -395,6 +395,29 @@ def _choose(rows: list[dict[str, Any]], methods: tuple[str, ...]) -> tuple[str, 
     return best, stats
 
 
+def decision_of(
+    parser: argparse.ArgumentParser, extractor: Any, model: Path, *, needs_lcb: bool = False
+) -> tuple[Any, str]:
+    """The model's stored cue (:func:`stored_cue` at ``balanced``) and its normaliser, as
+    ``Verifier.verify`` decides: what the studies built on these corpora score with.
+
+    A missing operating point, or with ``needs_lcb`` a normaliser other than a ``loo-lcb=K``
+    one (whose per-user shifts the studies re-align), stops the script with a parser error.
+    """
+    from sigver.normalization import family
+
+    calibration = stored_calibration(extractor.weights.meta.metrics)
+    try:
+        cue = stored_cue(calibration, model.name, "balanced")
+    except SigverError as exc:
+        parser.error(f"the model's forgery cue: {exc}")
+    norm = str(((cue[2] if cue else calibration) or {}).get("normalization") or "none")
+    if needs_lcb and family(norm) != "loo-lcb":
+        # The re-alignments are per-user shifts of loo-lcb scores (scale 1).
+        parser.error(f"the model's normaliser is {norm!r}; this study needs a loo-lcb=K one")
+    return cue, norm
+
+
 def stored_cue(
     calibration: dict[str, Any] | None, model: str, operating_point: str
 ) -> tuple[Any, Any, dict[str, Any]] | None:

@@ -48,10 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from forgeability import decided_run  # noqa: E402
 from gap_sources import gap_of  # noqa: E402
-from threshold_transfer import _caches, add_corpus_arguments, open_model, stored_cue  # noqa: E402
+from threshold_transfer import _caches, add_corpus_arguments, decision_of, open_model  # noqa: E402
 
 from sigver._util import atomic_write, command_line, machine_info, write_json  # noqa: E402
-from sigver.errors import SigverError  # noqa: E402
 from sigver.metrics import aligned_gap  # noqa: E402
 from sigver.pair_cue import DEFAULT_C, pair_indices  # noqa: E402
 
@@ -214,14 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     model, extractor, background = open_model(parser, args)
     args.pair_work.mkdir(parents=True, exist_ok=True)
 
-    from sigver.calibration import stored_calibration
-
-    calibration = stored_calibration(extractor.weights.meta.metrics)
-    try:
-        cue = stored_cue(calibration, model.name, "balanced")
-    except SigverError as exc:
-        parser.error(f"the model's forgery cue: {exc}")
-    norm = str(((cue[2] if cue else calibration) or {}).get("normalization") or "none")
+    cue, norm = decision_of(parser, extractor, model)
     caches = _caches(args)
     feats = {key: extractor.extract_featureset(c, progress=False) for key, c in caches.items()}
     x_pairs, w_pairs, f_pairs = _pair_rows(args, model, feats["sigcomp"])

@@ -85,7 +85,9 @@ def toy(tmp_path_factory):
 
     path, _, fs, _, kw = calibrated_with_pair(tmp_path_factory.mktemp("gap"))
     cal = stored_calibration(load_checkpoint(path).meta.metrics)
-    cue = gap_sources.stored_cue(cal, path.name, "balanced")
+    from threshold_transfer import stored_cue
+
+    cue = stored_cue(cal, path.name, "balanced")
     assert cue is not None and cue[1] is not None
     return fs, kw, cue
 

@@ -461,8 +461,8 @@ def test_http_operating_point_endpoint(calibrated_model, tmp_path):
     )
 
 
-def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, tmp_path, capsys):
-    path, cal, _, after = calibrated_model
+def _deployed_population(path, after, tmp_path):
+    """The tiny model's background, and a toy population extracted "with" it, saved."""
     bg = load_features(path.with_name("tiny.background.npz"))
     fs = toy_population(prefix="", seed=3, sha=after.sha256)
     fs = FeatureSet(
@@ -473,7 +473,12 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
         filenames=fs.filenames,
         meta={**fs.meta, "model_id": after.model_id},
     )
-    feats = save_features(tmp_path / "toy.npz", fs)
+    return bg, fs, save_features(tmp_path / "toy.npz", fs)
+
+
+def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, tmp_path, capsys):
+    path, cal, _, after = calibrated_model
+    bg, fs, feats = _deployed_population(path, after, tmp_path)
     out = tmp_path / "dep"
     rc = main(
         [
@@ -593,17 +598,7 @@ def test_compare_two_evaluations_of_the_same_writers(calibrated_model, tmp_path,
     from sigver.evaluation import load_fold_scores
 
     path, cal, _, after = calibrated_model
-    bg = load_features(path.with_name("tiny.background.npz"))
-    fs = toy_population(prefix="", seed=3, sha=after.sha256)
-    fs = FeatureSet(
-        features=fs.features[:, : bg.dim],
-        y=fs.y,
-        yforg=fs.yforg,
-        user_ids=fs.user_ids,
-        filenames=fs.filenames,
-        meta={**fs.meta, "model_id": after.model_id},
-    )
-    feats = save_features(tmp_path / "toy.npz", fs)
+    bg, fs, feats = _deployed_population(path, after, tmp_path)
     argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats),
             "--negatives", "model", "--exp-users", "all", "--refs", "4",
             "--no-progress", "--no-plots", "--bootstrap", "0"]  # fmt: skip
