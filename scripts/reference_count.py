@@ -25,6 +25,12 @@ threshold is calibrated at every K on the first half of the synthetic writers
 (synthetic-a) and applied to SigComp 038-069 and to the second half (synthetic-b) at the
 same K, next to the shipped threshold on the same writers. Nothing is chosen or stored.
 
+Third table, with ``--dev-calibration PAIR_EXTRA``: the same, with the threshold calibrated
+at each K on SigComp2011 001-037 by the product's own ``sigver calibrate --refs K`` (the
+model's normaliser and cue settings, the pair classifier's further writers from
+``PAIR_EXTRA``, as the shipped calibration had them), applied to SigComp 038-069 and
+synthetic-b at the same K. Nothing is written to the checkpoint.
+
 Usage::
 
     python scripts/reference_count.py --sigcomp ../shared/data/sigcomp2011 \\
@@ -227,6 +233,74 @@ def per_count_thresholds(
     return rows
 
 
+def dev_threshold(model: Path, refs: int, args: Any) -> float:
+    """``balanced`` threshold of ``sigver calibrate --refs refs`` on SigComp 001-037 (the
+    fused one when the model decides with its cue), without writing the checkpoint."""
+    out = args.out / f"dev-calibration-refs{refs}.json"
+    if not out.is_file():
+        _sigver(["calibrate", "--model", str(model), "--data", str(args.sigcomp),
+                 "--dataset", "sigcomp2011", "--users", "001-037", "--refs", str(refs),
+                 "--pair-extra", str(args.dev_calibration), "--json", str(out),
+                 "--jobs", str(args.jobs), "--no-progress", "-q"])  # fmt: skip
+    cal = json.loads(out.read_text())
+    if cal.get("refs") != refs:
+        raise SystemExit(f"{out} was calibrated with {cal.get('refs')} references, not {refs}")
+    cue = cal.get("forgery_cue") or {}
+    decided = cue.get("calibration") if cue.get("on_by_default") else None
+    return float((decided or cal)["operating_points"]["balanced"]["threshold"])
+
+
+def dev_calibrated_thresholds(
+    results: dict[str, list[dict[str, Any]]], model: Path, args: Any
+) -> list[dict[str, Any]]:
+    """Per K that SigComp allows: the shipped threshold and the one calibrated at K on
+    001-037, applied to SigComp 038-069 and synthetic-b (from the saved scores)."""
+    rows = []
+    synthetic = {r["refs"]: r for r in results.get("synthetic", [])}
+    for r in results.get("sigcomp-exp", []):
+        k = r["refs"]
+        t_k = dev_threshold(model, k, args)
+        targets = {"sigcomp-exp": _scores(args.out / f"sigcomp-exp-refs{k}")}
+        if k in synthetic:
+            syn = _scores(args.out / f"synthetic-refs{k}")
+            targets["synthetic-b"] = _subset(syn, slice(len(syn[0].genuine) // 2, None))
+        for name, scores in targets.items():
+            rows.append(
+                {
+                    "refs": k,
+                    "applied_to": name,
+                    "T_shipped": r["threshold"],
+                    "T_k": t_k,
+                    "shipped": point(scores, r["threshold"]),
+                    "calibrated_at_k": point(scores, t_k),
+                }
+            )
+    return rows
+
+
+def _threshold_table(rows: list[dict[str, Any]], title: str) -> list[str]:
+    def pct(v: float) -> str:
+        return f"{100 * v:.2f}"
+
+    lines = [
+        "",
+        title,
+        "",
+        "| applied to | refs | EER global | shipped T: FRR / FAR_sk, ratios | T_K | "
+        "calibrated at K: FRR / FAR_sk, ratios |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        a, c = row["shipped"], row["calibrated_at_k"]
+        lines.append(
+            f"| {row['applied_to']} | {row['refs']} | {pct(a['EER_global'])} | "
+            f"{pct(a['FRR'])} / {pct(a['FAR_skilled'])}, {a['FRR/EER']:.2f} / "
+            f"{a['FAR_s/EER']:.2f} | {row['T_k']:.4f} | {pct(c['FRR'])} / "
+            f"{pct(c['FAR_skilled'])}, {c['FRR/EER']:.2f} / {c['FAR_s/EER']:.2f} |"
+        )
+    return lines
+
+
 def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
     """FRR and FAR_skilled at the operating point against the reference count."""
     import matplotlib
@@ -278,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synth-writers", type=int, default=48)
     parser.add_argument("--synth-seed", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--dev-calibration",
+        type=Path,
+        metavar="PAIR_EXTRA",
+        help="also calibrate at each K on SigComp 001-037 (sigver calibrate --refs K) with "
+        "this feature set's writers in the pair classifier's fit",
+    )
     args = parser.parse_args(argv)
     if args.synth_seed == 0:
         parser.error("seed 0 synthesises the shipped model's training writers; use another")
@@ -346,25 +427,21 @@ def main(argv: list[str] | None = None) -> int:
             )
     per_count = per_count_thresholds(results, args.out)
     if per_count:
-        lines += [
-            "",
+        lines += _threshold_table(
+            per_count,
             "Per-count thresholds: the `balanced` threshold calibrated at each K on the first "
             "half of the synthetic writers (synthetic-a), against the shipped one, applied to "
             "synthetic-b and SigComp 038-069 at the same K. FRR / FAR_skilled in %, then their "
             "ratios to EER_global:",
-            "",
-            "| applied to | refs | EER global | shipped T: FRR / FAR_sk, ratios | T_K | "
-            "calibrated at K: FRR / FAR_sk, ratios |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row in per_count:
-            a, c = row["shipped"], row["calibrated_at_k"]
-            lines.append(
-                f"| {row['applied_to']} | {row['refs']} | {pct(a['EER_global'])} | "
-                f"{pct(a['FRR'])} / {pct(a['FAR_skilled'])}, {a['FRR/EER']:.2f} / "
-                f"{a['FAR_s/EER']:.2f} | {row['T_k']:.4f} | {pct(c['FRR'])} / "
-                f"{pct(c['FAR_skilled'])}, {c['FRR/EER']:.2f} / {c['FAR_s/EER']:.2f} |"
-            )
+        )
+    dev = dev_calibrated_thresholds(results, model, args) if args.dev_calibration else []
+    if dev:
+        lines += _threshold_table(
+            dev,
+            "Per-count thresholds calibrated on real development writers: `sigver calibrate "
+            "--users 001-037 --refs K` (the model's normaliser and cue, pair classifier with "
+            f"the writers of {args.dev_calibration.name}), applied at the same K:",
+        )
     seconds = time.perf_counter() - start
     info = machine_info()
     lines += [
@@ -383,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": str(model),
             "results": results,
             "per_count_thresholds": per_count,
+            "dev_calibrated_thresholds": dev,
             "folds": args.folds,
             "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
             "machine": info,

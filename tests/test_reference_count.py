@@ -131,3 +131,28 @@ def test_per_count_thresholds_calibrate_on_the_first_half_and_apply_to_the_rest(
 
     want = fixed_threshold_point(real, rows[1]["T_k"])["summary"]["FAR_skilled"]["mean"]
     assert rows[1]["calibrated_at_k"]["FAR_skilled"] == pytest.approx(want)
+
+
+def test_dev_threshold_reads_the_decided_operating_point_of_a_saved_calibration(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(reference_count, "_sigver", lambda argv: pytest.fail("recalibrated"))
+    args = SimpleNamespace(out=tmp_path, sigcomp=tmp_path, dev_calibration=tmp_path / "x.npz")
+    cal = {
+        "refs": 8,
+        "operating_points": {"balanced": {"threshold": -0.4}},
+        "forgery_cue": {
+            "on_by_default": True,
+            "calibration": {"operating_points": {"balanced": {"threshold": -0.7}}},
+        },
+    }
+    path = tmp_path / "dev-calibration-refs8.json"
+    path.write_text(json.dumps(cal))
+    assert reference_count.dev_threshold(Path("m"), 8, args) == -0.7  # decided with the cue
+    cal["forgery_cue"]["on_by_default"] = False
+    path.write_text(json.dumps(cal))
+    assert reference_count.dev_threshold(Path("m"), 8, args) == -0.4  # decided without it
+    cal["refs"] = 5
+    path.write_text(json.dumps(cal))
+    with pytest.raises(SystemExit, match="not 8"):
+        reference_count.dev_threshold(Path("m"), 8, args)
