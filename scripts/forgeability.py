@@ -73,9 +73,9 @@ from threshold_transfer import (  # noqa: E402
     add_corpus_arguments,
     decision_of,
     open_model,
+    write_report,
 )
 
-from sigver._util import atomic_write, command_line, machine_info, write_json  # noqa: E402
 from sigver.metrics import eer_threshold  # noqa: E402
 
 #: Per-image statistics of :func:`image_stats`, in column order.
@@ -386,19 +386,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{pct(p['EER_global'])} / {pct(p['gap'])} / {p['gap'] / raw:.2f} | "
             f"{pct(w['EER_global'])} / {pct(w['gap'])} / {w['gap'] / raw:.2f} |"
         )
-    seconds = time.perf_counter() - start
-    info = machine_info()
     lines += [
         "",
         f"Protocol: {args.refs} references, {args.folds} folds, seed {args.seed}; k = {args.k}; "
         f"synthetic writers: seed {args.synth_seed}, {args.synth_writers} writers (halves a / b).",
-        "",
-        f"Command: `{command_line()}`  ",
-        f"Machine: {info.get('cpu', '?')}, {info.get('cpu_count', '?')} CPUs; {seconds:.0f} s.",
     ]
-    atomic_write(args.out / "forgeability.md", "\n".join(lines) + "\n")
-    write_json(
-        args.out / "forgeability.json",
+    write_report(
+        args.out,
+        "forgeability",
+        lines,
         {
             "model": extractor.model_id,
             "normalization": norm,
@@ -409,12 +405,9 @@ def main(argv: list[str] | None = None) -> int:
             "k": args.k,
             "ridge_alpha": RIDGE_ALPHA,
             "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
-            "machine": info,
-            "command": command_line(),
-            "seconds": seconds,
         },
+        start,
     )
-    print("\n".join(lines))
     return 0
 
 

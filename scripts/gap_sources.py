@@ -59,9 +59,10 @@ from threshold_transfer import (  # noqa: E402
     add_corpus_arguments,
     decision_of,
     open_model,
+    write_report,
 )
 
-from sigver._util import atomic_write, command_line, machine_info, write_json  # noqa: E402
+from sigver._util import atomic_write  # noqa: E402
 from sigver.metrics import aligned_gap, eer_global, eer_threshold, eer_user_thresholds  # noqa: E402
 
 POPULATIONS = ("synthetic-a", "sigcomp-dev", "synthetic-b", "sigcomp-exp")
@@ -451,21 +452,17 @@ def main(argv: list[str] | None = None) -> int:
                 + " |"
             )
         lines.append("")
-    seconds = time.perf_counter() - start
-    info = machine_info()
     lines += [
         f"Protocol: {args.refs} references, {args.folds} folds, seed {args.seed}; users enrolled "
         "as Verifier.enroll enrolls them; cue on = the model's stored cue, as Verifier.verify "
         f"decides with it. Pseudo-forgeries: {args.copies} warped copies per reference, "
         f"alpha {args.alpha:g} px, sigma {args.sigma:g} px. Synthetic writers: seed "
         f"{args.synth_seed}, {args.synth_writers} writers (halves a / b).",
-        "",
-        f"Command: `{command_line()}`  ",
-        f"Machine: {info.get('cpu', '?')}, {info.get('cpu_count', '?')} CPUs; {seconds:.0f} s.",
     ]
-    atomic_write(args.out / "gap_sources.md", "\n".join(lines) + "\n")
-    write_json(
-        args.out / "gap_sources.json",
+    write_report(
+        args.out,
+        "gap_sources",
+        lines,
         {
             "model": extractor.model_id,
             "normalization": norm,
@@ -475,12 +472,9 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "pseudo": {"copies": args.copies, "alpha": args.alpha, "sigma": args.sigma},
             "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
-            "machine": info,
-            "command": command_line(),
-            "seconds": seconds,
         },
+        start,
     )
-    print("\n".join(lines))
     return 0
 
 

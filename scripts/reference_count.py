@@ -121,6 +121,11 @@ def read_row(out: Path, refs: int) -> dict[str, Any]:
     row["calibrated"] = dep.get("calibrated_rates") or {}
     row["intervals"] = dep.get("intervals") or {}
     row["threshold"] = dep["threshold"]
+    return _with_ratios(row)
+
+
+def _with_ratios(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with FRR and FAR_skilled over its EER_global (issue 10's bound: 1.25)."""
     eg = row["EER_global"]
     row["FRR/EER"] = row["FRR"] / eg if eg > 0 else float("nan")
     row["FAR_s/EER"] = row["FAR_skilled"] / eg if eg > 0 else float("nan")
@@ -192,44 +197,65 @@ def point(scores: list[Any], threshold: float) -> dict[str, float]:
     )
     out = {"FRR": fixed["FRR"]["mean"], "FAR_skilled": fixed["FAR_skilled"]["mean"]}
     out["EER_global"] = eg
-    out["FRR/EER"] = out["FRR"] / eg if eg > 0 else float("nan")
-    out["FAR_s/EER"] = out["FAR_skilled"] / eg if eg > 0 else float("nan")
+    return _with_ratios(out)
+
+
+def saved_scores(results: dict[str, list[dict[str, Any]]], folder: Path) -> dict[int, dict]:
+    """Per K, the saved scores of synthetic-a and synthetic-b (the two halves of the
+    synthetic writers) and SigComp 038-069, where they were evaluated; read once for both
+    threshold tables."""
+    out: dict[int, dict[str, list[Any]]] = {}
+    for r in results.get("synthetic", []):
+        syn = _scores(folder / f"synthetic-refs{r['refs']}")
+        half = len(syn[0].genuine) // 2
+        out.setdefault(r["refs"], {}).update(
+            {
+                "synthetic-a": _subset(syn, slice(0, half)),
+                "synthetic-b": _subset(syn, slice(half, None)),
+            }
+        )
+    for r in results.get("sigcomp-exp", []):
+        out.setdefault(r["refs"], {})["sigcomp-exp"] = _scores(
+            folder / f"sigcomp-exp-refs{r['refs']}"
+        )
     return out
 
 
+def _applied(
+    k: int, shipped: float, t_k: float, saved: dict[str, list[Any]], names: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The shipped threshold and ``t_k`` on each population of ``names`` evaluated at K."""
+    return [
+        {
+            "refs": k,
+            "applied_to": name,
+            "T_shipped": shipped,
+            "T_k": t_k,
+            "shipped": point(saved[name], shipped),
+            "calibrated_at_k": point(saved[name], t_k),
+        }
+        for name in names
+        if name in saved
+    ]
+
+
 def per_count_thresholds(
-    results: dict[str, list[dict[str, Any]]], folder: Path
+    results: dict[str, list[dict[str, Any]]], saved: dict[int, dict]
 ) -> list[dict[str, Any]]:
     """Per K: the shipped threshold and one calibrated at K on synthetic-a, applied to
-    synthetic-b and SigComp 038-069 (from each evaluation's saved scores)."""
+    synthetic-b and SigComp 038-069 (``saved``: :func:`saved_scores`)."""
     import numpy as np
 
     from sigver.calibration import operating_point_threshold
 
     rows = []
-    sigcomp = {r["refs"]: r for r in results.get("sigcomp-exp", [])}
     for r in results.get("synthetic", []):
         k = r["refs"]
-        syn = _scores(folder / f"synthetic-refs{k}")
-        half = len(syn[0].genuine) // 2
-        a, b = _subset(syn, slice(0, half)), _subset(syn, slice(half, None))
+        a = saved[k]["synthetic-a"]
         g = np.concatenate([np.ravel(x) for f in a for x in f.genuine])
         s = np.concatenate([np.ravel(x) for f in a for x in f.skilled])
         t_k = float(operating_point_threshold("balanced", g, s))
-        targets = {"synthetic-b": b}
-        if k in sigcomp:
-            targets["sigcomp-exp"] = _scores(folder / f"sigcomp-exp-refs{k}")
-        for name, scores in targets.items():
-            rows.append(
-                {
-                    "refs": k,
-                    "applied_to": name,
-                    "T_shipped": r["threshold"],
-                    "T_k": t_k,
-                    "shipped": point(scores, r["threshold"]),
-                    "calibrated_at_k": point(scores, t_k),
-                }
-            )
+        rows += _applied(k, r["threshold"], t_k, saved[k], ("synthetic-b", "sigcomp-exp"))
     return rows
 
 
@@ -251,30 +277,15 @@ def dev_threshold(model: Path, refs: int, args: Any) -> float:
 
 
 def dev_calibrated_thresholds(
-    results: dict[str, list[dict[str, Any]]], model: Path, args: Any
+    results: dict[str, list[dict[str, Any]]], saved: dict[int, dict], model: Path, args: Any
 ) -> list[dict[str, Any]]:
     """Per K that SigComp allows: the shipped threshold and the one calibrated at K on
-    001-037, applied to SigComp 038-069 and synthetic-b (from the saved scores)."""
+    001-037, applied to SigComp 038-069 and synthetic-b (``saved``: :func:`saved_scores`)."""
     rows = []
-    synthetic = {r["refs"]: r for r in results.get("synthetic", [])}
     for r in results.get("sigcomp-exp", []):
         k = r["refs"]
         t_k = dev_threshold(model, k, args)
-        targets = {"sigcomp-exp": _scores(args.out / f"sigcomp-exp-refs{k}")}
-        if k in synthetic:
-            syn = _scores(args.out / f"synthetic-refs{k}")
-            targets["synthetic-b"] = _subset(syn, slice(len(syn[0].genuine) // 2, None))
-        for name, scores in targets.items():
-            rows.append(
-                {
-                    "refs": k,
-                    "applied_to": name,
-                    "T_shipped": r["threshold"],
-                    "T_k": t_k,
-                    "shipped": point(scores, r["threshold"]),
-                    "calibrated_at_k": point(scores, t_k),
-                }
-            )
+        rows += _applied(k, r["threshold"], t_k, saved[k], ("sigcomp-exp", "synthetic-b"))
     return rows
 
 
@@ -369,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    from sigver._util import atomic_write, command_line, machine_info, write_json
+    from threshold_transfer import write_report
+
     from sigver.features import default_model_path
 
     if not any(k <= cap for k in args.refs for cap in MAX_REFS.values()):
@@ -425,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{with_iv(r, 'FAR_random')} | {pct(r['EER_global'])} / {pct(r['EER_user'])} | "
                 f"{r['FRR/EER']:.2f} | {r['FAR_s/EER']:.2f} |"
             )
-    per_count = per_count_thresholds(results, args.out)
+    saved = saved_scores(results, args.out)
+    per_count = per_count_thresholds(results, saved)
     if per_count:
         lines += _threshold_table(
             per_count,
@@ -434,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             "synthetic-b and SigComp 038-069 at the same K. FRR / FAR_skilled in %, then their "
             "ratios to EER_global:",
         )
-    dev = dev_calibrated_thresholds(results, model, args) if args.dev_calibration else []
+    dev = dev_calibrated_thresholds(results, saved, model, args) if args.dev_calibration else []
     if dev:
         lines += _threshold_table(
             dev,
@@ -442,20 +455,16 @@ def main(argv: list[str] | None = None) -> int:
             "--users 001-037 --refs K` (the model's normaliser and cue, pair classifier with "
             f"the writers of {args.dev_calibration.name}), applied at the same K:",
         )
-    seconds = time.perf_counter() - start
-    info = machine_info()
     lines += [
         "",
         f"{args.folds} folds; synthetic: {args.synth_writers} writers, seed {args.synth_seed}, "
         f"{SYNTH_GENUINE} genuine and 12 forgeries each. Each row is `sigver evaluate "
         "--negatives model --refs K` (folder OUT/<population>-refs<K>).",
-        "",
-        f"Command: `{command_line()}`  ",
-        f"Machine: {info.get('cpu', '?')}, {info.get('cpu_count', '?')} CPUs; {seconds:.0f} s.",
     ]
-    atomic_write(args.out / "reference_count.md", "\n".join(lines) + "\n")
-    write_json(
-        args.out / "reference_count.json",
+    write_report(
+        args.out,
+        "reference_count",
+        lines,
         {
             "model": str(model),
             "results": results,
@@ -463,12 +472,9 @@ def main(argv: list[str] | None = None) -> int:
             "dev_calibrated_thresholds": dev,
             "folds": args.folds,
             "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
-            "machine": info,
-            "command": command_line(),
-            "seconds": seconds,
         },
+        start,
     )
-    print("\n".join(lines))
     return 0
 
 

@@ -121,6 +121,28 @@ def _caches(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def write_report(
+    out: Path, stem: str, lines: list[str], data: dict[str, Any], start: float
+) -> None:
+    """End a study's report: its command and machine, then ``OUT/stem.md`` (``lines``),
+    ``OUT/stem.json`` (``data`` with ``machine``, ``command`` and ``seconds``) and the
+    report on standard output. ``start`` is the run's ``time.perf_counter()`` at start."""
+    seconds = time.perf_counter() - start
+    info = machine_info()
+    lines = [
+        *lines,
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {info.get('cpu', '?')}, {info.get('cpu_count', '?')} CPUs; {seconds:.0f} s.",
+    ]
+    atomic_write(out / f"{stem}.md", "\n".join(lines) + "\n")
+    write_json(
+        out / f"{stem}.json",
+        {**data, "machine": info, "command": command_line(), "seconds": seconds},
+    )
+    print("\n".join(lines))
+
+
 def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     """The options :func:`_caches` reads: the SigComp folder and the synthetic corpus."""
     parser.add_argument("--sigcomp", type=Path, default=REPO.parent / "shared/data/sigcomp2011")

@@ -48,9 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from forgeability import decided_run  # noqa: E402
 from gap_sources import gap_of  # noqa: E402
-from threshold_transfer import _caches, add_corpus_arguments, decision_of, open_model  # noqa: E402
+from threshold_transfer import (  # noqa: E402
+    _caches,
+    add_corpus_arguments,
+    decision_of,
+    open_model,
+    write_report,
+)
 
-from sigver._util import atomic_write, command_line, machine_info, write_json  # noqa: E402
 from sigver.metrics import aligned_gap  # noqa: E402
 from sigver.pair_cue import DEFAULT_C, pair_indices  # noqa: E402
 
@@ -129,9 +134,11 @@ def user_penalties(run: Any, x: np.ndarray, scorer: Any) -> list[list[dict[str, 
     for split in run.splits:
         fold = []
         for i, refs in enumerate(split.refs):
-            g, p_refs = penalties(scorer, x[split.test_genuine[i]], x[refs])
-            s, _ = penalties(scorer, x[split.skilled[i]], x[refs])
-            fold.append({"genuine": g, "skilled": s, "p_refs": p_refs})
+            # One pass over the references for both kinds (and one LOO term).
+            n = len(split.test_genuine[i])
+            q = x[np.r_[split.test_genuine[i], split.skilled[i]].astype(int)]
+            p, p_refs = penalties(scorer, q, x[refs])
+            fold.append({"genuine": p[:n], "skilled": p[n:], "p_refs": p_refs})
         out.append(fold)
     return out
 
@@ -275,21 +282,17 @@ def main(argv: list[str] | None = None) -> int:
         + " | ".join(pct(results[n]["raw_gap"]) for n in POPULATIONS)
         + " |"
     )
-    seconds = time.perf_counter() - start
-    info = machine_info()
     lines += [
         "",
         f"Protocol: {args.refs} references, {args.folds} folds, seed {args.seed}; users enrolled "
         "as Verifier.enroll enrolls them, decided with the model's stored cue. Synthetic "
         f"writers: seed {args.synth_seed}, {args.synth_writers} writers (synthetic-b: the "
         "second half).",
-        "",
-        f"Command: `{command_line()}`  ",
-        f"Machine: {info.get('cpu', '?')}, {info.get('cpu_count', '?')} CPUs; {seconds:.0f} s.",
     ]
-    atomic_write(args.out / "wi_gap.md", "\n".join(lines) + "\n")
-    write_json(
-        args.out / "wi_gap.json",
+    write_report(
+        args.out,
+        "wi_gap",
+        lines,
         {
             "model": extractor.model_id,
             "normalization": norm,
@@ -299,12 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             "folds": args.folds,
             "seed": args.seed,
             "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
-            "machine": info,
-            "command": command_line(),
-            "seconds": seconds,
         },
+        start,
     )
-    print("\n".join(lines))
     return 0
 
 

@@ -139,10 +139,17 @@ def bootstrap_intervals(
     for _ in range(rounds):
         for k, v in draw(rng).items():
             values.setdefault(k, []).append(v)
+    return _intervals(values, rounds, level)
+
+
+def _intervals(values: Mapping[str, Sequence[float]], rounds: int, level: float) -> dict[str, Any]:
+    """:func:`bootstrap_intervals`' dict from each figure's drawn values."""
     return {
         "rounds": rounds,
         "level": level,
-        "undefined": {k: int(np.sum(~np.isfinite(v))) for k, v in values.items()},
+        "undefined": {
+            k: int(np.sum(~np.isfinite(np.asarray(v, dtype=float)))) for k, v in values.items()
+        },
         **{k: percentile_interval(v, level) for k, v in values.items()},
     }
 
@@ -257,13 +264,7 @@ def paired_intervals(
         b_lower[k] = float(np.mean(vb[ok] < va[ok])) if ok.any() else float("nan")
 
     def intervals(side: str) -> dict[str, Any]:
-        values = drawn[side]
-        return {
-            "rounds": rounds,
-            "level": level,
-            "undefined": {k: int(sum(not np.isfinite(d[k]) for d in values)) for k in values[0]},
-            **{k: percentile_interval([d[k] for d in values], level) for k in values[0]},
-        }
+        return _intervals({k: [d[k] for d in drawn[side]] for k in point[side]}, rounds, level)
 
     return {
         "rounds": rounds,

@@ -118,7 +118,8 @@ def test_per_count_thresholds_calibrate_on_the_first_half_and_apply_to_the_rest(
         "synthetic": [{"refs": 5, "threshold": 0.0}, {"refs": 12, "threshold": 0.0}],
         "sigcomp-exp": [{"refs": 5, "threshold": 0.0}],
     }
-    rows = reference_count.per_count_thresholds(results, Path("unused"))
+    saved = reference_count.saved_scores(results, Path("unused"))
+    rows = reference_count.per_count_thresholds(results, saved)
     assert [(r["refs"], r["applied_to"]) for r in rows] == [
         (5, "synthetic-b"), (5, "sigcomp-exp"), (12, "synthetic-b")
     ]  # fmt: skip

@@ -92,3 +92,18 @@ def test_unknown_scorer_and_one_kind_of_pair_are_refused():
         wi.PairScorer("forest").fit(x, np.array(["a", "a", "b", "b"]), np.array([0, 1, 0, 1]))
     with pytest.raises(ValueError, match="both kinds"):
         wi.PairScorer("logistic").fit(x, np.array(["a", "a", "b", "b"]), np.zeros(4, bool))
+
+
+def test_user_penalties_match_each_kind_scored_alone():
+    refs = np.array([0, 1, 2])
+    split = SimpleNamespace(refs=[refs], test_genuine=[np.array([3, 4])], skilled=[np.array([5])])
+    x = np.arange(6, dtype=float)[:, None] ** 1.5
+    ((u,),) = wi.user_penalties(SimpleNamespace(splits=[split]), x, _L1())
+    for kind, rows in (("genuine", [3, 4]), ("skilled", [5])):
+        p, p_refs = wi.penalties(_L1(), x[rows], x[refs])
+        np.testing.assert_allclose(u[kind], p)
+        assert u["p_refs"] == pytest.approx(p_refs)
+    # A user without forgeries still gets an empty entry.
+    split.skilled = [np.array([], dtype=int)]
+    ((u,),) = wi.user_penalties(SimpleNamespace(splits=[split]), x, _L1())
+    assert u["skilled"].size == 0 and u["genuine"].size == 2
