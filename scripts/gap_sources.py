@@ -214,28 +214,40 @@ def _same_scores(pairs: list[tuple[list, list]], scores: list[Any]) -> bool:
 def copy_scores(run: Any, pseudo: np.ndarray, image: Any = None) -> list[list[np.ndarray]]:
     """Per fold and user, the warped copies' scores as ``run`` decides its test scores.
 
-    ``run.probes`` holds the copies' raw scores (the user's classifier). When ``run``
-    decides with a cue (:meth:`~sigver.evaluation.DeploymentRun.with_forgery_cue`, whose
-    image cue ``image`` scores the copies, and ``with_pair_cue``), each copy also loses
-    the image penalty, re-centred on the references' as
-    :func:`sigver.evaluation.subtract_penalty` does, and the pair penalty against the
-    user's references, as :func:`sigver.evaluation.subtract_pair_penalty` does.
+    ``run.probes`` holds the copies' raw scores (the user's classifier); the copies of a
+    user are the rows of ``pseudo`` of their references (:func:`decided_extra`).
     """
     d = pseudo.shape[2]
+    copies = [[pseudo[refs].reshape(-1, d) for refs in split.refs] for split in run.splits]
+    return decided_extra(run, copies, run.probes, image)
+
+
+def decided_extra(
+    run: Any, extra: list[list[np.ndarray]], raw: list[list[Any]], image: Any = None
+) -> list[list[np.ndarray]]:
+    """Per fold and user, scores of extra feature rows as ``run`` decides its test scores.
+
+    ``extra[f][i]`` are feature rows scored by user ``i`` of fold ``f``, and ``raw[f][i]``
+    their raw scores (the user's classifier). When ``run`` decides with a cue
+    (:meth:`~sigver.evaluation.DeploymentRun.with_forgery_cue`, whose image cue ``image``
+    scores the rows, and ``with_pair_cue``), each row also loses the image penalty,
+    re-centred on the references' as :func:`sigver.evaluation.subtract_penalty` does, and
+    the pair penalty against the user's references, as
+    :func:`sigver.evaluation.subtract_pair_penalty` does.
+    """
     out = []
-    for split, fold in zip(run.splits, run.probes, strict=True):
+    for split, fold_extra, fold_raw in zip(run.splits, extra, raw, strict=True):
         scores = []
-        for i, raw in enumerate(fold):
+        for i, (rows, r) in enumerate(zip(fold_extra, fold_raw, strict=True)):
             refs = split.refs[i]
-            copies = pseudo[refs].reshape(-1, d)
-            v = np.asarray(raw, dtype=np.float64)
+            v = np.asarray(r, dtype=np.float64)
             if run.penalty is not None:
                 shift = float(np.mean(run.penalty[refs])) if run.centre_penalty else 0.0
-                v = v - image.weight * image.z(copies) + shift
+                v = v - image.weight * image.z(rows) + shift
             if run.pair_cue is not None:
                 pair = run.pair_cue
                 pair = pair[split.users[i]] if isinstance(pair, Mapping) else pair
-                v = v - pair.applied_penalty(copies, run.pair_features[refs])
+                v = v - pair.applied_penalty(rows, run.pair_features[refs])
             scores.append(v)
         out.append(scores)
     return out
