@@ -581,6 +581,116 @@ def result_from_scores(
     )
 
 
+#: Issue 10's bound on FRR and FAR_skilled at a fixed threshold, over EER_global.
+TRANSFER_BOUND = 1.25
+#: Issue 10's target for the gap EER_global - EER_user, over the raw scores' gap.
+GAP_TARGET = 0.5
+
+
+def transfer_check(
+    decided: list[FoldScores],
+    raw: list[FoldScores],
+    measured: Mapping[str, float],
+    *,
+    floor_rounds: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """How well a fixed operating point and the per-user decision hold on these users.
+
+    Issue 10's two questions, asked of one deployment simulation:
+
+    - do the rates at the fixed threshold match the a-posteriori global EER of the same
+      scores (``FRR / EER_global`` and ``FAR_skilled / EER_global`` within
+      :data:`TRANSFER_BOUND`)?
+    - how much of the raw SVM scores' gap ``EER_global - EER_user`` (no normaliser, no
+      cue) is left by the decision (at most :data:`GAP_TARGET`)? ``floor`` is the gap the
+      decided scores would leave with the users made exchangeable
+      (:func:`sigver.metrics.aligned_gap`, ``floor_rounds`` dealings per fold): a per-user
+      normalisation fitted without the test scores is not expected to go below it, so a
+      target below the floor cannot be met by normalisation alone.
+
+    Parameters
+    ----------
+    decided, raw : list of FoldScores
+        The scores the product decides with, and the same users' raw SVM scores.
+    measured : mapping
+        Fold means of ``FRR`` and ``FAR_skilled`` at the threshold.
+
+    Returns
+    -------
+    dict
+        Fractions and ratios; a ratio is None where its denominator is not positive.
+    """
+    from sigver.metrics import aligned_gap
+
+    def eers(scores: list[FoldScores]) -> dict[str, float]:
+        m = [compute_metrics(f.genuine, f.random, f.skilled) for f in scores]
+        eg = float(np.mean([x["EER_global"] for x in m]))
+        eu = float(np.mean([x["EER_user"] for x in m]))
+        return {"EER_global": eg, "EER_user": eu, "gap": eg - eu}
+
+    def ratio(a: float, b: float) -> float | None:
+        return float(a / b) if np.isfinite(a) and np.isfinite(b) and b > 0 else None
+
+    own, base = eers(decided), eers(raw)
+    frr_r = ratio(measured["FRR"], own["EER_global"])
+    far_r = ratio(measured["FAR_skilled"], own["EER_global"])
+    gap_r = ratio(own["gap"], base["gap"])
+    floor = float(
+        np.nanmean(
+            [
+                aligned_gap(f.genuine, f.skilled, rounds=floor_rounds, seed=seed + i)
+                for i, f in enumerate(decided)
+            ]
+        )
+    )
+    return {
+        "FRR_over_EER_global": frr_r,
+        "FAR_skilled_over_EER_global": far_r,
+        "bound": TRANSFER_BOUND,
+        "threshold_holds": bool(
+            frr_r is not None
+            and far_r is not None
+            and frr_r <= TRANSFER_BOUND
+            and far_r <= TRANSFER_BOUND
+        ),
+        "decided": own,
+        "raw": base,
+        "gap_ratio": gap_r,
+        "gap_target": GAP_TARGET,
+        "gap_halved": bool(gap_r is not None and gap_r <= GAP_TARGET),
+        "floor": floor,
+        "floor_ratio": ratio(floor, base["gap"]),
+        "floor_rounds": floor_rounds,
+    }
+
+
+def format_transfer(check: Mapping[str, Any]) -> str:
+    """One paragraph of :func:`transfer_check`'s figures, for the console and results.md."""
+
+    def x(v: float | None) -> str:
+        return "undefined" if v is None else f"{v:.2f}x"
+
+    d, r = check["decided"], check["raw"]
+    lines = [
+        f"threshold on these users: FRR {x(check['FRR_over_EER_global'])} and FAR_skilled "
+        f"{x(check['FAR_skilled_over_EER_global'])} of the a-posteriori EER_global "
+        f"({'within' if check['threshold_holds'] else 'outside'} {check['bound']:g}x)",
+        f"gap EER_global - EER_user: {100 * d['gap']:.2f} points "
+        f"({100 * d['EER_global']:.2f} - {100 * d['EER_user']:.2f}), "
+        + (
+            "raw scores' gap not positive"
+            if check["gap_ratio"] is None
+            else f"{check['gap_ratio']:.2f} of the raw scores' {100 * r['gap']:.2f}"
+        )
+        + f" (target {check['gap_target']:g}; floor of exchangeable users "
+        f"{100 * check['floor']:.2f} points"
+        + ("" if check["floor_ratio"] is None else f" = {check['floor_ratio']:.2f}")
+        + ")",
+    ]
+    return "\n".join(lines)
+
+
 # -- deployment simulation ----------------------------------------------------------
 
 

@@ -512,6 +512,16 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     assert dep["measured"]["FRR"] == pytest.approx(res.fixed_threshold["summary"]["FRR"]["mean"])
     assert dep["a_posteriori"]["EER_global"] == pytest.approx(res.summary["EER_global"])
     assert (out / "calibration-curve.png").stat().st_size > 1000
+    # Issue 10's check of the same simulation: rates at T over its EER_global, and the
+    # decided gap over the raw SVM scores' gap.
+    from sigver.evaluation import transfer_check
+
+    check = transfer_check(res.scores, run.raw, dep["measured"], seed=1234)
+    assert dep["transfer"] == json.loads(json.dumps(check))
+    assert dep["transfer"]["FRR_over_EER_global"] == pytest.approx(
+        dep["measured"]["FRR"] / dep["a_posteriori"]["EER_global"]["mean"]
+    )
+    assert "## Does the operating point hold on these users?" in (out / "results.md").read_text()
     # Writer-bootstrap intervals (default 200 draws, seeded by the protocol's seed) of the
     # same scores at the same threshold.
     from sigver.bootstrap import writer_intervals
@@ -523,6 +533,7 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     printed = capsys.readouterr().out
     assert "operating point 'balanced' was calibrated for" in printed
     assert "90 % intervals over 200 writer bootstraps: FRR " in printed
+    assert "gap EER_global - EER_user" in printed and "floor of exchangeable users" in printed
     argv = ["evaluate", "--deployed-model", str(path), "--features", str(feats),
             "--negatives", "model", "--exp-users", "all", "--refs", "4", "--folds", "2",
             "--no-progress"]  # fmt: skip
@@ -667,3 +678,54 @@ def test_compare_two_evaluations_of_the_same_writers(calibrated_model, tmp_path,
     (tmp_path / "same" / "scores.npz").write_bytes(b"PK\x03\x04 truncated")
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "same")]) == 2
     assert "not a scores file" in capsys.readouterr().err
+
+
+def _fold(genuine, skilled, random=None):
+    from sigver.evaluation import FoldScores
+
+    g = [np.asarray(x, float) for x in genuine]
+    return FoldScores(
+        genuine=g,
+        random=[np.asarray(x, float) for x in (random or [[] for _ in g])],
+        skilled=[np.asarray(x, float) for x in skilled],
+        simple=[np.zeros(0) for _ in g],
+    )
+
+
+def test_transfer_check_hand_computed_gap_ratio_and_rate_ratios():
+    from sigver.evaluation import format_transfer, transfer_check
+
+    # Raw: two users each perfectly separated, one 10 above the other. Pooled, user 2's
+    # forgeries (10, 10.5) beat user 1's genuines (1, 2): one threshold leaves EER 0.5.
+    raw = [_fold([[1, 2], [11, 12]], [[0, 0.5], [10, 10.5]])]
+    # Decided: user 2 shifted down by 10, so the users are aligned and every EER is 0.
+    aligned = [_fold([[1, 2], [1, 2]], [[0, 0.5], [0, 0.5]])]
+    check = transfer_check(aligned, raw, {"FRR": 0.0, "FAR_skilled": 0.0}, floor_rounds=5)
+    assert check["raw"]["EER_user"] == 0.0 and check["raw"]["gap"] == pytest.approx(0.5)
+    assert check["decided"]["gap"] == 0.0 and check["gap_ratio"] == 0.0
+    assert check["gap_halved"] and check["floor"] == 0.0 and check["floor_ratio"] == 0.0
+    # EER_global 0: the rate ratios are undefined, and the threshold is not said to hold.
+    assert check["FRR_over_EER_global"] is None and not check["threshold_holds"]
+    assert "FRR undefined" in format_transfer(check)
+
+    # Decided = raw: nothing of the gap removed (ratio 1), rates compared with EER 0.5.
+    same = transfer_check(raw, raw, {"FRR": 0.55, "FAR_skilled": 0.75}, floor_rounds=5)
+    assert same["gap_ratio"] == pytest.approx(1.0) and not same["gap_halved"]
+    assert same["FRR_over_EER_global"] == pytest.approx(1.1)
+    assert same["FAR_skilled_over_EER_global"] == pytest.approx(1.5)
+    assert not same["threshold_holds"]
+    text = format_transfer(same)
+    assert "FRR 1.10x and FAR_skilled 1.50x" in text and "outside 1.25x" in text
+    assert "1.00 of the raw scores' 50.00" in text
+    ok = transfer_check(raw, raw, {"FRR": 0.5, "FAR_skilled": 0.6}, floor_rounds=5)
+    assert ok["threshold_holds"] and "within 1.25x" in format_transfer(ok)
+
+
+def test_transfer_check_without_a_raw_gap_gives_no_ratio():
+    from sigver.evaluation import format_transfer, transfer_check
+
+    flat = [_fold([[1, 2], [1, 2]], [[0, 0.5], [0, 0.5]])]
+    check = transfer_check(flat, flat, {"FRR": 0.1, "FAR_skilled": 0.1}, floor_rounds=5)
+    assert check["gap_ratio"] is None and check["floor_ratio"] is None
+    assert not check["gap_halved"]
+    assert "raw scores' gap not positive" in format_transfer(check)

@@ -343,10 +343,16 @@ def samples_digest(fs: Any) -> str:
 
 def run_deployment(args: argparse.Namespace) -> int:
     """``--negatives model``: the deployment simulation at the model's operating point."""
-    from sigver._util import write_json
+    from sigver._util import atomic_write, write_json
     from sigver.calibration import plot_calibration, resolve_operating_point, stored_calibration
     from sigver.errors import SigverError
-    from sigver.evaluation import format_table, simulate_deployment, write_results
+    from sigver.evaluation import (
+        format_table,
+        format_transfer,
+        simulate_deployment,
+        transfer_check,
+        write_results,
+    )
     from sigver.features import default_background_path
     from sigver.featureset import load_features
     from sigver.models.checkpoint import load_checkpoint
@@ -455,6 +461,9 @@ def run_deployment(args: argparse.Namespace) -> int:
         "calibrated_rates": rates,
         "measured": measured,
         "a_posteriori": {k: result.summary[k] for k in ("EER_global", "EER_user")},
+        # Issue 10's targets on these users: the rates at T against EER_global, and the
+        # share of the raw scores' gap the decision leaves.
+        "transfer": transfer_check(result.scores, run.raw, measured, seed=protocol.seed),
         **run.info,
     }
     if rounds:
@@ -465,6 +474,14 @@ def run_deployment(args: argparse.Namespace) -> int:
             result.scores, threshold, rounds=rounds, seed=protocol.seed
         )
     write_json(args.out / "deployment.json", report)
+    transfer = format_transfer(report["transfer"])
+    md = args.out / "results.md"
+    atomic_write(
+        md,
+        md.read_text(encoding="utf-8")
+        + "\n## Does the operating point hold on these users?\n\n"
+        + "".join(f"- {line}\n" for line in transfer.splitlines()),
+    )
     if not args.no_plots and calibration and calibration.get("curve") and name:
         plot_calibration(
             calibration, args.out / "calibration-curve.png", chosen=name, measured=measured
@@ -481,6 +498,7 @@ def run_deployment(args: argparse.Namespace) -> int:
         )
     )
     print(format_table(result))
+    print(transfer)
     if rates:
         shown = ", ".join(
             f"{k} {100 * v:.2f} %"
