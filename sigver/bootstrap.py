@@ -27,6 +27,7 @@ __all__ = [
     "bootstrap_intervals",
     "paired_intervals",
     "percentile_interval",
+    "transfer_intervals",
     "writer_intervals",
 ]
 
@@ -275,3 +276,73 @@ def paired_intervals(
         "difference": difference,
         "b_lower": b_lower,
     }
+
+
+def transfer_intervals(
+    decided: Sequence[Any],
+    raw: Sequence[Any],
+    threshold: float,
+    *,
+    rounds: int = 200,
+    seed: int = 0,
+    level: float = 0.9,
+    bound: float = 1.25,
+    target: float = 0.5,
+) -> dict[str, Any]:
+    """Writer-bootstrap intervals of issue 10's ratios (:func:`sigver.evaluation.transfer_check`).
+
+    Each draw picks the writers once and reads, on them, FRR and FAR_skilled at
+    ``threshold`` over EER_global of the ``decided`` scores, and the decided gap
+    EER_global - EER_user over the gap of the same writers' ``raw`` scores. With the same
+    ``seed`` the draws are those of :func:`writer_intervals`.
+
+    Returns
+    -------
+    dict
+        :func:`bootstrap_intervals`' dict of ``FRR_over_EER_global``,
+        ``FAR_skilled_over_EER_global`` and ``gap_ratio``, plus ``share_holds`` (the share
+        of draws, among those defining both, with both rate ratios within ``bound``) and
+        ``share_halved`` (the share with a gap ratio of at most ``target``).
+
+    Raises
+    ------
+    ValueError
+        Different numbers of folds or writers.
+    """
+    dd, dr = WriterDraws(decided), WriterDraws(raw)
+    if len(dd.genuine) != len(dr.genuine) or dd.n != dr.n:
+        raise ValueError(
+            f"the decided and raw scores differ: {len(dd.genuine)} folds x {dd.n} writers "
+            f"against {len(dr.genuine)} x {dr.n}"
+        )
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if np.isfinite(a) and np.isfinite(b) and b > 0 else float("nan")
+
+    def one(rng: np.random.Generator) -> dict[str, float]:
+        idx = rng.integers(dd.n, size=dd.n)
+        d, r = dd.draw(idx, threshold), dr.draw(idx)
+        return {
+            "FRR_over_EER_global": ratio(d["FRR"], d["EER_global"]),
+            "FAR_skilled_over_EER_global": ratio(d["FAR_skilled"], d["EER_global"]),
+            "gap_ratio": ratio(d["EER_global"] - d["EER_user"], r["EER_global"] - r["EER_user"]),
+        }
+
+    drawn: list[dict[str, float]] = []
+
+    def kept(rng: np.random.Generator) -> dict[str, float]:
+        out = one(rng)
+        drawn.append(out)
+        return out
+
+    result = bootstrap_intervals(kept, rounds=rounds, seed=seed, level=level)
+    fr = np.array([x["FRR_over_EER_global"] for x in drawn])
+    fa = np.array([x["FAR_skilled_over_EER_global"] for x in drawn])
+    gr = np.array([x["gap_ratio"] for x in drawn])
+    both = np.isfinite(fr) & np.isfinite(fa)
+    result["share_holds"] = (
+        float(np.mean((fr[both] <= bound) & (fa[both] <= bound))) if both.any() else float("nan")
+    )
+    ok = np.isfinite(gr)
+    result["share_halved"] = float(np.mean(gr[ok] <= target)) if ok.any() else float("nan")
+    return result

@@ -688,6 +688,20 @@ def format_transfer(check: Mapping[str, Any]) -> str:
         + ("" if check["floor_ratio"] is None else f" = {check['floor_ratio']:.2f}")
         + ")",
     ]
+    iv = check.get("intervals")
+    if iv:
+
+        def span(k: str) -> str:
+            lo, hi = iv[k]
+            return "undefined" if not np.isfinite(lo) else f"{lo:.2f}-{hi:.2f}"
+
+        lines.append(
+            f"{round(100 * iv['level'])} % intervals over {iv['rounds']} writer bootstraps: "
+            f"FRR / EER_global {span('FRR_over_EER_global')}, FAR_skilled / EER_global "
+            f"{span('FAR_skilled_over_EER_global')} (both within {check['bound']:g}x in "
+            f"{100 * iv['share_holds']:.0f} % of draws), gap ratio {span('gap_ratio')} (at most "
+            f"{check['gap_target']:g} in {100 * iv['share_halved']:.0f} % of draws)"
+        )
     return "\n".join(lines)
 
 

@@ -173,3 +173,74 @@ def test_paired_intervals_refuse_different_writers():
         paired_intervals([_fold([0, 1], rng)], [_fold([0, 1, 2], rng)])
     with pytest.raises(ValueError, match="differ"):
         paired_intervals([_fold([0, 1], rng)], [_fold([0, 1], rng)] * 2)
+
+
+def _aligned(folds, shifts):
+    return [
+        FoldScores(
+            genuine=[g - d for g, d in zip(f.genuine, shifts, strict=True)],
+            random=f.random,
+            skilled=[s - d for s, d in zip(f.skilled, shifts, strict=True)],
+            simple=f.simple,
+        )
+        for f in folds
+    ]
+
+
+def test_transfer_intervals_match_a_plain_loop_over_the_same_writer_draws():
+    from sigver.bootstrap import transfer_intervals
+    from sigver.evaluation import transfer_check
+
+    rng = np.random.default_rng(4)
+    shifts = np.linspace(-1.5, 1.5, 8)
+    raw = [_fold(shifts, rng) for _ in range(3)]
+    decided = _aligned(raw, 0.6 * shifts)  # 60 % of each writer's offset removed
+    out = transfer_intervals(decided, raw, 0.1, rounds=40, seed=9)
+    # The plain loop: the same generator, each draw's writers' scores as their own
+    # evaluation, read by transfer_check (the function the deployment report uses).
+    gen = np.random.default_rng(9)
+    ratios, holds, halved = [], [], []
+    for _ in range(40):
+        idx = gen.integers(8, size=8)
+
+        def pick(folds, idx=idx):
+            return [
+                FoldScores(
+                    genuine=[f.genuine[i] for i in idx],
+                    random=[f.random[i] for i in idx],
+                    skilled=[f.skilled[i] for i in idx],
+                    simple=[f.simple[i] for i in idx],
+                )
+                for f in folds
+            ]
+
+        from sigver.evaluation import fixed_threshold_point
+
+        d = pick(decided)
+        point = fixed_threshold_point(d, 0.1)["summary"]
+        c = transfer_check(
+            d,
+            pick(raw),
+            {"FRR": point["FRR"]["mean"], "FAR_skilled": point["FAR_skilled"]["mean"]},
+            floor_rounds=1,
+        )
+        ratios.append(c["gap_ratio"])
+        holds.append(c["threshold_holds"])
+        halved.append(c["gap_halved"])
+    assert out["gap_ratio"] == pytest.approx(percentile_interval(ratios, 0.9))
+    assert out["share_holds"] == pytest.approx(np.mean(holds))
+    assert out["share_halved"] == pytest.approx(np.mean(halved))
+    assert out["gap_ratio"][0] < out["gap_ratio"][1] < 1
+
+
+def test_transfer_intervals_of_unchanged_scores_keep_the_whole_gap():
+    from sigver.bootstrap import transfer_intervals
+
+    rng = np.random.default_rng(6)
+    raw = [_fold(np.linspace(-2, 2, 10), rng) for _ in range(2)]
+    out = transfer_intervals(raw, raw, 0.0, rounds=30, seed=0)
+    assert out["gap_ratio"] == pytest.approx([1.0, 1.0]) and out["share_halved"] == 0.0
+    aligned = transfer_intervals(_aligned(raw, np.linspace(-2, 2, 10)), raw, 0.0, rounds=30)
+    assert aligned["share_halved"] == 1.0
+    with pytest.raises(ValueError, match="differ"):
+        transfer_intervals(raw, raw[:1], 0.0, rounds=5)

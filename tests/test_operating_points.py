@@ -517,7 +517,8 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     from sigver.evaluation import transfer_check
 
     check = transfer_check(res.scores, run.raw, dep["measured"], seed=1234)
-    assert dep["transfer"] == json.loads(json.dumps(check))
+    point = {k: v for k, v in dep["transfer"].items() if k != "intervals"}
+    assert point == json.loads(json.dumps(check))
     assert dep["transfer"]["FRR_over_EER_global"] == pytest.approx(
         dep["measured"]["FRR"] / dep["a_posteriori"]["EER_global"]["mean"]
     )
@@ -530,6 +531,10 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
     for k in ("FRR", "FAR_skilled", "FAR_random", "EER_global", "EER_user"):
         assert dep["intervals"][k] == pytest.approx(want[k])
     assert dep["intervals"]["rounds"] == 200
+    from sigver.bootstrap import transfer_intervals
+
+    want = transfer_intervals(run.scores(), run.raw, cal.threshold, rounds=200, seed=1234)
+    assert dep["transfer"]["intervals"] == json.loads(json.dumps(want))
     printed = capsys.readouterr().out
     assert "operating point 'balanced' was calibrated for" in printed
     assert "90 % intervals over 200 writer bootstraps: FRR " in printed
@@ -538,7 +543,8 @@ def test_evaluate_negatives_model_reports_the_deployed_point(calibrated_model, t
             "--negatives", "model", "--exp-users", "all", "--refs", "4", "--folds", "2",
             "--no-progress"]  # fmt: skip
     assert main([*argv, "--bootstrap", "0", "--out", str(tmp_path / "none")]) == 0
-    assert "intervals" not in json.loads((tmp_path / "none" / "deployment.json").read_text())
+    none = json.loads((tmp_path / "none" / "deployment.json").read_text())
+    assert "intervals" not in none and "intervals" not in none["transfer"]
     assert main([*argv, "--bootstrap", "-1", "--out", str(tmp_path / "bad")]) != 0
     assert "--bootstrap must be >= 0" in capsys.readouterr().err
     # Protocol flags the deployment simulation cannot honour are refused, not ignored.

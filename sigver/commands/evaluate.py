@@ -467,11 +467,15 @@ def run_deployment(args: argparse.Namespace) -> int:
         **run.info,
     }
     if rounds:
-        from sigver.bootstrap import writer_intervals
+        from sigver.bootstrap import transfer_intervals, writer_intervals
 
         # The result's own scores: recomputing them would apply the pair cue again.
         report["intervals"] = writer_intervals(
             result.scores, threshold, rounds=rounds, seed=protocol.seed
+        )
+        # The same writer draws (same seed), read as issue 10's ratios.
+        report["transfer"]["intervals"] = transfer_intervals(
+            result.scores, run.raw, threshold, rounds=rounds, seed=protocol.seed
         )
     write_json(args.out / "deployment.json", report)
     transfer = format_transfer(report["transfer"])
@@ -498,7 +502,6 @@ def run_deployment(args: argparse.Namespace) -> int:
         )
     )
     print(format_table(result))
-    print(transfer)
     if rates:
         shown = ", ".join(
             f"{k} {100 * v:.2f} %"
@@ -513,6 +516,7 @@ def run_deployment(args: argparse.Namespace) -> int:
             for k in ("FRR", "FAR_skilled", "FAR_random", "EER_global", "EER_user")
         )
         print(f"{round(100 * iv['level'])} % intervals over {rounds} writer bootstraps: {shown}")
+    print(transfer)
     print(f"wrote {args.out / 'results.json'}, deployment.json, results.csv, results.md")
     return 0
 
