@@ -632,18 +632,27 @@ def transfer_check(
     def ratio(a: float, b: float) -> float | None:
         return float(a / b) if np.isfinite(a) and np.isfinite(b) and b > 0 else None
 
-    own, base = eers(decided), eers(raw)
+    defined = any(
+        np.size(g) and np.size(s)
+        for f in decided
+        for g, s in zip(f.genuine, f.skilled, strict=True)
+    )
+    if not defined:
+        # Without a user having both genuine test signatures and skilled forgeries there is
+        # no EER to compare with (a dataset without skilled forgeries, say).
+        nan = {"EER_global": float("nan"), "EER_user": float("nan"), "gap": float("nan")}
+        own, base, floor = dict(nan), dict(nan), float("nan")
+    else:
+        own, base = eers(decided), eers(raw)
+        floors = [
+            aligned_gap(f.genuine, f.skilled, rounds=floor_rounds, seed=seed + i)
+            for i, f in enumerate(decided)
+        ]
+        finite = [v for v in floors if np.isfinite(v)]
+        floor = float(np.mean(finite)) if finite else float("nan")
     frr_r = ratio(measured["FRR"], own["EER_global"])
     far_r = ratio(measured["FAR_skilled"], own["EER_global"])
     gap_r = ratio(own["gap"], base["gap"])
-    floor = float(
-        np.nanmean(
-            [
-                aligned_gap(f.genuine, f.skilled, rounds=floor_rounds, seed=seed + i)
-                for i, f in enumerate(decided)
-            ]
-        )
-    )
     return {
         "FRR_over_EER_global": frr_r,
         "FAR_skilled_over_EER_global": far_r,
@@ -662,6 +671,7 @@ def transfer_check(
         "floor": floor,
         "floor_ratio": ratio(floor, base["gap"]),
         "floor_rounds": floor_rounds,
+        "defined": bool(defined),
     }
 
 
@@ -671,6 +681,11 @@ def format_transfer(check: Mapping[str, Any]) -> str:
     def x(v: float | None) -> str:
         return "undefined" if v is None else f"{v:.2f}x"
 
+    if not check.get("defined", True):
+        return (
+            "threshold on these users: not checked (no user has both test genuine signatures "
+            "and skilled forgeries, so there is no EER to compare the rates with)"
+        )
     d, r = check["decided"], check["raw"]
     lines = [
         f"threshold on these users: FRR {x(check['FRR_over_EER_global'])} and FAR_skilled "

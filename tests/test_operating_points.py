@@ -735,3 +735,17 @@ def test_transfer_check_without_a_raw_gap_gives_no_ratio():
     assert check["gap_ratio"] is None and check["floor_ratio"] is None
     assert not check["gap_halved"]
     assert "raw scores' gap not positive" in format_transfer(check)
+
+
+def test_transfer_check_without_skilled_forgeries_says_it_cannot_check():
+    import warnings
+
+    from sigver.evaluation import format_transfer, transfer_check
+
+    fold = _fold([[1, 2], [3]], [[], []], random=[[0.0], [0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" on the way
+        check = transfer_check([fold], [fold], {"FRR": 0.1, "FAR_skilled": float("nan")})
+    assert not check["defined"] and not check["threshold_holds"] and not check["gap_halved"]
+    assert check["gap_ratio"] is None and check["FRR_over_EER_global"] is None
+    assert "not checked" in format_transfer(check)
