@@ -286,8 +286,8 @@ def transfer_intervals(
     rounds: int = 200,
     seed: int = 0,
     level: float = 0.9,
-    bound: float = 1.25,
-    target: float = 0.5,
+    bound: float | None = None,
+    target: float | None = None,
 ) -> dict[str, Any]:
     """Writer-bootstrap intervals of issue 10's ratios (:func:`sigver.evaluation.transfer_check`).
 
@@ -296,19 +296,37 @@ def transfer_intervals(
     EER_global - EER_user over the gap of the same writers' ``raw`` scores. With the same
     ``seed`` the draws are those of :func:`writer_intervals`.
 
+    Parameters
+    ----------
+    decided, raw : sequence of FoldScores
+        The decided scores and the same writers' raw SVM scores, fold by fold.
+    threshold : float
+        The deployed threshold.
+    rounds, seed, level
+        Draws, their seed, and the intervals' coverage.
+    bound, target : float, optional
+        The rate ratios' bound and the gap ratio's target (default
+        :data:`sigver.evaluation.TRANSFER_BOUND` and :data:`~sigver.evaluation.GAP_TARGET`).
+
     Returns
     -------
     dict
         :func:`bootstrap_intervals`' dict of ``FRR_over_EER_global``,
         ``FAR_skilled_over_EER_global`` and ``gap_ratio``, plus ``share_holds`` (the share
-        of draws, among those defining both, with both rate ratios within ``bound``) and
-        ``share_halved`` (the share with a gap ratio of at most ``target``).
+        of draws with both rate ratios within ``bound``) and ``share_halved`` (the share
+        with a gap ratio of at most ``target``). Unlike ``transfer_check``'s flags, which
+        count an undefined ratio as failing, the shares leave out the draws where a ratio
+        is undefined (NaN when no draw defines it).
 
     Raises
     ------
     ValueError
         Different numbers of folds or writers.
     """
+    from sigver.evaluation import GAP_TARGET, TRANSFER_BOUND
+
+    bound = TRANSFER_BOUND if bound is None else bound
+    target = GAP_TARGET if target is None else target
     dd, dr = WriterDraws(decided), WriterDraws(raw)
     if len(dd.genuine) != len(dr.genuine) or dd.n != dr.n:
         raise ValueError(

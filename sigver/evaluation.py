@@ -612,21 +612,35 @@ def transfer_check(
     Parameters
     ----------
     decided, raw : list of FoldScores
-        The scores the product decides with, and the same users' raw SVM scores.
+        The scores the product decides with, and the same users' raw SVM scores (no
+        normaliser, no cue: :attr:`DeploymentRun.raw`).
     measured : mapping
         Fold means of ``FRR`` and ``FAR_skilled`` at the threshold.
+    floor_rounds : int
+        Dealings per fold for the floor.
+    seed : int
+        Seed of the first fold's dealings (the next folds take ``seed + 1``, ...).
 
     Returns
     -------
     dict
-        Fractions and ratios; a ratio is None where its denominator is not positive.
+        Fractions and ratios; a ratio is None where it is undefined (its denominator not
+        positive, or either side not finite). ``threshold_holds`` and ``gap_halved`` are
+        False when undefined. ``defined`` is False when no user has both test genuines and
+        skilled forgeries, and then every figure is undefined. Fold means leave out folds
+        where a figure is undefined, as the fold summaries do.
     """
     from sigver.metrics import aligned_gap
 
+    def mean_defined(values: list[float]) -> float:
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        return float(v.mean()) if v.size else float("nan")
+
     def eers(scores: list[FoldScores]) -> dict[str, float]:
         m = [compute_metrics(f.genuine, f.random, f.skilled) for f in scores]
-        eg = float(np.mean([x["EER_global"] for x in m]))
-        eu = float(np.mean([x["EER_user"] for x in m]))
+        eg = mean_defined([x["EER_global"] for x in m])
+        eu = mean_defined([x["EER_user"] for x in m])
         return {"EER_global": eg, "EER_user": eu, "gap": eg - eu}
 
     def ratio(a: float, b: float) -> float | None:
@@ -648,8 +662,7 @@ def transfer_check(
             aligned_gap(f.genuine, f.skilled, rounds=floor_rounds, seed=seed + i)
             for i, f in enumerate(decided)
         ]
-        finite = [v for v in floors if np.isfinite(v)]
-        floor = float(np.mean(finite)) if finite else float("nan")
+        floor = mean_defined(floors)
     frr_r = ratio(measured["FRR"], own["EER_global"])
     far_r = ratio(measured["FAR_skilled"], own["EER_global"])
     gap_r = ratio(own["gap"], base["gap"])
@@ -676,10 +689,20 @@ def transfer_check(
 
 
 def format_transfer(check: Mapping[str, Any]) -> str:
-    """One paragraph of :func:`transfer_check`'s figures, for the console and results.md."""
+    """Lines of :func:`transfer_check`'s figures, for the console and results.md.
+
+    Works on a check read back from ``deployment.json`` too, where undefined figures are
+    None (JSON has no NaN).
+    """
+
+    def finite(v: Any) -> bool:
+        return v is not None and bool(np.isfinite(v))
 
     def x(v: float | None) -> str:
-        return "undefined" if v is None else f"{v:.2f}x"
+        return f"{v:.2f}x" if finite(v) else "undefined"
+
+    def pts(v: float | None) -> str:
+        return f"{100 * v:.2f}" if finite(v) else "undefined"
 
     if not check.get("defined", True):
         return (
@@ -687,20 +710,24 @@ def format_transfer(check: Mapping[str, Any]) -> str:
             "and skilled forgeries, so there is no EER to compare the rates with)"
         )
     d, r = check["decided"], check["raw"]
+    rates = (check["FRR_over_EER_global"], check["FAR_skilled_over_EER_global"])
+    if all(finite(v) for v in rates):
+        verdict = ("within" if check["threshold_holds"] else "outside") + f" {check['bound']:g}x"
+    else:
+        verdict = "not checked: EER_global is 0 or undefined"
+    if finite(check["gap_ratio"]):
+        share = f"{check['gap_ratio']:.2f} of the raw scores' {pts(r['gap'])}"
+    elif finite(r["gap"]) and r["gap"] <= 0:
+        share = "raw scores' gap not positive"
+    else:
+        share = "share of the raw scores' gap undefined"
     lines = [
-        f"threshold on these users: FRR {x(check['FRR_over_EER_global'])} and FAR_skilled "
-        f"{x(check['FAR_skilled_over_EER_global'])} of the a-posteriori EER_global "
-        f"({'within' if check['threshold_holds'] else 'outside'} {check['bound']:g}x)",
-        f"gap EER_global - EER_user: {100 * d['gap']:.2f} points "
-        f"({100 * d['EER_global']:.2f} - {100 * d['EER_user']:.2f}), "
-        + (
-            "raw scores' gap not positive"
-            if check["gap_ratio"] is None
-            else f"{check['gap_ratio']:.2f} of the raw scores' {100 * r['gap']:.2f}"
-        )
-        + f" (target {check['gap_target']:g}; floor of exchangeable users "
-        f"{100 * check['floor']:.2f} points"
-        + ("" if check["floor_ratio"] is None else f" = {check['floor_ratio']:.2f}")
+        f"threshold on these users: FRR {x(rates[0])} and FAR_skilled {x(rates[1])} of the "
+        f"a-posteriori EER_global ({verdict})",
+        f"gap EER_global - EER_user: {pts(d['gap'])} points ({pts(d['EER_global'])} - "
+        f"{pts(d['EER_user'])}), {share} (target {check['gap_target']:g}; floor of "
+        f"exchangeable users {pts(check['floor'])} points"
+        + (f" = {check['floor_ratio']:.2f}" if finite(check["floor_ratio"]) else "")
         + ")",
     ]
     iv = check.get("intervals")
@@ -708,14 +735,17 @@ def format_transfer(check: Mapping[str, Any]) -> str:
 
         def span(k: str) -> str:
             lo, hi = iv[k]
-            return "undefined" if not np.isfinite(lo) else f"{lo:.2f}-{hi:.2f}"
+            return f"{lo:.2f}-{hi:.2f}" if finite(lo) and finite(hi) else "undefined"
+
+        def share_of(k: str) -> str:
+            return f"{100 * iv[k]:.0f} %" if finite(iv[k]) else "no"
 
         lines.append(
             f"{round(100 * iv['level'])} % intervals over {iv['rounds']} writer bootstraps: "
             f"FRR / EER_global {span('FRR_over_EER_global')}, FAR_skilled / EER_global "
             f"{span('FAR_skilled_over_EER_global')} (both within {check['bound']:g}x in "
-            f"{100 * iv['share_holds']:.0f} % of draws), gap ratio {span('gap_ratio')} (at most "
-            f"{check['gap_target']:g} in {100 * iv['share_halved']:.0f} % of draws)"
+            f"{share_of('share_holds')} of draws), gap ratio {span('gap_ratio')} (at most "
+            f"{check['gap_target']:g} in {share_of('share_halved')} of draws)"
         )
     return "\n".join(lines)
 
@@ -1293,9 +1323,16 @@ def load_fold_scores(path: Any, *, folds: int, users: int) -> list[FoldScores]:
 
 
 def write_results(
-    result: EvaluationResult, user_ids: np.ndarray, out_dir: Any, *, plots: bool = True
+    result: EvaluationResult,
+    user_ids: np.ndarray,
+    out_dir: Any,
+    *,
+    plots: bool = True,
+    extra_md: str = "",
 ) -> dict[str, Any]:
     """Write ``results.json``, ``results.csv``, ``results.md``, ``scores.npz`` and plots.
+
+    ``extra_md`` is appended to ``results.md`` (one write: the file is never seen without it).
 
     Returns
     -------
@@ -1347,7 +1384,7 @@ def write_results(
         f"{result.protocol.exp_users.size} exploitation users, {cfg.refs} references, "
         f"seed {cfg.seed}.\n\n"
     )
-    atomic_write(out / "results.md", header + format_table(result, markdown=True))
+    atomic_write(out / "results.md", header + format_table(result, markdown=True) + extra_md)
     g = _cat([a for s in result.scores for a in s.genuine])
     r = _cat([a for s in result.scores for a in s.random])
     s = _cat([a for s in result.scores for a in s.skilled])

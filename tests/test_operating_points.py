@@ -713,6 +713,7 @@ def test_transfer_check_hand_computed_gap_ratio_and_rate_ratios():
     # EER_global 0: the rate ratios are undefined, and the threshold is not said to hold.
     assert check["FRR_over_EER_global"] is None and not check["threshold_holds"]
     assert "FRR undefined" in format_transfer(check)
+    assert "(not checked: EER_global is 0 or undefined)" in format_transfer(check)
 
     # Decided = raw: nothing of the gap removed (ratio 1), rates compared with EER 0.5.
     same = transfer_check(raw, raw, {"FRR": 0.55, "FAR_skilled": 0.75}, floor_rounds=5)
@@ -725,6 +726,14 @@ def test_transfer_check_hand_computed_gap_ratio_and_rate_ratios():
     assert "1.00 of the raw scores' 50.00" in text
     ok = transfer_check(raw, raw, {"FRR": 0.5, "FAR_skilled": 0.6}, floor_rounds=5)
     assert ok["threshold_holds"] and "within 1.25x" in format_transfer(ok)
+    # Read back from JSON (NaN written as null) it still prints, with the same figures.
+    from sigver._util import json_safe
+
+    nan_ratio = transfer_check(raw, raw, {"FRR": float("nan"), "FAR_skilled": 0.6}, floor_rounds=5)
+    back = json.loads(json.dumps(json_safe(nan_ratio)))
+    assert back["FRR_over_EER_global"] is None
+    assert format_transfer(back) == format_transfer(nan_ratio)
+    assert "FRR undefined" in format_transfer(back)
 
 
 def test_transfer_check_without_a_raw_gap_gives_no_ratio():

@@ -566,6 +566,13 @@ def test_a_cue_declared_on_by_default_decides_unless_switched_off(tmp_path, monk
     plain = json.loads((tmp_path / "off" / "deployment.json").read_text())
     assert on["threshold"] == fused_t and on["pair_cue"]["weight"] == 0.75
     assert plain["threshold"] == cal.threshold and "forgery_cue" not in plain
+    # The transfer check's raw scores are the SVM's, before the cue: the same enrollments
+    # give the same raw gap with the cue on or off, while the decided scores differ.
+    assert on["transfer"]["raw"] == plain["transfer"]["raw"]
+    assert on["transfer"]["decided"] != plain["transfer"]["decided"]
+    assert on["transfer"]["decided"]["EER_global"] == pytest.approx(
+        on["a_posteriori"]["EER_global"]["mean"]
+    )
     text = write_model_card(tmp_path / "tiny.md", load_checkpoint(path)).read_text()
     assert "Forgery cue (on by default)" in text and "--no-forgery-cue" in text
     with pytest.raises(CalibrationError, match="needs a forgery cue"):

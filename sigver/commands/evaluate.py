@@ -343,7 +343,7 @@ def samples_digest(fs: Any) -> str:
 
 def run_deployment(args: argparse.Namespace) -> int:
     """``--negatives model``: the deployment simulation at the model's operating point."""
-    from sigver._util import atomic_write, write_json
+    from sigver._util import write_json
     from sigver.calibration import plot_calibration, resolve_operating_point, stored_calibration
     from sigver.errors import SigverError
     from sigver.evaluation import (
@@ -451,7 +451,6 @@ def run_deployment(args: argparse.Namespace) -> int:
         threshold_source=source,
         meta={**fs.meta, "samples_sha256": samples_digest(fs)},
     )
-    write_results(result, fs.user_ids, args.out, plots=not args.no_plots)
     measured = {k: v["mean"] for k, v in result.fixed_threshold["summary"].items()}  # type: ignore[index]
     report = {
         "operating_point": name or None,
@@ -477,15 +476,16 @@ def run_deployment(args: argparse.Namespace) -> int:
         report["transfer"]["intervals"] = transfer_intervals(
             result.scores, run.raw, threshold, rounds=rounds, seed=protocol.seed
         )
-    write_json(args.out / "deployment.json", report)
     transfer = format_transfer(report["transfer"])
-    md = args.out / "results.md"
-    atomic_write(
-        md,
-        md.read_text(encoding="utf-8")
-        + "\n## Does the operating point hold on these users?\n\n"
+    write_results(
+        result,
+        fs.user_ids,
+        args.out,
+        plots=not args.no_plots,
+        extra_md="\n## Does the operating point hold on these users?\n\n"
         + "".join(f"- {line}\n" for line in transfer.splitlines()),
     )
+    write_json(args.out / "deployment.json", report)
     if not args.no_plots and calibration and calibration.get("curve") and name:
         plot_calibration(
             calibration, args.out / "calibration-curve.png", chosen=name, measured=measured
