@@ -47,6 +47,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from forgeability import _locs, decided_run, spearman, user_targets  # noqa: E402
-from gap_sources import POPULATIONS, decided_extra, gap_of, shifted  # noqa: E402
+from gap_sources import (  # noqa: E402
+    POPULATIONS,
+    decided_extra,
+    gap_of,
+    product_locs,
+    shifted,
+)
 from threshold_transfer import (  # noqa: E402
     _caches,
     _users,
@@ -82,8 +89,20 @@ def _key(name: str) -> str:
 def displacement_bank(fs: Any, users: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Every skilled forgery of ``users`` minus the centroid of its writer's genuines.
 
-    Returns the displacements (rows) and the writer id of each. A writer without both
-    genuine signatures and skilled forgeries adds nothing.
+    Parameters
+    ----------
+    fs : FeatureSet
+        A population's features.
+    users : tuple of str
+        Writer ids of ``fs`` whose forgeries join the bank.
+
+    Returns
+    -------
+    rows : ndarray, shape (M, D)
+        The displacements; a writer without both genuine signatures and skilled forgeries
+        adds nothing.
+    owners : ndarray of str, shape (M,)
+        The writer id of each row.
     """
     feats = np.asarray(fs.features, np.float64)
     ids = np.asarray([str(u) for u in fs.user_ids])
@@ -100,13 +119,57 @@ def displacement_bank(fs: Any, users: tuple[str, ...]) -> tuple[np.ndarray, np.n
     return np.concatenate(rows), np.asarray(owners)
 
 
+def bank_of(parts: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The bank of several populations' :func:`displacement_bank` outputs.
+
+    Parameters
+    ----------
+    parts : list of (corpus key, rows, owners)
+        One entry per population; the key names the corpus (``"sigcomp"`` or
+        ``"synthetic"``), so that writer ``001`` of one is not writer ``001`` of the other.
+
+    Returns
+    -------
+    dict
+        ``rows`` (M, D) and ``owners`` (M, 2): the corpus key and writer id of each row.
+
+    Raises
+    ------
+    ValueError
+        No population gave a displacement.
+    """
+    kept = [(key, rows, owners) for key, rows, owners in parts if len(owners)]
+    if not kept:
+        raise ValueError("the displacement bank is empty: no writer has skilled forgeries")
+    return {
+        "rows": np.concatenate([rows for _, rows, _ in kept]),
+        "owners": np.concatenate(
+            [np.stack([np.full(len(o), key), o], axis=1) for key, _, o in kept]
+        ),
+    }
+
+
 def transported(
     refs: np.ndarray, bank: np.ndarray, rng: np.random.Generator, n: int, *, clip: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` rows of ``bank`` (drawn without replacement) added to the centroid of ``refs``.
 
-    Returns the points and the bank rows drawn. ``clip`` keeps them in the non-negative
-    orthant the features live in.
+    Parameters
+    ----------
+    refs : ndarray, shape (K, D)
+        The user's reference features.
+    bank : ndarray, shape (M, D)
+        Displacements to draw from (all of them when ``n`` >= M).
+    rng : numpy.random.Generator
+    n : int
+    clip : bool
+        Keep the points in the non-negative orthant the features live in.
+
+    Returns
+    -------
+    points : ndarray, shape (min(n, M), D)
+    idx : ndarray of int
+        The rows of ``bank`` drawn, sorted.
     """
     if len(bank) == 0:
         raise ValueError("the displacement bank is empty")
@@ -115,7 +178,9 @@ def transported(
     return (np.maximum(points, 0.0) if clip else points), idx
 
 
-def _probe(fs: Any, key: str, banks: dict[str, Any], n: int, clip: bool, seed: int):
+def _probe(
+    fs: Any, key: str, banks: dict[str, Any], n: int, clip: bool, seed: int
+) -> Callable[[Any, Any, int], tuple[np.ndarray, np.ndarray]]:
     """``simulate_deployment`` probe: raw scores of the user's transported forgeries.
 
     The user's own writer's displacements are left out of the bank (a development writer
@@ -135,11 +200,15 @@ def _probe(fs: Any, key: str, banks: dict[str, Any], n: int, clip: bool, seed: i
     return probe
 
 
-def transported_means(pop: dict[str, Any], fs: Any, banks: dict[str, Any], image: Any, clip: bool):
-    """Per (fold, user) row, the mean decided score of the user's transported forgeries,
-    minus the product's location (``m_t - loc_product``)."""
-    from gap_sources import product_locs
+def transported_means(
+    pop: dict[str, Any], fs: Any, banks: dict[str, Any], image: Any, clip: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per (fold, user) row, the mean decided score of the user's transported forgeries
+    minus the product's location (``m_t - loc_product``), and that location.
 
+    The points are rebuilt from the bank rows the probe drew, so that the cue's penalties
+    can be computed on them (``gap_sources.decided_extra``).
+    """
     run = pop["run"]
     feats = np.asarray(fs.features, np.float64)
     extra, raw = [], []
@@ -151,18 +220,57 @@ def transported_means(pop: dict[str, Any], fs: Any, banks: dict[str, Any], image
         extra.append(rows)
         raw.append([r for r, _ in fold])
     scores = decided_extra(run, extra, raw, image)
-    locs = product_locs(run, run.normalization)
-    return np.asarray(
-        [
-            float(np.mean(s)) - loc
-            for fold_s, fold_l in zip(scores, locs, strict=True)
-            for s, loc in zip(fold_s, fold_l, strict=True)
-        ]
-    )
+    locs = np.asarray([loc for fold in product_locs(run, run.normalization) for loc in fold])
+    means = np.asarray([float(np.mean(v)) for fold in scores for v in fold])
+    return means - locs, locs
+
+
+def anchor_gaps(pop: dict[str, Any], norm: str, weights: tuple[float, ...]) -> dict[float, Any]:
+    """EER_global, EER_user and gap (``gap_sources.gap_of``) with each user's location moved
+    by ``a * offset`` from the product's, for each ``a`` of ``weights``."""
+    return {a: gap_of(shifted(pop["base"], _locs(pop, norm, a * pop["offset"]))) for a in weights}
+
+
+def gap_ratios(pops: dict[str, Any]) -> dict[str, dict[float, float]]:
+    """Per population and anchor weight, the gap over the raw scores' gap.
+
+    Raises
+    ------
+    ValueError
+        A population whose raw scores leave no positive gap: there is nothing to halve,
+        and the rule would divide by it.
+    """
+    bad = [n for n, p in pops.items() if not p["raw_gap"] > 0]
+    if bad:
+        raise ValueError(f"raw scores leave no positive gap on {', '.join(bad)}")
+    return {
+        n: {a: g["gap"] / p["raw_gap"] for a, g in p["anchors"].items()} for n, p in pops.items()
+    }
+
+
+def correlations(pop: dict[str, Any]) -> dict[str, float]:
+    """Spearman correlations of the transported forgeries with the user's own scores.
+
+    On the decided scale (what the anchor acts on): ``m_t - loc`` with the user's EER
+    threshold and median skilled score, both minus ``loc`` too. On the base scale (the
+    location added back to all three, so that a shared ``loc`` cannot make a correlation):
+    ``m_t`` with the threshold and the median skilled score.
+    """
+    v = pop["valid"]
+    off, loc, t = pop["offset"][v], pop["loc"][v], pop["targets"][v]
+    return {
+        "threshold": spearman(off, t[:, 0]),
+        "median skilled": spearman(off, t[:, 1]),
+        "threshold, base scale": spearman(off + loc, t[:, 0] + loc),
+        "median skilled, base scale": spearman(off + loc, t[:, 1] + loc),
+    }
 
 
 def choose_anchor(ratios: dict[str, dict[float, float]]) -> float:
-    """The anchor with the lowest mean ratio over :data:`CALIBRATION` (ties: the smaller)."""
+    """The anchor with the lowest mean ratio over :data:`CALIBRATION` (ties: the smaller).
+
+    Reads the calibration populations' rows only.
+    """
     return min(ANCHORS, key=lambda a: (np.mean([ratios[n][a] for n in CALIBRATION]), a))
 
 
@@ -184,7 +292,7 @@ def _plot(pops: dict[str, Any], path: Path) -> None:
     for ax, (name, pop) in zip(np.atleast_1d(axes), pops.items(), strict=True):
         v = pop["valid"]
         ax.scatter(pop["offset"][v], pop["targets"][v, 0], s=6, alpha=0.5)
-        ax.set_title(f"{name} (rho {spearman(pop['offset'][v], pop['targets'][v, 0]):+.2f})")
+        ax.set_title(f"{name} (rho {pop['rho']['threshold']:+.2f})")
         ax.set_xlabel("transported forgeries: m_t - loc")
         ax.axhline(0, color="grey", lw=0.5)
     np.atleast_1d(axes)[0].set_ylabel("user's EER threshold (decided scores)")
@@ -212,18 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     image = cue[0] if cue else None
     caches = _caches(args)
     feats = {key: extractor.extract_featureset(c, progress=False) for key, c in caches.items()}
+    # ReLU features: a displaced point below zero is no signature the network could output.
     clip = bool(all(float(np.min(fs.features)) >= 0 for fs in feats.values()))
-
-    parts = [
-        (_key(n), *displacement_bank(feats[_key(n)], _users(n, feats[_key(n)])))
-        for n in CALIBRATION
-    ]
-    banks = {
-        "rows": np.concatenate([rows for _, rows, _ in parts]),
-        "owners": np.concatenate(
-            [np.stack([np.full(len(o), key), o], axis=1) for key, _, o in parts if len(o)]
-        ),
-    }
+    try:
+        banks = bank_of(
+            [
+                (_key(n), *displacement_bank(feats[_key(n)], _users(n, feats[_key(n)])))
+                for n in CALIBRATION
+            ]
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.info("bank: %d displacements; clip %s", len(banks["rows"]), clip)
 
     pops: dict[str, Any] = {}
@@ -233,23 +340,21 @@ def main(argv: list[str] | None = None) -> int:
         probe = _probe(feats[key], key, banks, args.n, clip, args.seed)
         pop = decided_run(name, feats[key], background, cue, norm, args, probe=probe)
         pop["targets"], pop["valid"] = user_targets(pop["decided"])
-        pop["offset"] = transported_means(pop, feats[key], banks, image, clip)
-        pop["anchors"] = {
-            a: gap_of(shifted(pop["base"], _locs(pop, norm, a * pop["offset"]))) for a in ANCHORS
-        }
+        pop["offset"], pop["loc"] = transported_means(pop, feats[key], banks, image, clip)
+        pop["anchors"] = anchor_gaps(pop, norm, ANCHORS)
+        pop["rho"] = correlations(pop)
         pops[name] = pop
         logging.info("%s in %.1f s", name, time.perf_counter() - t0)
 
-    ratios = {
-        n: {a: p["anchors"][a]["gap"] / p["raw_gap"] for a in ANCHORS} for n, p in pops.items()
-    }
+    try:
+        ratios = gap_ratios(pops)
+    except ValueError as exc:
+        parser.error(str(exc))
     chosen = choose_anchor(ratios)
     cal_x = np.concatenate([pops[n]["offset"][pops[n]["valid"]] for n in CALIBRATION])
     cal_y = np.concatenate([pops[n]["targets"][pops[n]["valid"], 0] for n in CALIBRATION])
     slope = ols_slope(cal_x, cal_y)
-    slope_rows = {
-        n: gap_of(shifted(p["base"], _locs(p, norm, slope * p["offset"]))) for n, p in pops.items()
-    }
+    slope_rows = {n: anchor_gaps(p, norm, (slope,))[slope] for n, p in pops.items()}
     exp, synb = ratios["sigcomp-exp"], ratios["synthetic-b"]
     candidate = bool(exp[chosen] <= TARGET_RATIO and synb[chosen] <= synb[0.0])
 
@@ -264,35 +369,37 @@ def main(argv: list[str] | None = None) -> int:
         f"genuines, from {' and '.join(CALIBRATION)}; {args.n} per user, own writer left out; "
         f"clipped at 0: {clip}.",
         "",
-        "Per population: Spearman correlation of m_t - loc_product with the user's EER "
-        "threshold and median skilled score (decided scores); EER_user (unchanged by a "
-        "shift); then EER_global / gap over the raw-score gap for each anchor weight a "
-        "(a = 0: the product).",
+        "Per population: Spearman correlation of the transported forgeries' mean score with "
+        "the user's EER threshold and median skilled score, on the decided scale (all three "
+        "minus the product's location: what the anchor acts on) and on the base scale "
+        "(location added back); EER_user (unchanged by a shift); then EER_global / gap over "
+        "the raw-score gap for each anchor weight a (a = 0: the product).",
         "",
-        "| population | rho threshold / median skilled | raw gap | EER_user | "
-        + " | ".join(f"a = {a:g}" for a in ANCHORS)
-        + f" | OLS slope {slope:.2f} |",
-        "|---|---|---|---|" + "---|" * (len(ANCHORS) + 1),
+        "| population | rho threshold / median skilled, decided | base scale | raw gap | "
+        "EER_user | " + " | ".join(f"a = {a:g}" for a in ANCHORS) + f" | OLS slope {slope:.2f} |",
+        "|---|---|---|---|---|" + "---|" * (len(ANCHORS) + 1),
     ]
     for name, p in pops.items():
-        v = p["valid"]
-        rho = [spearman(p["offset"][v], p["targets"][v, j]) for j in (0, 1)]
+        r = p["rho"]
         cells = [f"{pct(p['anchors'][a]['EER_global'])} / {ratios[name][a]:.2f}" for a in ANCHORS]
         s = slope_rows[name]
         cells.append(f"{pct(s['EER_global'])} / {s['gap'] / p['raw_gap']:.2f}")
         lines.append(
-            f"| {name}{' (held out)' if name in HELD_OUT else ''} | {rho[0]:+.2f} / {rho[1]:+.2f} "
+            f"| {name}{' (held out)' if name in HELD_OUT else ''} "
+            f"| {r['threshold']:+.2f} / {r['median skilled']:+.2f} "
+            f"| {r['threshold, base scale']:+.2f} / {r['median skilled, base scale']:+.2f} "
             f"| {pct(p['raw_gap'])} | {pct(p['anchors'][0.0]['EER_user'])} | "
             + " | ".join(cells)
             + " |"
         )
+    margin = np.mean([ratios[n][0.0] - ratios[n][chosen] for n in CALIBRATION])
     lines += [
         "",
         f"Rule (fixed before the run): a = {chosen:g}, the lowest mean ratio over "
-        f"{' and '.join(CALIBRATION)}. Held out at that a: SigComp 038-069 {exp[chosen]:.2f} "
-        f"(product {exp[0.0]:.2f}; bar {TARGET_RATIO}), synthetic-b {synb[chosen]:.2f} "
-        f"(product {synb[0.0]:.2f}). Candidate for a later plan: "
-        f"**{'yes' if candidate else 'no'}**.",
+        f"{' and '.join(CALIBRATION)} ({margin:.3f} below the product's there). Held out at "
+        f"that a: SigComp 038-069 {exp[chosen]:.2f} (product {exp[0.0]:.2f}; bar "
+        f"{TARGET_RATIO}), synthetic-b {synb[chosen]:.2f} (product {synb[0.0]:.2f}). "
+        f"Candidate for a later plan: **{'yes' if candidate else 'no'}**.",
         "",
         f"Protocol: {args.refs} references, {args.folds} folds, seed {args.seed}; synthetic "
         f"writers: seed {args.synth_seed}, {args.synth_writers} writers (halves a / b). EERs "
@@ -312,11 +419,9 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": {n: {str(a): r for a, r in v.items()} for n, v in ratios.items()},
             "anchors": {n: {str(a): g for a, g in p["anchors"].items()} for n, p in pops.items()},
             "raw_gap": {n: p["raw_gap"] for n, p in pops.items()},
-            "spearman": {
-                n: spearman(p["offset"][p["valid"]], p["targets"][p["valid"], 0])
-                for n, p in pops.items()
-            },
+            "spearman": {n: p["rho"] for n, p in pops.items()},
             "chosen": chosen,
+            "calibration_margin": float(margin),
             "ols_slope": slope,
             "ols_rows": slope_rows,
             "candidate": candidate,

@@ -235,6 +235,9 @@ def decided_extra(
     the pair penalty against the user's references, as
     :func:`sigver.evaluation.subtract_pair_penalty` does.
     """
+    if run.penalty is not None and image is None:
+        # The rows' image penalty needs the cue itself, not only the test rows' penalties.
+        raise ValueError("run decides with an image cue: pass it as image")
     out = []
     for split, fold_extra, fold_raw in zip(run.splits, extra, raw, strict=True):
         scores = []

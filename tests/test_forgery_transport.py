@@ -89,9 +89,89 @@ def test_transported_means_are_the_users_mean_score_minus_the_products_location(
         pair_cue=None,
         normalization="loo-lcb=0",
     )
-    monkeypatch.setattr(gap_sources, "product_locs", lambda r, m: [[0.5]])
-    out = ft.transported_means({"run": run}, fs, banks, None, clip=False)
-    assert out.tolist() == pytest.approx([2.0])
+    monkeypatch.setattr(ft, "product_locs", lambda r, m: [[0.5]])
+    offset, loc = ft.transported_means({"run": run}, fs, banks, None, clip=False)
+    assert offset.tolist() == pytest.approx([2.0]) and loc.tolist() == [0.5]
+    # A run that decides with an image cue needs that cue to score extra rows.
+    with pytest.raises(ValueError, match="image cue"):
+        gap_sources.decided_extra(
+            SimpleNamespace(**{**vars(run), "penalty": np.zeros(7)}), [[rows[:1]]], [[[0.0]]]
+        )
+
+
+def test_bank_keys_each_row_by_corpus_and_writer_and_refuses_an_empty_bank():
+    fs = _toy()
+    bank = ft.bank_of(
+        [
+            ("sigcomp", *ft.displacement_bank(fs, ("a",))),
+            ("synthetic", *ft.displacement_bank(fs, ("b",))),  # no forgery: nothing
+            ("synthetic", *ft.displacement_bank(fs, ("a", "c"))),
+        ]
+    )
+    assert bank["rows"].shape == (5, 2)
+    assert bank["owners"].tolist() == [
+        ["sigcomp", "a"],
+        ["sigcomp", "a"],
+        ["synthetic", "a"],
+        ["synthetic", "a"],
+        ["synthetic", "c"],
+    ]
+    with pytest.raises(ValueError, match="empty"):
+        ft.bank_of([("sigcomp", *ft.displacement_bank(fs, ("b",)))])
+
+
+def _two_folds():
+    # Per fold, two perfectly separated users, the second 10 above the first.
+    def fold(d):
+        return SimpleNamespace(
+            genuine=[np.array([1.0, 2.0]) + d, np.array([11.0, 12.0]) + d],
+            skilled=[np.array([0.0, 0.5]) + d, np.array([10.0, 10.5]) + d],
+        )
+
+    return [fold(0.0), fold(3.0)]
+
+
+def test_anchor_gaps_move_each_users_location_by_a_times_its_offset(monkeypatch):
+    import forgeability
+
+    monkeypatch.setattr(forgeability, "product_locs", lambda run, norm: [[0.0, 0.0], [3.0, 3.0]])
+    pop = {"run": None, "base": _two_folds(), "offset": np.array([0.0, 10.0, 0.0, 10.0])}
+    gaps = ft.anchor_gaps(pop, "loo-lcb=0", (0.0, 0.5, 1.0))
+    # a = 0: the product's locations leave the second user 10 above: one threshold fails.
+    assert gaps[0.0]["gap"] > 0.2 and gaps[0.0]["EER_user"] == 0.0
+    # a = 1 moves each user by their whole offset, in the right fold and row: gap closed.
+    assert gaps[1.0]["gap"] == 0.0 and gaps[1.0]["EER_global"] == 0.0
+    assert 0.0 < gaps[0.5]["gap"] <= gaps[0.0]["gap"]
+    # Offsets in the wrong row order (user 2's shift on user 1) would widen it instead.
+    swapped = {**pop, "offset": np.array([10.0, 0.0, 10.0, 0.0])}
+    assert ft.anchor_gaps(swapped, "loo-lcb=0", (1.0,))[1.0]["gap"] > gaps[0.0]["gap"] - 1e-9
+
+
+def test_gap_ratios_divide_by_the_raw_gap_and_refuse_a_population_without_one():
+    pops = {
+        "x": {"raw_gap": 0.2, "anchors": {0.0: {"gap": 0.1}, 0.5: {"gap": 0.05}}},
+        "y": {"raw_gap": 0.4, "anchors": {0.0: {"gap": 0.4}, 0.5: {"gap": 0.1}}},
+    }
+    assert ft.gap_ratios(pops) == {"x": {0.0: 0.5, 0.5: 0.25}, "y": {0.0: 1.0, 0.5: 0.25}}
+    with pytest.raises(ValueError, match="no positive gap on y"):
+        ft.gap_ratios({**pops, "y": {**pops["y"], "raw_gap": 0.0}})
+
+
+def test_correlations_on_the_base_scale_are_not_made_by_a_shared_location():
+    rng = np.random.default_rng(0)
+    n = 200
+    loc = rng.normal(0, 10, n)  # users' locations vary a lot
+    m_t, thr, med = rng.normal(size=(3, n))  # independent of each other on the base scale
+    pop = {
+        "valid": np.ones(n, bool),
+        "offset": m_t - loc,
+        "loc": loc,
+        "targets": np.stack([thr - loc, med - loc, np.zeros(n)], axis=1),
+    }
+    rho = ft.correlations(pop)
+    assert rho["threshold"] > 0.9 and rho["median skilled"] > 0.9  # the shared -loc
+    assert abs(rho["threshold, base scale"]) < 0.2
+    assert abs(rho["median skilled, base scale"]) < 0.2
 
 
 def test_rule_picks_the_lowest_mean_calibration_ratio_and_ignores_held_out_rows():
@@ -109,18 +189,3 @@ def test_ols_slope_recovers_a_linear_relation_and_survives_a_constant():
     x = np.array([0.0, 1.0, 2.0, 3.0])
     assert ft.ols_slope(x, 0.4 * x - 2) == pytest.approx(0.4)
     assert ft.ols_slope(np.ones(4), x) == 0.0
-
-
-def test_an_anchor_that_knows_each_users_forgeries_closes_the_gap():
-    # Two perfectly separated users, one 10 above the other; their transported offsets
-    # equal that shift, so a = 1 removes it (EER_global -> 0) and a = 0 keeps it.
-    fold = SimpleNamespace(
-        genuine=[np.array([1.0, 2.0]), np.array([11.0, 12.0])],
-        skilled=[np.array([0.0, 0.5]), np.array([10.0, 10.5])],
-    )
-    offset = np.array([0.0, 10.0])
-    gaps = {
-        a: gap_sources.gap_of(gap_sources.shifted([fold], [list(a * offset)]))["gap"]
-        for a in (0.0, 1.0)
-    }
-    assert gaps[0.0] > 0.2 and gaps[1.0] == 0.0
