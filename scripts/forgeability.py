@@ -70,9 +70,10 @@ from gap_sources import (  # noqa: E402
 from threshold_transfer import (  # noqa: E402
     _caches,
     _users,
-    add_corpus_arguments,
+    add_study_arguments,
     decision_of,
     open_model,
+    protocol_record,
     write_report,
 )
 
@@ -275,13 +276,7 @@ def _locs(pop: dict[str, Any], norm: str, offsets: np.ndarray) -> list[list[floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_arguments(parser)
-    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
-    parser.add_argument("--out", type=Path, default=Path("runs/forgeability"))
-    parser.add_argument("--refs", type=int, default=5)
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--jobs", type=int, default=1)
+    add_study_arguments(parser, "runs/forgeability")
     parser.add_argument("-k", type=int, default=5, help="nearest / hardest background rows")
     args = parser.parse_args(argv)
     if args.k < 1:
@@ -399,12 +394,9 @@ def main(argv: list[str] | None = None) -> int:
             "model": extractor.model_id,
             "normalization": norm,
             "results": results,
-            "refs": args.refs,
-            "folds": args.folds,
-            "seed": args.seed,
             "k": args.k,
             "ridge_alpha": RIDGE_ALPHA,
-            "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
+            **protocol_record(args),
         },
         start,
     )

@@ -66,9 +66,10 @@ from gap_sources import (  # noqa: E402
 from threshold_transfer import (  # noqa: E402
     _caches,
     _users,
-    add_corpus_arguments,
+    add_study_arguments,
     decision_of,
     open_model,
+    protocol_record,
     write_report,
 )
 
@@ -303,13 +304,7 @@ def _plot(pops: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_arguments(parser)
-    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
-    parser.add_argument("--out", type=Path, default=Path("runs/forgery-transport"))
-    parser.add_argument("--refs", type=int, default=5)
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--jobs", type=int, default=1)
+    add_study_arguments(parser, "runs/forgery-transport")
     parser.add_argument("-n", type=int, default=64, help="transported forgeries per user")
     args = parser.parse_args(argv)
     if args.n < 1:
@@ -425,10 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             "ols_slope": slope,
             "ols_rows": slope_rows,
             "candidate": candidate,
-            "refs": args.refs,
-            "folds": args.folds,
-            "seed": args.seed,
-            "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
+            **protocol_record(args),
         },
         start,
     )

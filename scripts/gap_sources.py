@@ -56,9 +56,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threshold_transfer import (  # noqa: E402
     _caches,
     _users,
-    add_corpus_arguments,
+    add_study_arguments,
     decision_of,
     open_model,
+    protocol_record,
     write_report,
 )
 
@@ -376,13 +377,7 @@ def _preview(cache: Any, path: Path, *, alpha: float, sigma: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_arguments(parser)
-    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
-    parser.add_argument("--out", type=Path, default=Path("runs/gap-sources"))
-    parser.add_argument("--refs", type=int, default=5)
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--jobs", type=int, default=1)
+    add_study_arguments(parser, "runs/gap-sources")
     parser.add_argument("--floor-rounds", type=int, default=20)
     parser.add_argument("--copies", type=int, default=4, help="warped copies per reference")
     parser.add_argument("--alpha", type=float, default=3.0, help="displacement std (pixels)")
@@ -482,11 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             "model": extractor.model_id,
             "normalization": norm,
             "results": results,
-            "refs": args.refs,
-            "folds": args.folds,
-            "seed": args.seed,
             "pseudo": {"copies": args.copies, "alpha": args.alpha, "sigma": args.sigma},
-            "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
+            **protocol_record(args),
         },
         start,
     )

@@ -151,6 +151,28 @@ def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synth-seed", type=int, default=10)
 
 
+def add_study_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The options every study built on these corpora shares: :func:`add_corpus_arguments`,
+    the model, the output folder (default ``out``), the protocol and the jobs."""
+    add_corpus_arguments(parser)
+    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--refs", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--jobs", type=int, default=1)
+
+
+def protocol_record(args: argparse.Namespace) -> dict[str, Any]:
+    """What a study's JSON records of :func:`add_study_arguments`' protocol and corpus."""
+    return {
+        "refs": args.refs,
+        "folds": args.folds,
+        "seed": args.seed,
+        "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
+    }
+
+
 def open_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, Any, Any]:
     """What the scripts on these corpora do first: check the synthetic seed, set up logging
     and ``OUT`` (``--work`` defaults to ``OUT/work``), and open the model.

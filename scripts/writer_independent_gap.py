@@ -50,9 +50,10 @@ from forgeability import decided_run  # noqa: E402
 from gap_sources import gap_of  # noqa: E402
 from threshold_transfer import (  # noqa: E402
     _caches,
-    add_corpus_arguments,
+    add_study_arguments,
     decision_of,
     open_model,
+    protocol_record,
     write_report,
 )
 
@@ -203,15 +204,9 @@ def _pair_rows(args: argparse.Namespace, model: Path, sigcomp: Any) -> tuple[np.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_arguments(parser)
-    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
-    parser.add_argument("--out", type=Path, default=Path("runs/wi-gap"))
+    add_study_arguments(parser, "runs/wi-gap")
     parser.add_argument("--pair-work", type=Path, default=Path("runs/pair-cue"))
     parser.add_argument("--pair-synthetic", type=int, default=96)
-    parser.add_argument("--refs", type=int, default=5)
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--floor-rounds", type=int, default=20)
     args = parser.parse_args(argv)
     if args.floor_rounds < 1 or args.pair_synthetic < 1:
@@ -298,10 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             "normalization": norm,
             "results": results,
             "pairs": scorers["logistic"].n_pairs_,
-            "refs": args.refs,
-            "folds": args.folds,
-            "seed": args.seed,
-            "synthetic": {"writers": args.synth_writers, "seed": args.synth_seed},
+            **protocol_record(args),
         },
         start,
     )

@@ -9,6 +9,19 @@ from sigver.bootstrap import WriterDraws, percentile_interval, writer_intervals
 from sigver.evaluation import FoldScores
 
 
+def _pick(folds, idx):
+    """The writers ``idx`` (repeats allowed) of every fold, as an evaluation of their own."""
+    return [
+        FoldScores(
+            genuine=[f.genuine[i] for i in idx],
+            random=[f.random[i] for i in idx],
+            skilled=[f.skilled[i] for i in idx],
+            simple=[f.simple[i] for i in idx],
+        )
+        for f in folds
+    ]
+
+
 def _fold(shifts, rng, random_level=-3.0):
     return FoldScores(
         genuine=[rng.normal(1 + d, 1, 6) for d in shifts],
@@ -37,15 +50,7 @@ def test_a_writer_draw_matches_the_metrics_of_the_drawn_writers_scores():
     scores = [fold(), fold()]
     writers = WriterDraws(scores)
     for idx in (np.arange(5), np.array([0, 0, 3, 4, 4]), np.array([2, 1, 1, 4, 0])):
-        drawn = [
-            FoldScores(
-                genuine=[f.genuine[i] for i in idx],
-                random=[f.random[i] for i in idx],
-                skilled=[f.skilled[i] for i in idx],
-                simple=[f.simple[i] for i in idx],
-            )
-            for f in scores
-        ]
+        drawn = _pick(scores, idx)
         want = [compute_metrics(f.genuine, f.random, f.skilled) for f in drawn]
         got = writers.draw(idx, threshold=0.2)
         assert got["EER_global"] == pytest.approx(np.mean([m["EER_global"] for m in want]))
@@ -138,20 +143,11 @@ def test_paired_intervals_of_two_copies_are_zero_and_b_is_never_lower():
 def test_paired_intervals_see_a_per_user_alignment_that_separate_intervals_miss():
     """B = A with every writer's offset removed: the gap shrinks on every draw."""
     from sigver.bootstrap import paired_intervals
-    from sigver.evaluation import FoldScores
 
     rng = np.random.default_rng(11)
     shifts = np.linspace(-2, 2, 12)
     a = [_fold(shifts, rng) for _ in range(4)]
-    b = [
-        FoldScores(
-            genuine=[g - d for g, d in zip(f.genuine, shifts, strict=True)],
-            random=f.random,
-            skilled=[s - d for s, d in zip(f.skilled, shifts, strict=True)],
-            simple=f.simple,
-        )
-        for f in a
-    ]
+    b = _aligned(a, shifts)
     out = paired_intervals(a, b, rounds=200, seed=2)
     # A per-user shift leaves EER_user exactly as it is, draw by draw.
     assert out["difference"]["EER_user"] == [0.0, 0.0]
@@ -189,7 +185,7 @@ def _aligned(folds, shifts):
 
 def test_transfer_intervals_match_a_plain_loop_over_the_same_writer_draws():
     from sigver.bootstrap import transfer_intervals
-    from sigver.evaluation import transfer_check
+    from sigver.evaluation import fixed_threshold_point, transfer_check
 
     rng = np.random.default_rng(4)
     shifts = np.linspace(-1.5, 1.5, 8)
@@ -202,25 +198,11 @@ def test_transfer_intervals_match_a_plain_loop_over_the_same_writer_draws():
     ratios, holds, halved = [], [], []
     for _ in range(40):
         idx = gen.integers(8, size=8)
-
-        def pick(folds, idx=idx):
-            return [
-                FoldScores(
-                    genuine=[f.genuine[i] for i in idx],
-                    random=[f.random[i] for i in idx],
-                    skilled=[f.skilled[i] for i in idx],
-                    simple=[f.simple[i] for i in idx],
-                )
-                for f in folds
-            ]
-
-        from sigver.evaluation import fixed_threshold_point
-
-        d = pick(decided)
+        d = _pick(decided, idx)
         point = fixed_threshold_point(d, 0.1)["summary"]
         c = transfer_check(
             d,
-            pick(raw),
+            _pick(raw, idx),
             {"FRR": point["FRR"]["mean"], "FAR_skilled": point["FAR_skilled"]["mean"]},
             floor_rounds=1,
         )
