@@ -74,6 +74,8 @@ from threshold_transfer import (  # noqa: E402
     decision_of,
     open_model,
     protocol_record,
+    simulate_population,
+    with_cue,
     write_report,
 )
 
@@ -212,24 +214,9 @@ def decided_run(
     (``decided``: ``base`` shifted per user by the product's normaliser, checked) and the
     raw SVM scores' gap EER_global - EER_user (``raw_gap``, a fraction).
     """
-    from sigver.evaluation import simulate_deployment
-
-    run = simulate_deployment(
-        fs,
-        users=_users(name, fs),
-        background=bg,
-        refs=args.refs,
-        folds=args.folds,
-        seed=args.seed,
-        normalization=norm,
-        probe=probe,
-        n_jobs=args.jobs,
-        progress=False,
-    )
+    run = simulate_population(name, fs, bg, norm, args, probe=probe)
     if cue is not None:
-        image, pair, _ = cue
-        run = run.with_forgery_cue(image, fs)
-        run = run if pair is None else run.with_pair_cue(pair, fs)
+        run = with_cue(run, cue[0], cue[1], fs)
     base = run.scores("none")
     decided = run.scores(norm)
     if not _same_scores(shifted(base, product_locs(run, norm)), decided):

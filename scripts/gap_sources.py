@@ -55,11 +55,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from threshold_transfer import (  # noqa: E402
     _caches,
-    _users,
     add_study_arguments,
     decision_of,
     open_model,
     protocol_record,
+    simulate_population,
+    with_cue,
     write_report,
 )
 
@@ -261,28 +262,21 @@ def _population(
     name: str, fs: Any, pseudo: np.ndarray, background: Any, cue: Any, norm: str, args: Any
 ) -> dict[str, Any]:
     """Every row of one population (cue off and, when the model has one, on)."""
-    from sigver.evaluation import simulate_deployment
-
     d = pseudo.shape[2]
-    run = simulate_deployment(
+    run = simulate_population(
+        name,
         fs,
-        users=_users(name, fs),
-        background=background,
-        refs=args.refs,
-        folds=args.folds,
-        seed=args.seed,
-        normalization=norm,
+        background,
+        norm,
+        args,
         probe=lambda model, split, i: model.raw_scores(pseudo[split.refs[i]].reshape(-1, d)),
-        n_jobs=args.jobs,
-        progress=False,
     )
     mu = [[float(np.mean(v)) for v in fold] for fold in run.loo]
     sd = [[float(np.std(v, ddof=1)) for v in fold] for fold in run.loo]
     variants = {"cue off": (run, copy_scores(run, pseudo))}
     if cue is not None:
         image, pair, _ = cue
-        on = run.with_forgery_cue(image, fs)
-        on = on if pair is None else on.with_pair_cue(pair, fs)
+        on = with_cue(run, image, pair, fs)
         variants["cue on"] = (on, copy_scores(on, pseudo, image))
     raw = gap_of([(f.genuine, f.skilled) for f in run.scores("none")])
     out: dict[str, Any] = {"raw": raw, "variants": {}}

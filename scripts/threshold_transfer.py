@@ -163,6 +163,32 @@ def add_study_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--jobs", type=int, default=1)
 
 
+def simulate_population(
+    name: str, fs: Any, background: Any, normalization: str, args: argparse.Namespace, **kw: Any
+) -> Any:
+    """Population ``name`` of ``fs`` enrolled as ``Verifier.enroll`` enrolls it, with the
+    study's protocol (:func:`add_study_arguments`); ``kw`` goes to ``simulate_deployment``."""
+    return simulate_deployment(
+        fs,
+        users=_users(name, fs),
+        background=background,
+        refs=args.refs,
+        folds=args.folds,
+        seed=args.seed,
+        normalization=normalization,
+        n_jobs=args.jobs,
+        progress=False,
+        **kw,
+    )
+
+
+def with_cue(run: Any, image: Any, pair: Any, fs: Any) -> Any:
+    """``run`` decided with the model's image cue and, when it has one, its pairwise cue,
+    as ``Verifier.verify`` decides with the cue on."""
+    run = run.with_forgery_cue(image, fs)
+    return run if pair is None else run.with_pair_cue(pair, fs)
+
+
 def protocol_record(args: argparse.Namespace) -> dict[str, Any]:
     """What a study's JSON records of :func:`add_study_arguments`' protocol and corpus."""
     return {
@@ -507,10 +533,7 @@ def _cue_stage(
     cue, pair, fused = stored
     norm = str(fused.get("normalization") or "none")
     runs = runs_by_norm.get(norm) or simulate(norm, False)
-    cued = {}
-    for name, run in runs.items():
-        run = run.with_forgery_cue(cue, pops[name])
-        cued[name] = run if pair is None else run.with_pair_cue(pair, pops[name])
+    cued = {name: with_cue(run, cue, pair, pops[name]) for name, run in runs.items()}
     op = args.operating_point
     rows = []
     rounds = args.floor_rounds
@@ -599,17 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         out = {}
         for name, fs in pops.items():
             t0 = time.perf_counter()
-            out[name] = simulate_deployment(
-                fs,
-                users=_users(name, fs),
-                background=background,
-                refs=args.refs,
-                folds=args.folds,
-                seed=args.seed,
-                normalization=normalization,
-                statistics=statistics,
-                n_jobs=args.jobs,
-                progress=False,
+            out[name] = simulate_population(
+                name, fs, background, normalization, args, statistics=statistics
             )
             logging.info("simulated %s in %.1f s", name, time.perf_counter() - t0)
         return out

@@ -98,7 +98,10 @@ def test_population_anchor_zero_is_the_product_row_and_eer_user_never_moves(toy,
     # in-sample score of the references.
     pseudo = np.repeat(fs.features[:, None, :], 2, axis=1)
     monkeypatch.setattr(gap_sources, "ANCHORS", (0.0, 1.0))
-    monkeypatch.setattr(gap_sources, "_users", lambda name, f: kw["users"])
+    import threshold_transfer
+
+    # The study's simulation picks the population's users there.
+    monkeypatch.setattr(threshold_transfer, "_users", lambda name, f: kw["users"])
     args = SimpleNamespace(refs=4, folds=2, seed=1234, jobs=1, floor_rounds=2)
     res = gap_sources._population("toy", fs, pseudo, kw["background"], cue, "loo-lcb=0", args)
     assert set(res["variants"]) == {"cue off", "cue on"}
