@@ -316,7 +316,8 @@ def transfer_intervals(
         of draws with both rate ratios within ``bound``) and ``share_halved`` (the share
         with a gap ratio of at most ``target``). Unlike ``transfer_check``'s flags, which
         count an undefined ratio as failing, the shares leave out the draws where a ratio
-        is undefined (NaN when no draw defines it).
+        is undefined (NaN when no draw defines it). ``figures``: the decided scores' own
+        intervals on the same draws, :func:`writer_intervals`' dict for the same ``seed``.
 
     Raises
     ------
@@ -337,23 +338,25 @@ def transfer_intervals(
     def ratio(a: float, b: float) -> float:
         return a / b if np.isfinite(a) and np.isfinite(b) and b > 0 else float("nan")
 
+    drawn: list[dict[str, float]] = []
+    figures: list[dict[str, float]] = []
+
     def one(rng: np.random.Generator) -> dict[str, float]:
         idx = rng.integers(dd.n, size=dd.n)
         d, r = dd.draw(idx, threshold), dr.draw(idx)
-        return {
-            "FRR_over_EER_global": ratio(d["FRR"], d["EER_global"]),
-            "FAR_skilled_over_EER_global": ratio(d["FAR_skilled"], d["EER_global"]),
-            "gap_ratio": ratio(d["EER_global"] - d["EER_user"], r["EER_global"] - r["EER_user"]),
-        }
+        figures.append(d)
+        drawn.append(
+            {
+                "FRR_over_EER_global": ratio(d["FRR"], d["EER_global"]),
+                "FAR_skilled_over_EER_global": ratio(d["FAR_skilled"], d["EER_global"]),
+                "gap_ratio": ratio(
+                    d["EER_global"] - d["EER_user"], r["EER_global"] - r["EER_user"]
+                ),
+            }
+        )
+        return drawn[-1]
 
-    drawn: list[dict[str, float]] = []
-
-    def kept(rng: np.random.Generator) -> dict[str, float]:
-        out = one(rng)
-        drawn.append(out)
-        return out
-
-    result = bootstrap_intervals(kept, rounds=rounds, seed=seed, level=level)
+    result = bootstrap_intervals(one, rounds=rounds, seed=seed, level=level)
     fr = np.array([x["FRR_over_EER_global"] for x in drawn])
     fa = np.array([x["FAR_skilled_over_EER_global"] for x in drawn])
     gr = np.array([x["gap_ratio"] for x in drawn])
@@ -363,4 +366,6 @@ def transfer_intervals(
     )
     ok = np.isfinite(gr)
     result["share_halved"] = float(np.mean(gr[ok] <= target)) if ok.any() else float("nan")
+    # The decided figures of the same draws, so that a caller needs no second bootstrap.
+    result["figures"] = _intervals({k: [d[k] for d in figures] for k in figures[0]}, rounds, level)
     return result

@@ -632,15 +632,11 @@ def transfer_check(
     """
     from sigver.metrics import aligned_gap
 
-    def mean_defined(values: list[float]) -> float:
-        v = np.asarray(values, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        return float(v.mean()) if v.size else float("nan")
-
     def eers(scores: list[FoldScores]) -> dict[str, float]:
         m = [compute_metrics(f.genuine, f.random, f.skilled) for f in scores]
-        eg = mean_defined([x["EER_global"] for x in m])
-        eu = mean_defined([x["EER_user"] for x in m])
+        # The fold summaries' mean, so that ``decided`` is the result's own summary.
+        eg = _mean_std([x["EER_global"] for x in m])["mean"]
+        eu = _mean_std([x["EER_user"] for x in m])["mean"]
         return {"EER_global": eg, "EER_user": eu, "gap": eg - eu}
 
     def ratio(a: float, b: float) -> float | None:
@@ -662,7 +658,7 @@ def transfer_check(
             aligned_gap(f.genuine, f.skilled, rounds=floor_rounds, seed=seed + i)
             for i, f in enumerate(decided)
         ]
-        floor = mean_defined(floors)
+        floor = _mean_std(floors)["mean"]
     frr_r = ratio(measured["FRR"], own["EER_global"])
     far_r = ratio(measured["FAR_skilled"], own["EER_global"])
     gap_r = ratio(own["gap"], base["gap"])

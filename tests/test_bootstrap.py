@@ -192,6 +192,8 @@ def test_transfer_intervals_match_a_plain_loop_over_the_same_writer_draws():
     raw = [_fold(shifts, rng) for _ in range(3)]
     decided = _aligned(raw, 0.6 * shifts)  # 60 % of each writer's offset removed
     out = transfer_intervals(decided, raw, 0.1, rounds=40, seed=9)
+    # The same draws give the decided scores' own intervals, as writer_intervals does.
+    assert out["figures"] == writer_intervals(decided, 0.1, rounds=40, seed=9)
     # The plain loop: the same generator, each draw's writers' scores as their own
     # evaluation, read by transfer_check (the function the deployment report uses).
     gen = np.random.default_rng(9)

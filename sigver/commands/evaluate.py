@@ -466,16 +466,15 @@ def run_deployment(args: argparse.Namespace) -> int:
         **run.info,
     }
     if rounds:
-        from sigver.bootstrap import transfer_intervals, writer_intervals
+        from sigver.bootstrap import transfer_intervals
 
-        # The result's own scores: recomputing them would apply the pair cue again.
-        report["intervals"] = writer_intervals(
-            result.scores, threshold, rounds=rounds, seed=protocol.seed
-        )
-        # The same writer draws (same seed), read as issue 10's ratios.
-        report["transfer"]["intervals"] = transfer_intervals(
+        # The result's own scores: recomputing them would apply the pair cue again. One
+        # set of writer draws gives the rates' and EERs' intervals and issue 10's ratios.
+        iv = transfer_intervals(
             result.scores, run.raw, threshold, rounds=rounds, seed=protocol.seed
         )
+        report["intervals"] = iv.pop("figures")
+        report["transfer"]["intervals"] = iv
     transfer = format_transfer(report["transfer"])
     write_results(
         result,
